@@ -1,0 +1,128 @@
+//! The one connection type every transport produces.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The read half of a connection, boxed so every transport has the same type.
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection, boxed so every transport has the same type.
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Who is on the other end of a [`Connection`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peer {
+    /// A TCP peer and its address.
+    Tcp(SocketAddr),
+    /// A Unix-socket peer, with its credentials when the OS reports them (`SO_PEERCRED`).
+    Unix {
+        /// The peer's user id.
+        uid: Option<u32>,
+        /// The peer's group id.
+        gid: Option<u32>,
+        /// The peer's process id.
+        pid: Option<i32>,
+    },
+    /// A process on the other end of a pair of anonymous pipes.
+    Pipe {
+        /// The child's process id, when this side spawned it.
+        pid: Option<u32>,
+    },
+    /// A peer reached through a pair of FIFOs; the path is the FIFO this side reads from.
+    Fifo(PathBuf),
+    /// The other end of an in-memory pair.
+    Memory,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Peer::Unix { uid, pid, .. } => match (uid, pid) {
+                (Some(uid), Some(pid)) => write!(f, "unix:uid={uid},pid={pid}"),
+                _ => f.write_str("unix"),
+            },
+            Peer::Pipe { pid: Some(pid) } => write!(f, "pipe:pid={pid}"),
+            Peer::Pipe { pid: None } => f.write_str("pipe"),
+            Peer::Fifo(path) => write!(f, "fifo:{}", path.display()),
+            Peer::Memory => f.write_str("memory"),
+        }
+    }
+}
+
+/// A bidirectional byte stream to one peer, as two independently driven halves.
+///
+/// The halves are separate so that reading and writing always run concurrently: two peers that
+/// both write more than a pipe buffer at once never deadlock.
+pub struct Connection {
+    reader: BoxRead,
+    writer: BoxWrite,
+    peer: Peer,
+    local: Option<String>,
+    guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("peer", &self.peer).finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Builds a connection from a read half, a write half and a description of the peer.
+    pub fn new(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+        peer: Peer,
+    ) -> Self {
+        Connection { reader: Box::new(reader), writer: Box::new(writer), peer, local: None, guard: None }
+    }
+
+    /// Attaches a value that lives as long as the connection (a child process handle, FIFO files
+    /// to remove, a lock); it is dropped when the connection is.
+    pub fn with_guard(mut self, guard: impl Any + Send + Sync) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// Records a description of this side's own address (used in logs and in `Display`).
+    pub fn with_local(mut self, local: impl Into<String>) -> Self {
+        self.local = Some(local.into());
+        self
+    }
+
+    /// The peer on the other end.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// This side's own address, if the transport has one.
+    pub fn local(&self) -> Option<String> {
+        self.local.clone()
+    }
+
+    /// Splits the connection into its read half, write half, peer and guard.
+    ///
+    /// Keep the guard alive for as long as either half is in use.
+    pub fn into_parts(self) -> (BoxRead, BoxWrite, Peer, Option<Box<dyn Any + Send + Sync>>) {
+        (self.reader, self.writer, self.peer, self.guard)
+    }
+}
+
+/// A source of incoming connections: a bound socket, a FIFO rendezvous point.
+pub trait Listener: Send + 'static {
+    /// Waits for the next peer and returns its connection.
+    ///
+    /// An error concerns one attempt only (a peer that vanished during the handshake, a
+    /// transient `EMFILE`); servers log it and keep accepting.
+    fn accept(&mut self) -> impl Future<Output = io::Result<Connection>> + Send + '_;
+
+    /// A human-readable description of where this listener listens.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,322 @@
+//! Length-prefixed framing with a maximum frame length.
+//!
+//! A frame is a 4-byte big-endian body length followed by the body. The reader checks a declared
+//! length against the maximum from the 4-byte header alone, and grows its buffer only as bytes
+//! actually arrive (in steps of at most [`READ_CHUNK`]), so a forged length never causes a large
+//! allocation: memory per connection is bounded by what the peer really sent.
+//!
+//! tokio-util's `LengthDelimitedCodec` reserves the declared length up front; with many
+//! connections each announcing a maximal frame, that is `connections × max` of address space.
+//! This reader avoids it, and also exposes whether a frame is partially received
+//! ([`FrameReader::in_frame`]) so that a server can time out a peer that stalls mid-frame.
+//!
+//! # Cancellation safety
+//!
+//! [`FrameReader::read_frame`] and [`FrameReader::read_raw`] are cancellation safe: bytes read
+//! before a cancellation stay in the reader's buffer. [`FrameWriter::send`] is not: a cancelled
+//! send may have written part of a frame, so the connection must be dropped afterwards.
+
+use std::fmt;
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Bytes in a frame header.
+pub const HEADER_LEN: usize = 4;
+/// The default maximum frame body length: 4 MiB, as gRPC's default maximum message size.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
+/// The most the reader grows its buffer by in one step.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Frames up to this size are coalesced into one buffer before writing; larger ones are written
+/// directly from their own buffer, without a copy.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// The reader's first allocation; small so that idle connections stay cheap.
+const INITIAL_READ_CAPACITY: usize = 4 * 1024;
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The peer announced a frame longer than the maximum.
+    TooLarge {
+        /// The length the header declared.
+        declared: u64,
+        /// The maximum this side accepts.
+        max: usize,
+    },
+    /// The stream ended in the middle of a frame.
+    UnexpectedEof {
+        /// Bytes of the frame (header included) that had arrived.
+        received: usize,
+        /// Bytes the frame needed (header included), when the header was complete.
+        expected: Option<usize>,
+    },
+    /// The underlying stream failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { declared, max } => {
+                write!(f, "frame of {declared} bytes exceeds the maximum frame length of {max} bytes")
+            }
+            FrameError::UnexpectedEof { received, expected: Some(expected) } => {
+                write!(f, "unexpected end of stream mid-frame ({received} of {expected} bytes received)")
+            }
+            FrameError::UnexpectedEof { received, expected: None } => {
+                write!(f, "unexpected end of stream mid-frame ({received} header bytes received)")
+            }
+            FrameError::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+/// Reads frames from a byte stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps a stream, accepting frame bodies up to `max_frame_len` bytes.
+    pub fn new(inner: R, max_frame_len: usize) -> Self {
+        FrameReader { inner, buf: BytesMut::new(), max: max_frame_len }
+    }
+
+    /// The maximum body length this reader accepts.
+    pub fn max_frame_len(&self) -> usize {
+        self.max
+    }
+
+    /// Whether part of a frame has arrived and the rest is still awaited.
+    pub fn in_frame(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Reads exactly `n` unframed bytes (a connection preface, say); `Ok(None)` on a clean EOF
+    /// before the first byte.
+    pub async fn read_raw(&mut self, n: usize) -> Result<Option<Bytes>, FrameError> {
+        while self.buf.len() < n {
+            if !self.fill(n - self.buf.len()).await? {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::UnexpectedEof { received: self.buf.len(), expected: Some(n) })
+                };
+            }
+        }
+        Ok(Some(self.buf.split_to(n).freeze()))
+    }
+
+    /// Reads the next frame body; `Ok(None)` when the stream ends cleanly between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(frame) = self.try_decode()? {
+                return Ok(Some(frame));
+            }
+            let want = match self.declared_len() {
+                Some(len) => HEADER_LEN + len - self.buf.len(),
+                None => HEADER_LEN - self.buf.len(),
+            };
+            if !self.fill(want).await? {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::UnexpectedEof {
+                        received: self.buf.len(),
+                        expected: self.declared_len().map(|l| l + HEADER_LEN),
+                    })
+                };
+            }
+        }
+    }
+
+    /// The body length in the buffered header, if the whole header is there.
+    fn declared_len(&self) -> Option<usize> {
+        (self.buf.len() >= HEADER_LEN).then(|| {
+            u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize
+        })
+    }
+
+    fn try_decode(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(len) = self.declared_len() else { return Ok(None) };
+        if len > self.max {
+            return Err(FrameError::TooLarge { declared: len as u64, max: self.max });
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+
+    /// Reads more bytes into the buffer, growing it by at most [`READ_CHUNK`] even when more
+    /// is wanted. Returns `false` on EOF.
+    async fn fill(&mut self, want: usize) -> Result<bool, FrameError> {
+        if self.buf.capacity() == self.buf.len() {
+            let step = want.clamp(INITIAL_READ_CAPACITY, READ_CHUNK);
+            self.buf.reserve(step);
+        }
+        Ok(self.inner.read_buf(&mut self.buf).await? != 0)
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+}
+
+/// A complete frame (header and body), ready to write.
+#[derive(Debug, Clone)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// The whole frame as bytes, header included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The frame's body, without the header.
+    pub fn body(&self) -> &[u8] {
+        &self.0[HEADER_LEN..]
+    }
+}
+
+/// A frame being built: the header is reserved at the front, the body is appended after it.
+///
+/// Building the body in place lets encoders write straight into the buffer that goes to the
+/// socket, with no intermediate copy.
+#[derive(Debug)]
+pub struct FrameBuf {
+    buf: BytesMut,
+}
+
+/// An outgoing frame was longer than the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTooLarge {
+    /// The body length of the frame.
+    pub len: usize,
+    /// The maximum allowed.
+    pub max: usize,
+}
+
+impl fmt::Display for FrameTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "frame of {} bytes exceeds the maximum frame length of {} bytes", self.len, self.max)
+    }
+}
+
+impl std::error::Error for FrameTooLarge {}
+
+impl Default for FrameBuf {
+    fn default() -> Self {
+        Self::with_capacity(64)
+    }
+}
+
+impl FrameBuf {
+    /// An empty frame whose body can grow to `capacity` bytes without reallocating.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + capacity);
+        buf.extend_from_slice(&[0; HEADER_LEN]);
+        FrameBuf { buf }
+    }
+
+    /// The body written so far.
+    pub fn body(&self) -> &[u8] {
+        &self.buf[HEADER_LEN..]
+    }
+
+    /// Appends bytes to the body.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends one byte to the body.
+    pub fn push(&mut self, byte: u8) {
+        self.buf.extend_from_slice(&[byte]);
+    }
+
+    /// Discards the body from byte `len` on.
+    pub fn truncate_body(&mut self, len: usize) {
+        self.buf.truncate(HEADER_LEN + len);
+    }
+
+    /// Writes the header; fails if the body is longer than `max_frame_len`.
+    pub fn finish(mut self, max_frame_len: usize) -> Result<Frame, FrameTooLarge> {
+        let len = self.buf.len() - HEADER_LEN;
+        if len > max_frame_len || len > u32::MAX as usize {
+            return Err(FrameTooLarge { len, max: max_frame_len });
+        }
+        self.buf[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+        Ok(Frame(self.buf.freeze()))
+    }
+}
+
+/// Writes frames to a byte stream, coalescing small ones into a single write.
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    inner: W,
+    batch: BytesMut,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// Wraps a stream.
+    pub fn new(inner: W) -> Self {
+        FrameWriter { inner, batch: BytesMut::new() }
+    }
+
+    /// Queues unframed bytes (a connection preface) to go out before the next frames.
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.batch.extend_from_slice(bytes);
+    }
+
+    /// Writes every frame in `frames` (leaving it empty) and flushes.
+    pub async fn send(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
+        for frame in frames.drain(..) {
+            if frame.0.len() <= COALESCE_LIMIT {
+                self.batch.extend_from_slice(&frame.0);
+            } else {
+                if !self.batch.is_empty() {
+                    self.inner.write_all(&self.batch).await?;
+                    self.batch.clear();
+                }
+                self.inner.write_all(&frame.0).await?;
+            }
+        }
+        if !self.batch.is_empty() {
+            self.inner.write_all(&self.batch).await?;
+            self.batch.clear();
+        }
+        // A burst of large responses should not pin a large batch buffer for the life of the
+        // connection.
+        if self.batch.capacity() > 4 * COALESCE_LIMIT {
+            self.batch = BytesMut::new();
+        }
+        self.inner.flush().await
+    }
+
+    /// Flushes and shuts down the write side, so the peer sees EOF.
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
+}

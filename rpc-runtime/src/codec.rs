@@ -1,0 +1,67 @@
+//! Postcard encoding straight into an outgoing frame, and strict decoding.
+
+use postcard::ser_flavors::Flavor;
+use rpc_transport::framed::FrameBuf;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::RpcError;
+
+/// A postcard flavor that appends to a frame being built and gives up as soon as the frame passes
+/// the maximum length, so an oversized message never grows past the limit in memory.
+struct FrameFlavor<'a> {
+    buf: &'a mut FrameBuf,
+    max: usize,
+}
+
+impl Flavor for FrameFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buf.body().len() + data.len() > self.max {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value` to `buf`, failing with [`RpcError::FrameTooLarge`] when the frame would pass
+/// `max` bytes.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    buf: &mut FrameBuf,
+    value: &T,
+    max: usize,
+) -> Result<(), RpcError> {
+    let start = buf.body().len();
+    match postcard::serialize_with_flavor(value, FrameFlavor { buf: &mut *buf, max }) {
+        Ok(()) => Ok(()),
+        Err(postcard::Error::SerializeBufferFull) => {
+            let len = buf.body().len();
+            buf.truncate_body(start);
+            Err(RpcError::FrameTooLarge { len: len.max(max + 1), max })
+        }
+        Err(e) => {
+            buf.truncate_body(start);
+            Err(RpcError::Encode(e.to_string()))
+        }
+    }
+}
+
+/// Decodes a whole payload; trailing bytes are an error, not silently ignored, so a message from
+/// a mismatched schema is caught instead of half-read.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(RpcError::Decode(format!("{} unexpected trailing bytes", rest.len()))),
+        Err(e) => Err(RpcError::Decode(e.to_string())),
+    }
+}

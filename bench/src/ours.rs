@@ -1,0 +1,60 @@
+//! This framework: the benchmark service, its server, and its client as a [`Caller`].
+
+// `#[service]` declares the client's methods `pub` whatever the trait's visibility; in this
+// binary crate nothing is reachable from outside, so the lint fires on them.
+#![allow(unreachable_pub)]
+
+use std::io;
+
+use rpc_runtime::transport::Listener;
+use rpc_runtime::{service, Server};
+use serde_bytes::ByteBuf;
+
+use crate::suite::Caller;
+
+/// The benchmark service: three echoes.
+#[service]
+pub(crate) trait Bench {
+    /// A 16-byte argument and result.
+    async fn echo16(&self, x: [u8; 16]) -> [u8; 16];
+    /// A plain byte vector.
+    async fn echo_vec(&self, data: Vec<u8>) -> Vec<u8>;
+    /// A byte-buffer type (serialized as a byte string by serde).
+    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf;
+}
+
+struct Echo;
+
+impl Bench for Echo {
+    async fn echo16(&self, x: [u8; 16]) -> [u8; 16] {
+        x
+    }
+
+    async fn echo_vec(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf {
+        data
+    }
+}
+
+/// Serves every connection `listener` accepts, with the default server configuration.
+pub(crate) async fn serve(listener: impl Listener) -> io::Result<()> {
+    Server::new(BenchServer::new(Echo)).serve(listener).wait().await;
+    Ok(())
+}
+
+impl Caller for BenchClient {
+    async fn echo16(&self, x: [u8; 16]) -> [u8; 16] {
+        BenchClient::echo16(self, x).await.expect("echo16")
+    }
+
+    async fn echo_vec(&self, data: Vec<u8>) -> Vec<u8> {
+        BenchClient::echo_vec(self, data).await.expect("echo_vec")
+    }
+
+    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf {
+        BenchClient::echo_buf(self, data).await.expect("echo_buf")
+    }
+}

@@ -1,0 +1,240 @@
+//! Result lines in, markdown tables out.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::endpoint::Impl;
+use crate::Plan;
+
+/// A figure: its key in the result lines, its label, and ours' target (pinned runs only).
+struct Figure {
+    key: &'static str,
+    label: &'static str,
+    decimals: usize,
+    target: Option<Target>,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    /// ours / floor at most this.
+    FloorRatioAtMost(f64),
+    /// ours / floor at least this.
+    FloorRatioAtLeast(f64),
+    /// ours' own figure at most this.
+    KibAtMost(f64),
+}
+
+const FIGURES: &[Figure] = &[
+    Figure {
+        key: "seq_p50_us",
+        label: "(a) sequential p50, µs",
+        decimals: 1,
+        target: Some(Target::FloorRatioAtMost(1.15)),
+    },
+    Figure { key: "seq_p99_us", label: "(a) sequential p99, µs", decimals: 1, target: None },
+    Figure { key: "seq_calls_s", label: "(a) sequential, calls/s", decimals: 0, target: None },
+    Figure {
+        key: "inflight64_calls_s",
+        label: "(b) 64 in flight, calls/s",
+        decimals: 0,
+        target: Some(Target::FloorRatioAtLeast(0.5)),
+    },
+    Figure {
+        key: "echo64k_vec_mb_s",
+        label: "(c) 64 KiB echo, `Vec<u8>`, MB/s",
+        decimals: 0,
+        target: Some(Target::FloorRatioAtLeast(0.8)),
+    },
+    Figure {
+        key: "echo64k_buf_mb_s",
+        label: "(c) 64 KiB echo, `ByteBuf`, MB/s",
+        decimals: 0,
+        target: Some(Target::FloorRatioAtLeast(0.8)),
+    },
+    Figure {
+        key: "many_calls_s",
+        label: "(d) many conns × 16 in flight, calls/s",
+        decimals: 0,
+        target: None,
+    },
+    Figure {
+        key: "idle_kib_per_conn",
+        label: "(e) server KiB per idle conn",
+        decimals: 1,
+        target: Some(Target::KibAtMost(16.0)),
+    },
+];
+
+#[derive(Default)]
+struct Placement {
+    /// (transport, figure, impl) → value.
+    values: BTreeMap<(String, String, String), f64>,
+    transports: Vec<String>,
+    cpus: String,
+    load: Option<(f64, f64)>,
+}
+
+/// Everything one `full` or `smoke` run measured.
+pub(crate) struct Report {
+    plan: Plan,
+    pinned: Placement,
+    unpinned: Placement,
+}
+
+impl Report {
+    pub(crate) fn new(plan: Plan) -> Report {
+        Report { plan, pinned: Placement::default(), unpinned: Placement::default() }
+    }
+
+    fn placement(&mut self, pinned: bool) -> &mut Placement {
+        if pinned {
+            &mut self.pinned
+        } else {
+            &mut self.unpinned
+        }
+    }
+
+    /// Takes one line of a suite's output.
+    pub(crate) fn add_line(&mut self, pinned: bool, line: &str) -> Result<(), String> {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let p = self.placement(pinned);
+        match fields.as_slice() {
+            ["info", "cpus", cpus] => p.cpus = cpus.to_string(),
+            ["result", transport, figure, imp, value] => {
+                let value: f64 = value.parse().map_err(|_| format!("bad result line {line:?}"))?;
+                if !p.transports.iter().any(|t| t == transport) {
+                    p.transports.push(transport.to_string());
+                }
+                p.values.insert((transport.to_string(), figure.to_string(), imp.to_string()), value);
+            }
+            _ => return Err(format!("unexpected line from the suite: {line:?}")),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_load(&mut self, pinned: bool, before: f64, after: f64) {
+        self.placement(pinned).load = Some((before, after));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pinned.values.is_empty() && self.unpinned.values.is_empty()
+    }
+
+    /// The markdown section for `BENCHMARKS.md`.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "## Runtime\n");
+        let _ = writeln!(out, "Machine:\n");
+        for (k, v) in crate::sys::machine() {
+            let _ = writeln!(out, "- {k}: {v}");
+        }
+        let p = &self.plan;
+        let _ = writeln!(
+            out,
+            "\nEach figure: {} ms warmup, {} ms measured, {} repetitions with the implementations interleaved \
+             (latencies pooled, throughputs the median repetition); (d) uses {} connections, (e) {} idle connections.\n",
+            p.warmup.as_millis(),
+            p.measure.as_millis(),
+            p.reps,
+            p.many_conns,
+            p.idle_conns
+        );
+        for (pinned, placement) in [(true, &self.pinned), (false, &self.unpinned)] {
+            if placement.values.is_empty() {
+                continue;
+            }
+            let title = if pinned {
+                "Pinned: client and server processes both on CPU 0 (`taskset -c 0`)"
+            } else {
+                "Unpinned: both processes free on every CPU"
+            };
+            let _ = writeln!(out, "### {title}\n");
+            if let Some((before, after)) = placement.load {
+                let _ = writeln!(
+                    out,
+                    "CPUs allowed: {}; 1-minute load average {before:.2} before, {after:.2} after.\n",
+                    placement.cpus
+                );
+            }
+            render_table(&mut out, placement, pinned);
+        }
+        out
+    }
+}
+
+fn render_table(out: &mut String, p: &Placement, pinned: bool) {
+    let mut header = "| transport | figure | floor | ours | tarpc | ours/floor | ours/tarpc |".to_string();
+    let mut rule = "|---|---|---:|---:|---:|---:|---:|".to_string();
+    if pinned {
+        header.push_str(" target (ours) |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for transport in &p.transports {
+        for fig in FIGURES {
+            let get = |imp: Impl| {
+                p.values.get(&(transport.clone(), fig.key.to_string(), imp.name().to_string())).copied()
+            };
+            let (floor, ours, tarpc) = (get(Impl::Floor), get(Impl::Ours), get(Impl::Tarpc));
+            if floor.is_none() && ours.is_none() && tarpc.is_none() {
+                continue;
+            }
+            let num = |v: Option<f64>| v.map_or("–".to_string(), |v| format_num(v, fig.decimals));
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "–".to_string(),
+            };
+            let _ = write!(
+                out,
+                "| {transport} | {} | {} | {} | {} | {} | {} |",
+                fig.label,
+                num(floor),
+                num(ours),
+                num(tarpc),
+                ratio(ours, floor),
+                ratio(ours, tarpc)
+            );
+            if pinned {
+                let verdict = match (fig.target, ours, floor) {
+                    (None, ..) => String::new(),
+                    (Some(Target::FloorRatioAtMost(t)), Some(o), Some(f)) => {
+                        verdict(o / f <= t, format!("≤ {t}× floor"))
+                    }
+                    (Some(Target::FloorRatioAtLeast(t)), Some(o), Some(f)) => {
+                        verdict(o / f >= t, format!("≥ {t}× floor"))
+                    }
+                    (Some(Target::KibAtMost(t)), Some(o), _) => verdict(o <= t, format!("≤ {t} KiB")),
+                    _ => "–".into(),
+                };
+                let _ = write!(out, " {verdict} |");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let _ = writeln!(out);
+}
+
+fn verdict(met: bool, target: String) -> String {
+    format!("{target}: {}", if met { "met" } else { "**missed**" })
+}
+
+/// `1234567` → `1,234,567`; fractions keep `decimals` digits.
+fn format_num(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let s = format!("{v:.decimals$}");
+    let (int, frac) = s.split_once('.').map_or((s.as_str(), None), |(i, f)| (i, Some(f)));
+    let (sign, digits) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}

@@ -1,0 +1,393 @@
+//! One placement (pinned or not): every figure, for every transport and implementation.
+//!
+//! For each transport the three servers run side by side, idle while another is measured.
+//! Every measurement is repeated `reps` times with the implementations interleaved (floor, ours,
+//! tarpc, floor, ...), so a slow moment of the machine does not land on one of them only; the
+//! latency samples of all repetitions are pooled, and throughputs are the median repetition.
+//!
+//! Output: one line per figure, `result<TAB>transport<TAB>figure<TAB>impl<TAB>value`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_bytes::ByteBuf;
+use tokio::time::Instant;
+
+use crate::endpoint::{Impl, ServerProc, Transport};
+use crate::{floor, ours, peer, sys, Plan};
+
+/// What the client side of a benchmark needs from an RPC client (ours and tarpc alike).
+pub(crate) trait Caller: Clone + Send + Sync + 'static {
+    fn echo16(&self, x: [u8; 16]) -> impl Future<Output = [u8; 16]> + Send;
+    fn echo_vec(&self, data: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
+    fn echo_buf(&self, data: ByteBuf) -> impl Future<Output = ByteBuf> + Send;
+}
+
+/// The 16-byte argument.
+const SMALL: [u8; 16] = *b"0123456789abcdef";
+/// The size of the large argument and result.
+const LARGE: usize = 64 * 1024;
+/// Calls in flight on one connection, for figure (b).
+const WINDOW: usize = 64;
+/// Calls in flight on each of the many connections, for figure (d).
+const MANY_WINDOW: usize = 16;
+
+pub(crate) fn main(args: &[String]) -> Result<(), String> {
+    let mut plan =
+        Plan { warmup: Duration::ZERO, measure: Duration::ZERO, reps: 1, idle_conns: 0, many_conns: 0 };
+    let mut transports = Transport::available();
+    let mut pin = false;
+    for arg in args {
+        let (key, value) = arg.split_once('=').unwrap_or((arg, ""));
+        let num = || value.parse::<u64>().map_err(|_| format!("bad value in {arg:?}"));
+        match key {
+            "--warmup-ms" => plan.warmup = Duration::from_millis(num()?),
+            "--measure-ms" => plan.measure = Duration::from_millis(num()?),
+            "--reps" => plan.reps = num()?.max(1) as usize,
+            "--idle-conns" => plan.idle_conns = num()? as usize,
+            "--many-conns" => plan.many_conns = num()? as usize,
+            "--transports" => {
+                transports = value.split(',').map(Transport::parse).collect::<Result<_, _>>()?;
+            }
+            "--pin" => pin = true,
+            _ => return Err(format!("unknown suite argument {arg:?}")),
+        }
+    }
+    let cpus = sys::allowed_cpus();
+    if pin && cpus != "0" {
+        return Err(format!("asked to run pinned to CPU 0, but this process may use CPUs {cpus}"));
+    }
+    println!("info\tcpus\t{cpus}");
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("rpc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = rt.block_on(async {
+        for transport in transports {
+            run_transport(transport, &plan, &dir).await.map_err(|e| format!("{}: {e}", transport.name()))?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn emit(transport: Transport, figure: &str, imp: Impl, value: f64) {
+    println!("result\t{}\t{figure}\t{}\t{value:.3}", transport.name(), imp.name());
+}
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+async fn run_transport(transport: Transport, plan: &Plan, dir: &std::path::Path) -> BoxResult<()> {
+    let mut servers = Vec::new();
+    for imp in Impl::ALL {
+        servers.push(ServerProc::spawn(imp, transport, dir).await?);
+    }
+    let mut conns = Vec::new();
+    for (imp, server) in Impl::ALL.into_iter().zip(&servers) {
+        conns.push(Conn::open(imp, server).await?);
+    }
+
+    // (a) Sequential round trips, 16-byte argument and result.
+    let mut lats: Vec<Latencies> = Impl::ALL.iter().map(|_| Latencies::default()).collect();
+    for _ in 0..plan.reps {
+        for (conn, lat) in conns.iter_mut().zip(&mut lats) {
+            lat.merge(conn.sequential(Payload::Small, plan).await?);
+        }
+    }
+    for (imp, lat) in Impl::ALL.into_iter().zip(&mut lats) {
+        emit(transport, "seq_p50_us", imp, lat.percentile_us(0.50));
+        emit(transport, "seq_p99_us", imp, lat.percentile_us(0.99));
+        emit(transport, "seq_calls_s", imp, lat.calls_per_sec());
+    }
+
+    // (b) 64 calls in flight on one connection.
+    let mut rates = vec![Vec::new(); Impl::ALL.len()];
+    for _ in 0..plan.reps {
+        for (conn, rate) in conns.iter_mut().zip(&mut rates) {
+            rate.push(conn.windowed(plan).await?);
+        }
+    }
+    for (imp, rate) in Impl::ALL.into_iter().zip(rates) {
+        emit(transport, "inflight64_calls_s", imp, median(rate));
+    }
+
+    // (c) 64 KiB argument and result, one call at a time: MB/s of argument bytes (the same again
+    // comes back). The floor moves raw bytes, so it has one figure for both argument types.
+    let mut vec_rates = vec![Vec::new(); Impl::ALL.len()];
+    let mut buf_rates = vec![Vec::new(); Impl::ALL.len()];
+    for _ in 0..plan.reps {
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let vec = conn.sequential(Payload::LargeVec, plan).await?.calls_per_sec();
+            vec_rates[i].push(vec * LARGE as f64 / 1e6);
+            let buf = match conn {
+                Conn::Floor(_) => vec,
+                _ => conn.sequential(Payload::LargeBuf, plan).await?.calls_per_sec(),
+            };
+            buf_rates[i].push(buf * LARGE as f64 / 1e6);
+        }
+    }
+    for (i, imp) in Impl::ALL.into_iter().enumerate() {
+        emit(transport, "echo64k_vec_mb_s", imp, median(vec_rates[i].clone()));
+        emit(transport, "echo64k_buf_mb_s", imp, median(buf_rates[i].clone()));
+    }
+    drop(conns);
+
+    // (d) Many connections, each with calls in flight.
+    let mut rates = vec![Vec::new(); Impl::ALL.len()];
+    for _ in 0..plan.reps {
+        for ((imp, server), rate) in Impl::ALL.into_iter().zip(&servers).zip(&mut rates) {
+            rate.push(many(imp, server, plan).await?);
+        }
+    }
+    for (imp, rate) in Impl::ALL.into_iter().zip(rates) {
+        emit(transport, "many_calls_s", imp, median(rate));
+    }
+    drop(servers);
+
+    // (e) Server memory per idle connection, each on a fresh server.
+    for imp in Impl::ALL {
+        let kib = idle_memory(imp, transport, plan, dir).await?;
+        emit(transport, "idle_kib_per_conn", imp, kib);
+    }
+    Ok(())
+}
+
+/// One client connection of any implementation.
+enum Conn {
+    Floor(floor::Conn),
+    Ours(ours::BenchClient),
+    Tarpc(peer::TarpcBenchClient),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Payload {
+    Small,
+    LargeVec,
+    LargeBuf,
+}
+
+impl Conn {
+    /// Connects and makes one call, so the connection is fully set up on both sides.
+    async fn open(imp: Impl, server: &ServerProc) -> BoxResult<Conn> {
+        let mut conn = match imp {
+            Impl::Floor => Conn::Floor(floor::Conn::new(server.connect_raw().await?)),
+            Impl::Ours => Conn::Ours(ours::BenchClient::new(server.connect_ours().await?)),
+            Impl::Tarpc => Conn::Tarpc(peer::client(server.connect_raw().await?)),
+        };
+        match &mut conn {
+            Conn::Floor(c) => c.call(&floor::frame(SMALL.len())).await?,
+            Conn::Ours(c) => check_small(Caller::echo16(c, SMALL).await),
+            Conn::Tarpc(c) => check_small(Caller::echo16(c, SMALL).await),
+        }
+        Ok(conn)
+    }
+
+    /// Calls one at a time for the warmup, then for the measured time.
+    async fn sequential(&mut self, payload: Payload, plan: &Plan) -> BoxResult<Latencies> {
+        match self {
+            Conn::Floor(c) => {
+                let request = floor::frame(match payload {
+                    Payload::Small => SMALL.len(),
+                    Payload::LargeVec | Payload::LargeBuf => LARGE,
+                });
+                let mut lat = Latencies::default();
+                for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
+                    let start = Instant::now();
+                    let mut phase = Latencies::default();
+                    while start.elapsed() < dur {
+                        let t = Instant::now();
+                        c.call(&request).await?;
+                        phase.samples.push(t.elapsed());
+                    }
+                    phase.elapsed = start.elapsed();
+                    if keep {
+                        lat = phase;
+                    }
+                }
+                Ok(lat)
+            }
+            Conn::Ours(c) => Ok(sequential(c, payload, plan).await),
+            Conn::Tarpc(c) => Ok(sequential(c, payload, plan).await),
+        }
+    }
+
+    /// Calls/s with [`WINDOW`] calls in flight on this one connection.
+    async fn windowed(&mut self, plan: &Plan) -> BoxResult<f64> {
+        match self {
+            Conn::Floor(c) => {
+                c.pipeline(WINDOW, Instant::now() + plan.warmup).await?;
+                let start = Instant::now();
+                let n = c.pipeline(WINDOW, start + plan.measure).await?;
+                Ok(n as f64 / start.elapsed().as_secs_f64())
+            }
+            Conn::Ours(c) => Ok(windowed(std::slice::from_ref(c), WINDOW, plan).await),
+            Conn::Tarpc(c) => Ok(windowed(std::slice::from_ref(c), WINDOW, plan).await),
+        }
+    }
+}
+
+fn check_small(got: [u8; 16]) {
+    assert_eq!(got, SMALL, "the echo came back altered");
+}
+
+async fn sequential<C: Caller>(c: &C, payload: Payload, plan: &Plan) -> Latencies {
+    let mut lat = Latencies::default();
+    // Each result is the next argument: no copy of the payload per call on the client side.
+    let mut vec = vec![7u8; LARGE];
+    let mut buf = ByteBuf::from(vec![7u8; LARGE]);
+    for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
+        let start = Instant::now();
+        let mut phase = Latencies::default();
+        while start.elapsed() < dur {
+            let t = Instant::now();
+            match payload {
+                Payload::Small => check_small(c.echo16(SMALL).await),
+                Payload::LargeVec => vec = c.echo_vec(vec).await,
+                Payload::LargeBuf => buf = c.echo_buf(buf).await,
+            }
+            phase.samples.push(t.elapsed());
+        }
+        phase.elapsed = start.elapsed();
+        if keep {
+            lat = phase;
+        }
+    }
+    assert!(vec.len() == LARGE && buf.len() == LARGE, "the echo came back altered");
+    lat
+}
+
+/// Calls/s with `window` calls in flight on each of `clients`, each client driven by its own task.
+async fn windowed<C: Caller>(clients: &[C], window: usize, plan: &Plan) -> f64 {
+    async fn phase<C: Caller>(clients: &[C], window: usize, dur: Duration) -> u64 {
+        let end = Instant::now() + dur;
+        let tasks: Vec<_> = clients.iter().map(|c| tokio::spawn(drive(c.clone(), window, end))).collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("a driver task panicked");
+        }
+        total
+    }
+    async fn drive<C: Caller>(c: C, window: usize, end: Instant) -> u64 {
+        let mut calls: FuturesUnordered<_> = (0..window).map(|_| c.echo16(SMALL)).collect();
+        let mut done = 0;
+        while let Some(got) = calls.next().await {
+            check_small(got);
+            done += 1;
+            if Instant::now() < end {
+                calls.push(c.echo16(SMALL));
+            }
+        }
+        done
+    }
+    phase(clients, window, plan.warmup).await;
+    let start = Instant::now();
+    let n = phase(clients, window, plan.measure).await;
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Figure (d): `plan.many_conns` fresh connections, [`MANY_WINDOW`] calls in flight on each.
+async fn many(imp: Impl, server: &ServerProc, plan: &Plan) -> BoxResult<f64> {
+    let mut conns = Vec::new();
+    for _ in 0..plan.many_conns {
+        conns.push(Conn::open(imp, server).await?);
+    }
+    match imp {
+        Impl::Floor => {
+            let mut floors: Vec<floor::Conn> = conns
+                .into_iter()
+                .map(|c| match c {
+                    Conn::Floor(f) => f,
+                    _ => unreachable!("floor connections only"),
+                })
+                .collect();
+            let mut rate = 0.0;
+            for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
+                let start = Instant::now();
+                let end = start + dur;
+                let tasks: Vec<_> = floors
+                    .drain(..)
+                    .map(|mut c| {
+                        tokio::spawn(async move {
+                            let n = c.pipeline(MANY_WINDOW, end).await;
+                            (c, n)
+                        })
+                    })
+                    .collect();
+                let mut total = 0;
+                for t in tasks {
+                    let (c, n) = t.await?;
+                    total += n?;
+                    floors.push(c);
+                }
+                if keep {
+                    rate = total as f64 / start.elapsed().as_secs_f64();
+                }
+            }
+            Ok(rate)
+        }
+        Impl::Ours => {
+            let clients: Vec<_> = conns
+                .into_iter()
+                .filter_map(|c| if let Conn::Ours(c) = c { Some(c) } else { None })
+                .collect();
+            Ok(windowed(&clients, MANY_WINDOW, plan).await)
+        }
+        Impl::Tarpc => {
+            let clients: Vec<_> = conns
+                .into_iter()
+                .filter_map(|c| if let Conn::Tarpc(c) = c { Some(c) } else { None })
+                .collect();
+            Ok(windowed(&clients, MANY_WINDOW, plan).await)
+        }
+    }
+}
+
+/// Figure (e): the server's resident memory per idle connection, in KiB. A fresh server gets one
+/// connection (so everything set up once is already counted), then `plan.idle_conns` more, each
+/// having made one call; the growth of its `VmRSS` is divided by their number.
+async fn idle_memory(imp: Impl, transport: Transport, plan: &Plan, dir: &std::path::Path) -> BoxResult<f64> {
+    let server = ServerProc::spawn(imp, transport, dir).await?;
+    let _first = Conn::open(imp, &server).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = sys::rss_kib(server.pid).ok_or("cannot read the server's VmRSS")?;
+    let mut conns = Vec::with_capacity(plan.idle_conns);
+    for _ in 0..plan.idle_conns {
+        conns.push(Conn::open(imp, &server).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = sys::rss_kib(server.pid).ok_or("cannot read the server's VmRSS")?;
+    Ok(after.saturating_sub(before) as f64 / plan.idle_conns.max(1) as f64)
+}
+
+/// Latency samples of one-at-a-time calls, and the wall time they took.
+#[derive(Debug, Default)]
+struct Latencies {
+    samples: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Latencies {
+    fn merge(&mut self, other: Latencies) {
+        self.samples.extend(other.samples);
+        self.elapsed += other.elapsed;
+    }
+
+    fn percentile_us(&mut self, q: f64) -> f64 {
+        if self.samples.is_empty() {
+            return f64::NAN;
+        }
+        self.samples.sort_unstable();
+        let i = ((self.samples.len() as f64 * q).ceil() as usize).clamp(1, self.samples.len()) - 1;
+        self.samples[i].as_secs_f64() * 1e6
+    }
+
+    fn calls_per_sec(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}

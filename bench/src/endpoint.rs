@@ -74,8 +74,8 @@ pub(crate) enum Endpoint {
 /// A server running in a child process; killed when dropped.
 #[derive(Debug)]
 pub(crate) struct ServerProc {
-    /// Held so the child is killed on drop; its stdin is the life line (EOF: the server exits).
-    _child: Child,
+    /// Killed on drop; its stdin is the life line (EOF: the server exits).
+    child: Child,
     pub(crate) pid: u32,
     pub(crate) endpoint: Endpoint,
 }
@@ -108,7 +108,16 @@ impl ServerProc {
             Transport::Tcp => Endpoint::Tcp(addr.parse().map_err(io::Error::other)?),
             Transport::Unix => Endpoint::Unix(PathBuf::from(addr)),
         };
-        Ok(ServerProc { _child: child, pid, endpoint })
+        Ok(ServerProc { child, pid, endpoint })
+    }
+
+    /// Closes the server's stdin and waits for it to exit on its own (so a profiler running it
+    /// can write its output), killing it after 30 seconds.
+    pub(crate) async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
     }
 
     /// A plain byte stream to the server (for the floor and tarpc), with `TCP_NODELAY` on TCP

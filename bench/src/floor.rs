@@ -11,9 +11,9 @@ use std::io;
 
 use rpc_runtime::transport::{BoxRead, BoxWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::time::Instant;
 
 use crate::endpoint::RawListener;
+use crate::suite::Until;
 
 const HEADER: usize = 4;
 /// The same maximum frame length as this framework's default.
@@ -98,14 +98,15 @@ impl Conn {
         Ok(())
     }
 
-    /// Keeps `window` 16-byte requests outstanding until `end`, then drains; returns the calls
-    /// completed.
-    pub(crate) async fn pipeline(&mut self, window: usize, end: Instant) -> io::Result<u64> {
+    /// Keeps `window` 16-byte requests outstanding until `until` says stop, then drains; returns
+    /// the calls completed.
+    pub(crate) async fn pipeline(&mut self, window: usize, until: Until) -> io::Result<u64> {
         const BODY: usize = 16;
         let burst = frame(BODY).repeat(window);
         let frame_len = HEADER + BODY;
         self.w.write_all(&burst).await?;
         let mut outstanding = window;
+        let mut issued = window as u64;
         let mut done = 0u64;
         while outstanding > 0 {
             self.read_response(BODY).await?;
@@ -116,9 +117,11 @@ impl Conn {
             }
             done += batch as u64;
             outstanding -= batch;
-            if Instant::now() < end {
-                self.w.write_all(&burst[..batch * frame_len]).await?;
-                outstanding += batch;
+            let more = (0..batch).take_while(|i| until.more(issued + *i as u64)).count();
+            if more > 0 {
+                self.w.write_all(&burst[..more * frame_len]).await?;
+                outstanding += more;
+                issued += more as u64;
             }
         }
         Ok(done)

@@ -17,6 +17,7 @@
 //! - `floor.rs`, `ours.rs`, `peer.rs`: the three implementations (raw echo, this framework,
 //!   tarpc), each a server and the client side of every metric.
 //! - `endpoint.rs`: how each transport is set up between the two processes.
+//! - `profile.rs`: a fixed number of calls of one workload, to count instructions with callgrind.
 //! - `report.rs`: result lines in, markdown tables out.
 //! - `sys.rs`: facts read from `/proc`: CPU affinity, load, a process's resident memory.
 
@@ -24,6 +25,7 @@ mod endpoint;
 mod floor;
 mod ours;
 mod peer;
+mod profile;
 mod report;
 mod server;
 mod suite;
@@ -84,6 +86,7 @@ impl Plan {
 
 const USAGE: &str = "usage: rpc-bench full|smoke [--pinned-only|--unpinned-only] [--transport tcp,unix,pipe,fifo] [--secs S] [--reps N]
        rpc-bench suite ...      (internal: one placement, result lines on stdout)
+       rpc-bench profile IMPL seq|window|vec|buf CALLS [TRANSPORT]   (fixed call count, for callgrind)
        rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)";
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Some("smoke") => orchestrate(Plan::smoke(), &args[1..]),
         Some("suite") => suite::main(&args[1..]),
         Some("server") => server::main(&args[1..]),
+        Some("profile") => profile::main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

@@ -24,10 +24,29 @@ pub(crate) trait Caller: Clone + Send + Sync + 'static {
     fn echo_buf(&self, data: ByteBuf) -> impl Future<Output = ByteBuf> + Send;
 }
 
+/// When a driver stops issuing calls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Until {
+    /// Until this instant (then the calls in flight are drained).
+    Time(Instant),
+    /// Until this many calls were issued.
+    Calls(u64),
+}
+
+impl Until {
+    /// Whether to issue another call, `issued` having been issued so far.
+    pub(crate) fn more(self, issued: u64) -> bool {
+        match self {
+            Until::Time(end) => Instant::now() < end,
+            Until::Calls(n) => issued < n,
+        }
+    }
+}
+
 /// The 16-byte argument.
-const SMALL: [u8; 16] = *b"0123456789abcdef";
+pub(crate) const SMALL: [u8; 16] = *b"0123456789abcdef";
 /// The size of the large argument and result.
-const LARGE: usize = 64 * 1024;
+pub(crate) const LARGE: usize = 64 * 1024;
 /// Calls in flight on one connection, for figure (b).
 const WINDOW: usize = 64;
 /// Calls in flight on each of the many connections, for figure (d).
@@ -154,7 +173,7 @@ async fn run_transport(transport: Transport, plan: &Plan, dir: &std::path::Path)
 }
 
 /// One client connection of any implementation.
-enum Conn {
+pub(crate) enum Conn {
     Floor(floor::Conn),
     Ours(ours::BenchClient),
     Tarpc(peer::TarpcBenchClient),
@@ -169,7 +188,7 @@ enum Payload {
 
 impl Conn {
     /// Connects and makes one call, so the connection is fully set up on both sides.
-    async fn open(imp: Impl, server: &ServerProc) -> BoxResult<Conn> {
+    pub(crate) async fn open(imp: Impl, server: &ServerProc) -> BoxResult<Conn> {
         let mut conn = match imp {
             Impl::Floor => Conn::Floor(floor::Conn::new(server.connect_raw().await?)),
             Impl::Ours => Conn::Ours(ours::BenchClient::new(server.connect_ours().await?)),
@@ -216,9 +235,9 @@ impl Conn {
     async fn windowed(&mut self, plan: &Plan) -> BoxResult<f64> {
         match self {
             Conn::Floor(c) => {
-                c.pipeline(WINDOW, Instant::now() + plan.warmup).await?;
+                c.pipeline(WINDOW, Until::Time(Instant::now() + plan.warmup)).await?;
                 let start = Instant::now();
-                let n = c.pipeline(WINDOW, start + plan.measure).await?;
+                let n = c.pipeline(WINDOW, Until::Time(start + plan.measure)).await?;
                 Ok(n as f64 / start.elapsed().as_secs_f64())
             }
             Conn::Ours(c) => Ok(windowed(std::slice::from_ref(c), WINDOW, plan).await),
@@ -227,7 +246,7 @@ impl Conn {
     }
 }
 
-fn check_small(got: [u8; 16]) {
+pub(crate) fn check_small(got: [u8; 16]) {
     assert_eq!(got, SMALL, "the echo came back altered");
 }
 
@@ -260,7 +279,7 @@ async fn sequential<C: Caller>(c: &C, payload: Payload, plan: &Plan) -> Latencie
 /// Calls/s with `window` calls in flight on each of `clients`, each client driven by its own task.
 async fn windowed<C: Caller>(clients: &[C], window: usize, plan: &Plan) -> f64 {
     async fn phase<C: Caller>(clients: &[C], window: usize, dur: Duration) -> u64 {
-        let end = Instant::now() + dur;
+        let end = Until::Time(Instant::now() + dur);
         let tasks: Vec<_> = clients.iter().map(|c| tokio::spawn(drive(c.clone(), window, end))).collect();
         let mut total = 0;
         for t in tasks {
@@ -268,22 +287,26 @@ async fn windowed<C: Caller>(clients: &[C], window: usize, plan: &Plan) -> f64 {
         }
         total
     }
-    async fn drive<C: Caller>(c: C, window: usize, end: Instant) -> u64 {
-        let mut calls: FuturesUnordered<_> = (0..window).map(|_| c.echo16(SMALL)).collect();
-        let mut done = 0;
-        while let Some(got) = calls.next().await {
-            check_small(got);
-            done += 1;
-            if Instant::now() < end {
-                calls.push(c.echo16(SMALL));
-            }
-        }
-        done
-    }
     phase(clients, window, plan.warmup).await;
     let start = Instant::now();
     let n = phase(clients, window, plan.measure).await;
     n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Keeps `window` calls in flight on `c` until `until` says stop; returns the calls completed.
+pub(crate) async fn drive<C: Caller>(c: C, window: usize, until: Until) -> u64 {
+    let mut calls: FuturesUnordered<_> = (0..window).map(|_| c.echo16(SMALL)).collect();
+    let mut issued = window as u64;
+    let mut done = 0;
+    while let Some(got) = calls.next().await {
+        check_small(got);
+        done += 1;
+        if until.more(issued) {
+            calls.push(c.echo16(SMALL));
+            issued += 1;
+        }
+    }
+    done
 }
 
 /// Figure (d): `plan.many_conns` fresh connections, [`MANY_WINDOW`] calls in flight on each.
@@ -304,7 +327,7 @@ async fn many(imp: Impl, server: &ServerProc, plan: &Plan) -> BoxResult<f64> {
             let mut rate = 0.0;
             for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
                 let start = Instant::now();
-                let end = start + dur;
+                let end = Until::Time(start + dur);
                 let tasks: Vec<_> = floors
                     .drain(..)
                     .map(|mut c| {

@@ -42,6 +42,8 @@ pub trait Hop {
     async fn persist(&self, tag: u64);
     /// Sleeps for `ms` milliseconds of (possibly paused) tokio time.
     async fn nap(&self, ms: u64) -> u64;
+    /// Returns `len` bytes; counted by the gauge's `max` field as a running total of calls.
+    async fn blob(&self, len: u32) -> Vec<u8>;
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +134,11 @@ impl Hop for HopImpl {
     async fn nap(&self, ms: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         ms
+    }
+
+    async fn blob(&self, len: u32) -> Vec<u8> {
+        self.gauge.max.fetch_add(1, Ordering::SeqCst);
+        vec![7; len as usize]
     }
 }
 
@@ -496,4 +503,55 @@ async fn a_reconnecting_client_fails_calls_at_the_break_and_never_replays_them()
     assert!(matches!(no_server, Err(RpcError::Io(_))), "{no_server:?}");
     let during_backoff = guard("call during backoff", client.add(1, 1)).await;
     assert!(matches!(during_backoff, Err(RpcError::Io(_))), "{during_backoff:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_disconnected_not_buffered() {
+    use rpc_runtime::transport::framed::FrameBuf;
+    let (imp, obs) = hop(None);
+    let (listener, connector) = memory::listener();
+    let write_timeout = Duration::from_secs(5);
+    let _server = Server::new(HopServer::new(imp)).write_timeout(write_timeout).serve(listener);
+    let (read, write, _, _g) = connector.connect().unwrap().into_parts();
+    let mut writer = FrameWriter::new(write);
+    writer.queue_raw(&PREFACE);
+    // 20,000 calls asking for 64 KiB each (1.25 GiB of responses; the requests alone are 5 times
+    // the pipe's buffer), and this side never reads.
+    let sender = tokio::spawn(async move {
+        for id in 1..=20_000u64 {
+            let mut req = FrameBuf::with_capacity(16);
+            req.push(1); // REQUEST
+            let mut v = id;
+            while v >= 0x80 {
+                req.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            req.push(v as u8);
+            req.push(0); // flags
+            req.push(4); // method name length
+            req.extend_from_slice(b"blob");
+            req.extend_from_slice(&[0x80, 0x80, 0x04]); // len = 65536 as a varint
+            let frame = req.finish(1 << 20).unwrap();
+            if writer.send(&mut vec![frame]).await.is_err() {
+                return id;
+            }
+        }
+        20_001
+    });
+    // Past the write timeout, the server gives up on this peer; until then it stops reading.
+    tokio::time::advance(write_timeout * 2).await;
+    let stopped_at = guard("the server stops reading, then drops the connection", sender).await.unwrap();
+    assert!(stopped_at <= 20_000, "the server read every request instead of pushing back");
+    let handled = obs.gauge.max.load(Ordering::SeqCst);
+    // Bounded by the handler slots (each holding its response), the outbound queue and the
+    // writer's batch (128 + 128 + 64), not by the 20,000 requests.
+    assert!(handled <= 128 + 128 + 64, "{handled} responses were produced for a peer that reads nothing");
+    // What the server did send is still readable, then EOF: the connection was closed.
+    let mut reader = FrameReader::new(read, 1 << 20);
+    reader.read_raw(8).await.unwrap();
+    let mut frames = 0;
+    while let Ok(Some(_)) = guard("drain", reader.read_frame()).await {
+        frames += 1;
+    }
+    assert!(frames <= 2, "at most the pipe buffer's worth of responses was in flight: {frames}");
 }

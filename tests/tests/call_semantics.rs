@@ -299,6 +299,9 @@ async fn run_to_completion_handlers_outlive_their_caller() {
     assert!(obs.ended.try_recv().is_err(), "neither the deadline nor the cancel stopped it");
     obs.gate.add_permits(1);
     assert_eq!(guard("persist completes", obs.ended.recv()).await, Some((5, "completed")));
+    // Its late response reaches a client that gave up on it: dropped quietly, misrouted to no one.
+    assert_eq!(client.nap(3).await.unwrap(), 3);
+    assert_eq!(client.as_client().in_flight(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,4 +557,68 @@ async fn a_peer_that_stops_reading_is_disconnected_not_buffered() {
         frames += 1;
     }
     assert!(frames <= 2, "at most the pipe buffer's worth of responses was in flight: {frames}");
+}
+
+/// A raw request frame: `timeout_us` as sent on the wire, arguments already postcard-encoded.
+fn raw_request(
+    id: u8,
+    timeout_us: Option<u64>,
+    method: &str,
+    args: &[u8],
+) -> rpc_runtime::transport::framed::Frame {
+    let mut req = rpc_runtime::transport::framed::FrameBuf::with_capacity(32);
+    req.push(1); // REQUEST
+    req.push(id);
+    req.push(if timeout_us.is_some() { 1 } else { 0 });
+    if let Some(mut v) = timeout_us {
+        while v >= 0x80 {
+            req.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        req.push(v as u8);
+    }
+    req.push(method.len() as u8);
+    req.extend_from_slice(method.as_bytes());
+    req.extend_from_slice(args);
+    req.finish(1 << 20).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_deadlines_are_clamped_or_refused_without_panicking() {
+    let (imp, _obs) = hop(None);
+    let (client, _server) = serve_tcp(imp, |s| {
+        s.max_deadline(Duration::from_secs(60));
+    })
+    .await;
+    let addr = match client.as_client().peer() {
+        Some(Peer::Tcp(addr)) => addr,
+        other => panic!("{other:?}"),
+    };
+    let (read, write, _, _g) = tcp::connect(addr).await.unwrap().into_parts();
+    let mut reader = FrameReader::new(read, 1 << 20);
+    let mut writer = FrameWriter::new(write);
+    writer.queue_raw(&PREFACE);
+    let mut frames = vec![
+        raw_request(1, Some(0), "nap", &[0]),                    // already expired
+        raw_request(2, Some(u64::MAX), "whoami", &[]),           // ~584,000 years
+        raw_request(3, Some(u64::MAX / 1_000_000), "nap", &[0]), // u64::MAX seconds' worth of µs
+    ];
+    writer.send(&mut frames).await.unwrap();
+    reader.read_raw(8).await.unwrap();
+    let mut replies = std::collections::BTreeMap::new();
+    for _ in 0..3 {
+        let body = guard("reply", reader.read_frame()).await.unwrap().unwrap();
+        replies.insert(body[1], body);
+    }
+    // Deadline 0: refused as expired, without running the handler.
+    assert_eq!(replies[&1][0], 3, "an error frame");
+    assert_eq!(replies[&1][2], 4, "DEADLINE_EXCEEDED");
+    // Huge deadlines: served, with the deadline clamped to the server's maximum.
+    assert_eq!(replies[&2][0], 2, "a response frame");
+    let info: CallInfo = postcard::from_bytes(&replies[&2][2..]).unwrap();
+    let remaining = info.remaining.expect("a clamped deadline");
+    assert!(remaining <= Duration::from_secs(60), "clamped to max_deadline: {remaining:?}");
+    assert_eq!(replies[&3][0], 2, "a response frame");
+    // The server is unharmed.
+    assert_eq!(client.nap(0).await.unwrap(), 0);
 }

@@ -124,37 +124,50 @@ pub trait Kitchen {
     /// Fire-and-forget: reports the line.
     #[oneway]
     async fn record(&self, line: String);
+    /// Waits for the next `hang` call to start and returns its tag.
+    async fn next_started(&self) -> u64;
+    /// Waits for the next `hang` handler to be dropped and returns its tag.
+    async fn next_dropped(&self) -> u64;
+    /// Waits for the next line `record` receives.
+    async fn next_record(&self) -> String;
 }
 
-/// What the handlers report, for tests to observe the server side.
-#[derive(Debug)]
-pub struct Probe {
-    /// Tags of `hang` calls that started.
-    pub started: mpsc::UnboundedReceiver<u64>,
-    /// Tags of `hang` calls whose handler future was dropped.
-    pub dropped: mpsc::UnboundedReceiver<u64>,
-    /// Lines `record` received.
-    pub records: mpsc::UnboundedReceiver<String>,
-}
-
-/// The implementation of [`Kitchen`].
+/// The implementation of [`Kitchen`]. What its handlers do is observable through the service
+/// itself (`next_started`, `next_dropped`, `next_record`), so tests observe a server in a child
+/// process exactly as one in their own.
 #[derive(Debug, Clone)]
 pub struct KitchenImpl {
     started: mpsc::UnboundedSender<u64>,
     dropped: mpsc::UnboundedSender<u64>,
     records: mpsc::UnboundedSender<String>,
+    events: Arc<Events>,
+}
+
+#[derive(Debug)]
+struct Events {
+    started: tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>,
+    dropped: tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>,
+    records: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+}
+
+impl Default for KitchenImpl {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl KitchenImpl {
-    /// An implementation and the probe that observes it.
-    pub fn new() -> (KitchenImpl, Probe) {
-        let (started_tx, started) = mpsc::unbounded_channel();
-        let (dropped_tx, dropped) = mpsc::unbounded_channel();
-        let (records_tx, records) = mpsc::unbounded_channel();
-        (
-            KitchenImpl { started: started_tx, dropped: dropped_tx, records: records_tx },
-            Probe { started, dropped, records },
-        )
+    /// A new implementation with no events yet.
+    pub fn new() -> KitchenImpl {
+        let (started, started_rx) = mpsc::unbounded_channel();
+        let (dropped, dropped_rx) = mpsc::unbounded_channel();
+        let (records, records_rx) = mpsc::unbounded_channel();
+        let events = Arc::new(Events {
+            started: tokio::sync::Mutex::new(started_rx),
+            dropped: tokio::sync::Mutex::new(dropped_rx),
+            records: tokio::sync::Mutex::new(records_rx),
+        });
+        KitchenImpl { started, dropped, records, events }
     }
 }
 
@@ -230,6 +243,18 @@ impl Kitchen for KitchenImpl {
     async fn record(&self, line: String) {
         let _ = self.records.send(line);
     }
+
+    async fn next_started(&self) -> u64 {
+        self.events.started.lock().await.recv().await.expect("the sender lives in self")
+    }
+
+    async fn next_dropped(&self) -> u64 {
+        self.events.dropped.lock().await.recv().await.expect("the sender lives in self")
+    }
+
+    async fn next_record(&self) -> String {
+        self.events.records.lock().await.recv().await.expect("the sender lives in self")
+    }
 }
 
 /// The transports the shared suite runs over.
@@ -250,8 +275,6 @@ pub struct Fixture {
     pub client: KitchenClient,
     /// The server.
     pub server: ServerHandle,
-    /// What the server's handlers report.
-    pub probe: Probe,
     /// Makes more connections to the same server.
     pub connector: Connector,
 }
@@ -283,7 +306,7 @@ pub async fn start_with(
     transport: Transport,
     configure: impl FnOnce(&mut Server<KitchenServer<KitchenImpl>>),
 ) -> Fixture {
-    let (imp, probe) = KitchenImpl::new();
+    let imp = KitchenImpl::new();
     let mut server = Server::new(KitchenServer::new(imp));
     configure(&mut server);
     let (handle, connector) = match transport {
@@ -304,7 +327,7 @@ pub async fn start_with(
         }
     };
     let client = KitchenClient::new(connector.connect().await.expect("connect"));
-    Fixture { client, server: handle, probe, connector }
+    Fixture { client, server: handle, connector }
 }
 
 /// Starts a default server on `transport` and connects a client.

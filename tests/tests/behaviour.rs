@@ -76,39 +76,39 @@ async fn concurrent_calls_complete_out_of_order(transport: Transport) {
 }
 
 async fn deadline_fails_the_call_and_stops_the_handler(transport: Transport) {
-    let mut f = start(transport).await;
+    let f = start(transport).await;
     let started = std::time::Instant::now();
     let result = guard("deadline", f.client.with_timeout(Duration::from_millis(200)).hang(1)).await;
     assert!(matches!(result, Err(RpcError::DeadlineExceeded)), "{result:?}");
     assert!(started.elapsed() >= Duration::from_millis(200));
-    assert_eq!(guard("handler start", f.probe.started.recv()).await, Some(1));
+    assert_eq!(guard("handler start", f.client.next_started()).await.unwrap(), 1);
     // The deadline travelled with the request: the server drops the handler by itself.
-    assert_eq!(guard("handler drop", f.probe.dropped.recv()).await, Some(1));
+    assert_eq!(guard("handler drop", f.client.next_dropped()).await.unwrap(), 1);
     assert_eq!(f.client.as_client().in_flight(), 0);
     assert_eq!(f.client.add(1, 1).await.unwrap(), 2, "the connection survives a deadline");
 }
 
 async fn dropping_a_call_cancels_the_handler(transport: Transport) {
-    let mut f = start(transport).await;
+    let f = start(transport).await;
     let client = f.client.with_timeout(None);
     let call = tokio::spawn(async move { client.hang(2).await });
-    assert_eq!(guard("handler start", f.probe.started.recv()).await, Some(2));
+    assert_eq!(guard("handler start", f.client.next_started()).await.unwrap(), 2);
     call.abort();
     assert!(call.await.unwrap_err().is_cancelled());
-    assert_eq!(guard("handler drop", f.probe.dropped.recv()).await, Some(2));
+    assert_eq!(guard("handler drop", f.client.next_dropped()).await.unwrap(), 2);
     assert_eq!(f.client.as_client().in_flight(), 0);
     assert_eq!(f.client.add(2, 2).await.unwrap(), 4);
 }
 
 async fn oneway_calls_reach_the_server(transport: Transport) {
-    let mut f = start(transport).await;
+    let f = start(transport).await;
     for i in 0..10 {
         f.client.record(format!("line {i}")).await.unwrap();
     }
     // One-way calls run concurrently, like all calls: each arrives, in no promised order.
     let mut got = Vec::new();
     for _ in 0..10 {
-        got.push(guard("oneway delivery", f.probe.records.recv()).await.unwrap());
+        got.push(guard("oneway delivery", f.client.next_record()).await.unwrap());
     }
     got.sort();
     assert_eq!(got, (0..10).map(|i| format!("line {i}")).collect::<Vec<_>>());

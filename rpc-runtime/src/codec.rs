@@ -17,10 +17,17 @@ struct FrameFlavor<'a> {
 impl Flavor for FrameFlavor<'_> {
     type Output = ();
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.try_extend(&[data])
+        // Byte by byte is how serde hands over a `u8` sequence or array: no `memcpy` call here.
+        if self.buf.body().len() >= self.max {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.buf.push(data);
+        Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         if self.buf.body().len() + data.len() > self.max {
             return Err(postcard::Error::SerializeBufferFull);

@@ -153,20 +153,11 @@ pub(crate) fn goaway_frame(code: ErrorCode, message: &str) -> FrameBuf {
 }
 
 fn put_varint(buf: &mut FrameBuf, mut v: u64) {
-    let mut tmp = [0u8; 10];
-    let mut n = 0;
-    loop {
-        let byte = (v & 0x7f) as u8;
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
         v >>= 7;
-        if v == 0 {
-            tmp[n] = byte;
-            n += 1;
-            break;
-        }
-        tmp[n] = byte | 0x80;
-        n += 1;
     }
-    buf.extend_from_slice(&tmp[..n]);
+    buf.push(v as u8);
 }
 
 fn put_str(buf: &mut FrameBuf, s: &str) {

@@ -235,7 +235,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// A complete frame (header and body), ready to write.
 #[derive(Debug, Clone)]
-pub struct Frame(Bytes);
+pub struct Frame(Vec<u8>);
 
 impl Frame {
     /// The whole frame as bytes, header included.
@@ -253,9 +253,12 @@ impl Frame {
 ///
 /// Building the body in place lets encoders write straight into the buffer that goes to the
 /// socket, with no intermediate copy.
+///
+/// A plain `Vec<u8>` underneath: its `push` and `extend_from_slice` inline into the encoder, so a
+/// byte array serialized element by element costs a store per byte, not a `memcpy` call.
 #[derive(Debug)]
 pub struct FrameBuf {
-    buf: BytesMut,
+    buf: Vec<u8>,
 }
 
 /// An outgoing frame was longer than the maximum.
@@ -284,24 +287,27 @@ impl Default for FrameBuf {
 impl FrameBuf {
     /// An empty frame whose body can grow to `capacity` bytes without reallocating.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(HEADER_LEN + capacity);
+        let mut buf = Vec::with_capacity(HEADER_LEN + capacity);
         buf.extend_from_slice(&[0; HEADER_LEN]);
         FrameBuf { buf }
     }
 
     /// The body written so far.
+    #[inline]
     pub fn body(&self) -> &[u8] {
         &self.buf[HEADER_LEN..]
     }
 
     /// Appends bytes to the body.
+    #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
     /// Appends one byte to the body.
+    #[inline]
     pub fn push(&mut self, byte: u8) {
-        self.buf.extend_from_slice(&[byte]);
+        self.buf.push(byte);
     }
 
     /// Discards the body from byte `len` on.
@@ -316,7 +322,7 @@ impl FrameBuf {
             return Err(FrameTooLarge { len, max: max_frame_len });
         }
         self.buf[..HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
-        Ok(Frame(self.buf.freeze()))
+        Ok(Frame(self.buf))
     }
 }
 

@@ -184,6 +184,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next frame body if it has already arrived in full, without reading: a caller that
+    /// got one frame can take the others that came with it in the same read.
+    pub fn next_buffered(&mut self) -> Result<Option<Bytes>, FrameError> {
+        self.try_decode()
+    }
+
     /// The body length in the buffered header, if the whole header is there.
     fn declared_len(&self) -> Option<usize> {
         (self.buf.len() >= HEADER_LEN)

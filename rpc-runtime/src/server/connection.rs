@@ -150,21 +150,24 @@ impl<S: Service> ServerConn<S> {
             }
         }
 
+        let idle_timeout = self.config.idle_timeout;
         let mut last_activity = Instant::now();
+        // Made once and polled in place: a future made afresh on every turn of the loop would
+        // register and unregister a waiter (or a timer) each time, for every frame.
+        let writer_dead = writer_dead.cancelled();
+        let force = signals.force.cancelled();
+        let stop = signals.stop.cancelled();
+        let idle = tokio::time::sleep_until(last_activity + idle_timeout);
+        tokio::pin!(writer_dead, force, stop, idle);
         loop {
             if self.draining && self.tasks.is_empty() {
                 return Close::Drained;
             }
-            let idle_at = if self.tasks.is_empty() && self.parked.is_empty() && !reader.in_frame() {
-                last_activity + self.config.idle_timeout
-            } else {
-                Instant::now() + self.config.idle_timeout
-            };
             tokio::select! {
                 biased;
-                _ = writer_dead.cancelled() => return Close::WriteFailed,
-                _ = signals.force.cancelled() => return Close::Forced,
-                _ = signals.stop.cancelled(), if !self.draining => self.start_draining().await,
+                _ = &mut writer_dead => return Close::WriteFailed,
+                _ = &mut force => return Close::Forced,
+                _ = &mut stop, if !self.draining => self.start_draining().await,
                 Some(done) = self.tasks.join_next() => {
                     self.reap(done);
                     last_activity = Instant::now();
@@ -175,25 +178,41 @@ impl<S: Service> ServerConn<S> {
                         self.spawn(parked, permit);
                     }
                 }
-                _ = tokio::time::sleep_until(idle_at) => {
-                    if self.tasks.is_empty() && self.parked.is_empty() && !reader.in_frame() {
-                        return Close::GoAway(ErrorCode::Idle, format!("idle for {:?}", self.config.idle_timeout));
+                _ = &mut idle => {
+                    // The timer moves only when it fires, rather than on every frame: a busy
+                    // connection pushes it a full period on, an idle one closes once it has been
+                    // quiet for the whole period since its last frame or finished call.
+                    let now = Instant::now();
+                    let busy = !self.tasks.is_empty() || !self.parked.is_empty() || reader.in_frame();
+                    if !busy && last_activity + idle_timeout <= now {
+                        return Close::GoAway(ErrorCode::Idle, format!("idle for {idle_timeout:?}"));
                     }
+                    idle.as_mut().reset(if busy { now } else { last_activity } + idle_timeout);
                 }
                 frame = reader.read_frame(), if self.parked.len() < PARKED_REQUESTS => {
                     last_activity = Instant::now();
-                    match frame {
-                        Ok(Some(body)) => {
-                            if let Some(close) = self.on_frame(body).await {
-                                return close;
+                    let mut frame = frame.map(Some);
+                    // Frames that arrived in the same read are handled here, not each on its own
+                    // turn of the loop.
+                    loop {
+                        match frame {
+                            Ok(Some(Some(body))) => {
+                                if let Some(close) = self.on_frame(body).await {
+                                    return close;
+                                }
                             }
+                            Ok(Some(None)) => return Close::PeerClosed,
+                            Ok(None) => break,
+                            Err(e @ FrameError::TooLarge { .. }) => {
+                                return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
+                            }
+                            Err(e @ FrameError::Timeout { .. }) => return Close::GoAway(ErrorCode::Idle, e.to_string()),
+                            Err(e) => return Close::Failed(e.to_string()),
                         }
-                        Ok(None) => return Close::PeerClosed,
-                        Err(e @ FrameError::TooLarge { .. }) => {
-                            return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
+                        if self.parked.len() >= PARKED_REQUESTS {
+                            break;
                         }
-                        Err(e @ FrameError::Timeout { .. }) => return Close::GoAway(ErrorCode::Idle, e.to_string()),
-                        Err(e) => return Close::Failed(e.to_string()),
+                        frame = reader.next_buffered().map(|f| f.map(Some));
                     }
                 }
             }

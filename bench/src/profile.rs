@@ -30,7 +30,9 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("rpc-bench-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let result = rt.block_on(async {
+    let task_dir = dir.clone();
+    let result = crate::suite::in_task(&rt, async move {
+        let dir = task_dir;
         let server = ServerProc::spawn(imp, transport, &dir).await.map_err(|e| e.to_string())?;
         let mut conn = Conn::open(imp, &server).await.map_err(|e| e.to_string())?;
         let start = std::time::Instant::now();

@@ -1,8 +1,10 @@
 //! One server connection: handshake, the read loop, and an orderly close.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use rpc_transport::framed::{Frame, FrameError, FrameReader};
@@ -175,7 +177,7 @@ impl<S: Service> ServerConn<S> {
                 permit = Arc::clone(&self.slots).acquire_owned(), if !self.parked.is_empty() => {
                     let permit = permit.expect("the semaphore is never closed");
                     if let Some(parked) = self.parked.pop_front() {
-                        self.spawn(parked, permit);
+                        self.start(parked, permit).await;
                     }
                 }
                 _ = &mut idle => {
@@ -328,16 +330,18 @@ impl<S: Service> ServerConn<S> {
         let parked = Parked { id, handler, deadline, oneway };
         // First come, first served: a request never overtakes one already waiting.
         match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(permit) if self.parked.is_empty() => self.spawn(parked, permit),
+            Ok(permit) if self.parked.is_empty() => self.start(parked, permit).await,
             _ => self.parked.push_back(parked),
         }
     }
 
-    fn spawn(&mut self, parked: Parked, permit: OwnedSemaphorePermit) {
+    /// Starts a call that has a slot: polls it once here, and gives it a task of its own only if
+    /// it has to wait (see [`ServerConfig::inline_handlers`]).
+    async fn start(&mut self, parked: Parked, permit: OwnedSemaphorePermit) {
         let Parked { id, handler, deadline, oneway } = parked;
         let cancellable = !oneway && !handler.run_to_completion;
-        let context =
-            Context { request_id: id, method: handler.method, deadline, peer: Arc::clone(&self.peer) };
+        let method = handler.method;
+        let context = Context { request_id: id, method, deadline, peer: Arc::clone(&self.peer) };
         let call = Call {
             handler,
             context,
@@ -347,7 +351,27 @@ impl<S: Service> ServerConn<S> {
             max_frame_len: self.config.max_frame_len,
             _slot: permit,
         };
-        let task = self.tasks.spawn(handler::run(call));
+        let mut run = Box::pin(handler::run(call));
+        if self.config.inline_handlers {
+            // The handler's own panics are caught inside `run`; this guards the connection
+            // against anything else in it.
+            let first = std::future::poll_fn(|cx| {
+                Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(cx))))
+            })
+            .await;
+            match first {
+                Ok(Poll::Ready(_)) => return,
+                Ok(Poll::Pending) => {}
+                Err(panic) => {
+                    tracing::error!(peer = %self.peer, id, method, "a call panicked: {}", panic_message(&*panic));
+                    if !oneway {
+                        self.reply(id, &RpcError::HandlerPanicked).await;
+                    }
+                    return;
+                }
+            }
+        }
+        let task = self.tasks.spawn(run);
         if cancellable {
             self.running.insert(id, task);
         }

@@ -1,4 +1,11 @@
-//! The server side: an accept loop, one task per connection, one task per call.
+//! The server side: an accept loop, one task per connection, and a task for every call that
+//! has to wait.
+//!
+//! A call starts on its connection's task: a handler that finishes without waiting (most cheap
+//! calls) is answered there, with no task of its own. At its first wait (I/O, a timer, a lock,
+//! a full response queue) the call moves to a task of its own, and from then on runs
+//! concurrently with the connection and with other calls. Set
+//! [`ServerConfig::inline_handlers`] to `false` to give every call its own task from the start.
 //!
 //! [`Server::serve`] runs a [`Listener`]'s connections; [`Server::serve_connection`] runs a single
 //! connection (a child process's stdin/stdout, say). Both return a [`ServerHandle`] for graceful
@@ -46,6 +53,14 @@ pub struct ServerConfig {
     pub max_deadline: Duration,
     /// Response frames queued for writing per connection before handlers wait. Default 128.
     pub outbound_queue: usize,
+    /// Whether a call starts on its connection's task (default `true`), moving to a task of its
+    /// own only at its first wait. A handler that finishes without waiting then costs no task,
+    /// which makes cheap calls several times cheaper; but a handler that computes for long
+    /// before its first `.await` holds up the reading of its connection meanwhile (other
+    /// connections are unaffected). With `false`, every call gets its own task at once, so
+    /// CPU-bound handlers on one connection run in parallel on a multi-threaded runtime.
+    /// Either way, deadlines, cancellation, limits and panic isolation are the same.
+    pub inline_handlers: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +75,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_deadline: Duration::from_secs(24 * 60 * 60),
             outbound_queue: 128,
+            inline_handlers: true,
         }
     }
 }
@@ -156,6 +172,12 @@ impl<S: Service> Server<S> {
     /// See [`ServerConfig::max_deadline`].
     pub fn max_deadline(&mut self, max: Duration) -> &mut Self {
         self.config.max_deadline = max;
+        self
+    }
+
+    /// See [`ServerConfig::inline_handlers`].
+    pub fn inline_handlers(&mut self, yes: bool) -> &mut Self {
+        self.config.inline_handlers = yes;
         self
     }
 

@@ -69,6 +69,7 @@ mod writer;
 pub mod __private;
 
 pub use client::{Client, ClientBuilder};
+pub use codec::{MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK};
 pub use context::Context;
 pub use error::RpcError;
 pub use server::{Server, ServerConfig, ServerHandle};

@@ -68,6 +68,9 @@ mod writer;
 #[doc(hidden)]
 pub mod __private;
 
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use client::{Client, ClientBuilder};
 pub use codec::{MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK};
 pub use context::Context;

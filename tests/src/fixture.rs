@@ -191,3 +191,74 @@ impl Fixture {
 pub fn assert_in_flight_empty(client: &Client) {
     assert_eq!(client.in_flight(), 0, "calls left in the client's pending map");
 }
+
+/// A fake server: the test plays the server with raw bytes against a real client.
+///
+/// Returns the raw peer (prefaces already exchanged) and the client, which was built with
+/// `builder` on a real connection of `kind`.
+pub async fn fake_server(kind: Kind, builder: &rpc_runtime::ClientBuilder) -> (RawPeer, Client) {
+    let (mut listener, endpoint, dir) = bind(kind).await;
+    let (conn, accepted) = tokio::join!(endpoint.connect(), listener.accept());
+    let client = builder.build(conn.expect("connect"));
+    let mut peer = RawPeer::new(accepted.expect("accept"));
+    peer.handshake().await;
+    // The listener (and its directory) may go: the connection lives on.
+    drop((listener, dir));
+    (peer, client)
+}
+
+/// Returns once every task of this current-thread runtime is idle.
+///
+/// Under a paused clock the runtime advances time only when it has nothing else to do, so a
+/// virtual sleep ends exactly when every other task is blocked on I/O or a timer. This waits
+/// for quiescence; it is not a real-time sleep.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// A `probe-server` child process (see `src/bin/probe-server.rs`), killed when dropped.
+#[derive(Debug)]
+pub struct ChildServer {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub endpoint: Endpoint,
+}
+
+impl ChildServer {
+    /// Starts `exe` (the `probe-server` binary) with `args` and waits for its "ready" line.
+    pub fn spawn(exe: &str, args: &[&str]) -> ChildServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(exe)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn probe-server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the ready line");
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("ready"), "probe-server said {line:?}");
+        let endpoint = match (words.next(), words.next()) {
+            (Some("tcp"), Some(addr)) => Endpoint::Tcp(addr.parse().expect("address")),
+            (Some("unix"), Some(path)) => Endpoint::Unix(PathBuf::from(path)),
+            _ => panic!("probe-server said {line:?}"),
+        };
+        ChildServer { child, endpoint }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a pid we own; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -13,9 +13,9 @@ use rpc_runtime::__fuzz::{decode_payload, encode_payload};
 use rpc_runtime::transport::framed::DEFAULT_MAX_FRAME_LEN;
 use rpc_runtime::{Client, RpcError, MAX_DECODE_DEPTH};
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
-use rpc_tests::fixture::{assert_in_flight_empty, bind, Fixture, Kind, STREAMS};
+use rpc_tests::fixture::{assert_in_flight_empty, fake_server, Fixture, STREAMS};
 use rpc_tests::probe::{Choice, ProbeClient, RecordV1, RecordV2, Tree};
-use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
+use rpc_tests::wire::{self, code, varint, Frame};
 use rpc_tests::{guard, logs};
 use serde::{Deserialize, Serialize};
 
@@ -146,19 +146,6 @@ async fn a1_oversize_send_fails_that_call_only() {
         fx.assert_serving().await;
         fx.stop().await;
     }
-}
-
-/// A fake server: the test plays the server with raw bytes; `client` is a real client.
-async fn fake_server(kind: Kind, builder: &rpc_runtime::ClientBuilder) -> (RawPeer, Client) {
-    let (mut listener, endpoint, dir) = bind(kind).await;
-    let (conn, accepted) =
-        tokio::join!(endpoint.connect(), rpc_runtime::transport::Listener::accept(&mut listener));
-    let client = builder.build(conn.expect("connect"));
-    let mut peer = RawPeer::new(accepted.expect("accept"));
-    peer.handshake().await;
-    // The listener (and its directory) may go: the connection lives on.
-    drop((listener, dir));
-    (peer, client)
 }
 
 fn id_of(frame: &Frame) -> u64 {

@@ -2,7 +2,7 @@
 //!
 //! Each test binary that checks memory installs it:
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static ALLOC: rpc_tests::alloc::CountingAlloc = rpc_tests::alloc::CountingAlloc;
 //! ```

@@ -281,6 +281,18 @@ impl RawPeer {
         RawPeer { read, write: Some(write), _guard: guard }
     }
 
+    /// The read half, write half (if not closed), peer and guard.
+    #[allow(clippy::type_complexity)]
+    pub fn into_inner(self) -> (BoxRead, Option<BoxWrite>, (), Option<Box<dyn std::any::Any + Send + Sync>>) {
+        (self.read, self.write, (), self._guard)
+    }
+
+    /// Moves the write half into a new peer (which reads nothing), so one task can write while
+    /// another reads.
+    pub fn split_writer(&mut self) -> RawPeer {
+        RawPeer { read: Box::new(tokio::io::empty()), write: self.write.take(), _guard: None }
+    }
+
     /// Sends bytes as they are.
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         let w = self.write.as_mut().expect("write side already closed");

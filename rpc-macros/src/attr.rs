@@ -10,12 +10,16 @@ pub(crate) const ONEWAY: &str = "oneway";
 pub(crate) const RPC: &str = "rpc";
 /// `#[rpc(name = "...")]`: the method's wire name.
 const NAME: &str = "name";
+/// `#[rpc(run_to_completion)]`: the handler is not stopped by a cancel, a deadline or the
+/// connection closing.
+const RUN_TO_COMPLETION: &str = "run_to_completion";
 
 /// What the helper attributes of one method say.
 #[derive(Default)]
 pub(crate) struct MethodAttrs {
     pub(crate) oneway: Option<Attribute>,
     pub(crate) name: Option<LitStr>,
+    pub(crate) run_to_completion: bool,
 }
 
 pub(crate) fn is_helper(attr: &Attribute) -> bool {
@@ -48,8 +52,16 @@ pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAt
                     }
                     out.name = Some(lit);
                     Ok(())
+                } else if meta.path.is_ident(RUN_TO_COMPLETION) {
+                    if out.run_to_completion {
+                        return Err(meta.error("`run_to_completion` is given twice; keep one"));
+                    }
+                    out.run_to_completion = true;
+                    Ok(())
                 } else {
-                    Err(meta.error("unknown `rpc` option; the only option is `name = \"wire_name\"`"))
+                    Err(meta.error(
+                        "unknown `rpc` option; expected `name = \"wire_name\"` or `run_to_completion`",
+                    ))
                 }
             });
             if let Err(e) = result {

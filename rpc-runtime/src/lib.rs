@@ -83,3 +83,8 @@ pub use rpc_transport as transport;
 
 #[doc = include_str!("../docs/service.md")]
 pub use rpc_macros::service;
+
+/// Compiles and runs the README's example as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

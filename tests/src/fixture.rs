@@ -176,7 +176,7 @@ impl Fixture {
     /// The "no crash" invariant: the server still accepts a new connection and serves a call.
     pub async fn assert_serving(&self) {
         let client = self.client().await;
-        let sum = crate::guard(60, "a call on a fresh connection", client.add(20, 22)).await;
+        let sum = crate::within(60, "a call on a fresh connection", client.add(20, 22)).await;
         assert_eq!(sum.unwrap_or_else(|e| panic!("{}: server no longer serves: {e}", self.kind)), 42);
         assert_in_flight_empty(client.as_client());
     }

@@ -16,7 +16,7 @@ use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, Fixture, STREAMS};
 use rpc_tests::probe::{Choice, ProbeClient, RecordV1, RecordV2, Tree};
 use rpc_tests::wire::{self, code, varint, Frame};
-use rpc_tests::{guard, logs};
+use rpc_tests::{logs, within};
 use serde::{Deserialize, Serialize};
 
 #[global_allocator]
@@ -75,7 +75,7 @@ async fn a1_forged_length_prefix() {
             let mem = MemScope::start();
             let mut peer = fx.raw().await;
             peer.send(&declared.to_be_bytes()).await.unwrap();
-            let (c, message) = guard(60, "goaway for an oversized frame", peer.goaway_then_close())
+            let (c, message) = within(60, "goaway for an oversized frame", peer.goaway_then_close())
                 .await
                 .unwrap_or_else(|| panic!("{kind}: no goaway for declared length {declared}"));
             assert_eq!(c, code::FRAME_TOO_LARGE, "{kind}: {message}");
@@ -201,7 +201,7 @@ async fn a2_truncated_response_at_every_cut_point() {
             assert_eq!(full.len(), real_len);
             server.send(&full[..cut]).await.unwrap();
             server.close_write().await;
-            let result = guard(60, "a call on a truncated stream", call).await.unwrap();
+            let result = within(60, "a call on a truncated stream", call).await.unwrap();
             match result {
                 Err(RpcError::ConnectionClosed(reason)) if cut == 0 => {
                     assert!(reason.contains("closed the connection"), "{kind} cut {cut}: {reason}")
@@ -231,7 +231,7 @@ async fn a2_truncated_request_at_every_cut_point() {
             let mut peer = fx.raw().await;
             peer.send(&full[..cut]).await.unwrap();
             peer.close_write().await;
-            let frames = guard(60, "server closing a truncated stream", peer.until_closed()).await;
+            let frames = within(60, "server closing a truncated stream", peer.until_closed()).await;
             assert!(frames.is_empty(), "{kind} cut {cut}: nothing is answered, got {frames:?}");
         }
         let mut peer = fx.raw().await;

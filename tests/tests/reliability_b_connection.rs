@@ -7,7 +7,7 @@ use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, ChildServer, Fixture, Kind, STREAMS};
 use rpc_tests::probe::ProbeClient;
 use rpc_tests::wire::{self, code, Frame};
-use rpc_tests::{guard, logs};
+use rpc_tests::{logs, within};
 use tokio::time::Instant;
 
 #[global_allocator]
@@ -89,7 +89,7 @@ async fn b1_server_process_killed() {
         let started = std::time::Instant::now();
         server.signal(libc::SIGKILL);
         for call in calls {
-            match guard(20, "calls failing after SIGKILL", call).await.unwrap() {
+            match within(20, "calls failing after SIGKILL", call).await.unwrap() {
                 Err(RpcError::ConnectionClosed(_)) => {}
                 other => panic!("{args:?}: expected ConnectionClosed, got {other:?}"),
             }
@@ -166,13 +166,13 @@ async fn b2_stopped_server_process() {
         server.signal(libc::SIGSTOP);
         let short = client.with_timeout(Duration::from_millis(300));
         let started = std::time::Instant::now();
-        let outcome = guard(20, "a call to a stopped server", short.add(1, 2)).await;
+        let outcome = within(20, "a call to a stopped server", short.add(1, 2)).await;
         assert!(matches!(outcome, Err(RpcError::DeadlineExceeded)), "{args:?}: {outcome:?}");
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(10), "{took:?}");
         assert_in_flight_empty(client.as_client());
         server.signal(libc::SIGCONT);
-        assert_eq!(guard(20, "a call after SIGCONT", client.add(2, 2)).await.unwrap(), 4);
+        assert_eq!(within(20, "a call after SIGCONT", client.add(2, 2)).await.unwrap(), 4);
         assert_in_flight_empty(client.as_client());
     }
 }

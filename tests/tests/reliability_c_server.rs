@@ -9,7 +9,7 @@ use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Endpoint, Fixture, STREAMS};
 use rpc_tests::probe::ProbeClient;
 use rpc_tests::wire::{self, code, Frame};
-use rpc_tests::{guard, logs};
+use rpc_tests::{logs, within};
 use tokio::time::Instant;
 
 #[global_allocator]
@@ -128,14 +128,14 @@ async fn c2_cpu_bound_handler() {
     let client = fx.client().await;
     let short = client.with_timeout(Duration::from_millis(50));
     let t0 = std::time::Instant::now();
-    assert!(matches!(short.spin(1500).await, Err(RpcError::DeadlineExceeded)));
+    assert!(matches!(short.spin(2500).await, Err(RpcError::DeadlineExceeded)));
     assert!(
-        t0.elapsed() < Duration::from_millis(1200),
+        t0.elapsed() < Duration::from_millis(2000),
         "the caller is not held by the CPU loop: {:?}",
         t0.elapsed()
     );
     // The loop runs to its end (not interruptible), then its late response is discarded.
-    guard(30, "the spinning handler to finish", async {
+    within(30, "the spinning handler to finish", async {
         while fx.state.finished.load(Ordering::SeqCst) == 0 {
             fx.state.wait_idle().await;
         }
@@ -192,7 +192,7 @@ async fn c3_graceful_shutdown_with_enough_grace() {
         }
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }));
         assert!(peer.until_closed().await.is_empty(), "closed once drained");
-        guard(120, "shutdown", shutdown).await.unwrap();
+        within(120, "shutdown", shutdown).await.unwrap();
         assert!(t0.elapsed() < Duration::from_secs(60), "{kind}: returned when drained, not at the grace");
         // Idempotent: again, and concurrently.
         tokio::join!(fx.handle.shutdown(Duration::from_secs(1)), fx.handle.shutdown(Duration::ZERO));

@@ -11,7 +11,7 @@ use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Fixture, STREAMS};
 use rpc_tests::probe::ProbeClient;
 use rpc_tests::wire::{self, code, varint, Frame};
-use rpc_tests::{guard, logs};
+use rpc_tests::{logs, within};
 use tokio::time::Instant;
 
 #[global_allocator]
@@ -67,7 +67,7 @@ async fn d1_cancellation_frees_server_slots() {
                 _ = fx.state.wait_running(1) => {}
             }
             // Dropped after sending: the server drops the handler.
-            guard(60, "the handler to be dropped", fx.state.wait_dropped(round as usize + 1)).await;
+            within(60, "the handler to be dropped", fx.state.wait_dropped(round as usize + 1)).await;
         }
         assert_eq!(fx.state.running(), 0);
         assert_eq!(fx.state.max_running.load(Ordering::SeqCst), 1);

@@ -17,9 +17,9 @@ use rpc_runtime::{
 };
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{Fixture, STREAMS};
-use rpc_tests::guard;
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use rpc_tests::wire::{self, code, varint, Frame};
+use rpc_tests::within;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -178,7 +178,7 @@ async fn g1_other_uid_and_peer_credentials() {
     // Another uid: connects, and the server sees who it is.
     let child = call_as_nobody(&exe, &shared);
     let child_pid = child.id() as i32;
-    let conn = guard(30, "nobody's connection", listener.accept()).await.unwrap();
+    let conn = within(30, "nobody's connection", listener.accept()).await.unwrap();
     assert_eq!(*conn.peer(), Peer::Unix { uid: Some(NOBODY), gid: Some(NOBODY), pid: Some(child_pid) });
     let served = Server::new(ProbeServer::new(ProbeImpl::default())).serve_connection(conn);
     assert_eq!(output_of(child).await.trim(), "ok 5");

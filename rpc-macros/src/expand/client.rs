@@ -26,6 +26,8 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
         quote_spanned! {span=>
             #(#docs)*
             #(#cfgs)*
+            // The argument list is the user's, already linted on the trait.
+            #[allow(clippy::too_many_arguments)]
             pub async fn #name(&self, #(#args: #tys),*) -> #ret {
                 #body
             }

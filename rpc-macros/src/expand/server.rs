@@ -31,6 +31,10 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
             #request::#variant { #(#args),* } => #response::#variant(self.service.#name(#(#args),*).await),
         }
     });
+    let completion_arms = service.methods.iter().map(|m| {
+        let (cfgs, variant, complete) = (&m.cfgs, &m.variant, m.run_to_completion);
+        quote! { #(#cfgs)* #request::#variant { .. } => #complete, }
+    });
     let doc = format!("Serves the [`{trait_name}`] service with an implementation `S`; pass it to `rpc_runtime::Server::new`.");
     quote! {
         #[doc = #doc]
@@ -90,12 +94,15 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
             ) -> ::core::result::Result<#p::Handler, #p::RpcError> {
                 let __rpc_request = #request::decode(method, payload)?;
                 let __rpc_name = __rpc_request.method_name();
+                let __rpc_complete = match __rpc_request {
+                    #(#completion_arms)*
+                };
                 let __rpc_service = #p::Arc::clone(&self.service);
                 ::core::result::Result::Ok(#p::Handler::new(__rpc_name, async move {
                     match __rpc_request {
                         #(#encode_arms)*
                     }
-                }))
+                }).run_to_completion(__rpc_complete))
             }
         }
     }

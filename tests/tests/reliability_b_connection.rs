@@ -4,8 +4,14 @@ use std::time::Duration;
 
 use rpc_runtime::{Client, RpcError};
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
-use rpc_tests::fixture::{assert_in_flight_empty, fake_server, ChildServer, Fixture, Kind, STREAMS};
+use std::sync::Arc;
+
+use rpc_runtime::transport::Listener;
+use rpc_tests::fixture::{
+    assert_in_flight_empty, bind, fake_server, settle, ChildServer, Fixture, Kind, STREAMS,
+};
 use rpc_tests::probe::ProbeClient;
+use rpc_tests::wire::RawPeer;
 use rpc_tests::wire::{self, code, Frame};
 use rpc_tests::{logs, within};
 use tokio::time::Instant;
@@ -64,6 +70,50 @@ async fn b1_peer_closes_mid_call() {
             other => panic!("{other:?}"),
         }
         assert_eq!(call.await.unwrap().unwrap(), 42);
+        assert_in_flight_empty(&client);
+    }
+}
+
+/// B1 with a reconnecting client: the 100 calls in flight when the connection breaks fail at once
+/// and are not replayed; the next call makes a new connection, on which only that call arrives.
+#[tokio::test(start_paused = true)]
+async fn b1_reconnecting_client_replays_nothing() {
+    for kind in STREAMS {
+        let (mut listener, endpoint, _dir) = bind(kind).await;
+        let endpoint = Arc::new(endpoint);
+        let client = Client::builder().build_reconnecting({
+            let endpoint = Arc::clone(&endpoint);
+            move || {
+                let endpoint = Arc::clone(&endpoint);
+                async move { endpoint.connect().await }
+            }
+        });
+        let typed = ProbeClient::from_client(client.clone());
+        let calls = spawn_calls(&typed, 100);
+        let mut first = RawPeer::new(listener.accept().await.unwrap());
+        first.handshake().await;
+        for _ in 0..100 {
+            assert!(matches!(first.expect_frame().await, Frame::Request { .. }));
+        }
+        let t0 = Instant::now();
+        drop(first);
+        for call in calls {
+            assert!(matches!(call.await.unwrap(), Err(RpcError::ConnectionClosed(_))), "{kind}");
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        assert_in_flight_empty(&client);
+
+        let t = typed.clone();
+        let call = tokio::spawn(async move { t.add(40, 2).await });
+        let mut second = RawPeer::new(listener.accept().await.unwrap());
+        second.handshake().await;
+        let Frame::Request { id, method, .. } = second.expect_frame().await else { panic!() };
+        assert_eq!(method, "add");
+        second.send_frame(&wire::response(id, &wire::varint(42))).await.unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), 42, "{kind}: routed after reconnecting");
+        settle().await;
+        let replay = tokio::time::timeout(Duration::from_secs(1), second.next()).await;
+        assert!(replay.is_err(), "{kind}: nothing replayed on the new connection: {replay:?}");
         assert_in_flight_empty(&client);
     }
 }
@@ -133,8 +183,8 @@ async fn b2_silent_client_is_closed_at_idle_timeout() {
 }
 
 /// B2, client side: a server that stops answering (half-open) fails each pending call at its
-/// deadline with `DeadlineExceeded`, and the pending map empties. There is no keepalive yet: a
-/// client with no calls pending does not notice (see docs/reliability.md).
+/// deadline with `DeadlineExceeded`, and the pending map empties. This is the default (keepalive
+/// is opt-in); with keepalive, see the next case.
 #[tokio::test(start_paused = true)]
 async fn b2_silent_server_fails_calls_at_their_deadline() {
     for kind in STREAMS {
@@ -149,6 +199,33 @@ async fn b2_silent_server_fails_calls_at_their_deadline() {
             assert!(matches!(call.await.unwrap(), Err(RpcError::DeadlineExceeded)));
         }
         assert_eq!(started.elapsed(), Duration::from_secs(5), "{kind}");
+        assert_in_flight_empty(&client);
+    }
+}
+
+/// B2 with keepalive (opt-in): a silent server is detected within two intervals (idle, then an
+/// unanswered ping) and every pending call fails at once, long before its deadline; the error
+/// names the keepalive.
+#[tokio::test(start_paused = true)]
+async fn b2_keepalive_detects_a_silent_server() {
+    for kind in STREAMS {
+        let builder =
+            Client::builder().timeout(Duration::from_secs(3600)).keepalive(Duration::from_secs(5)).clone();
+        let (mut server, client) = fake_server(kind, &builder).await;
+        let typed = ProbeClient::from_client(client.clone());
+        let t0 = Instant::now();
+        let calls = spawn_calls(&typed, 10);
+        for _ in 0..10 {
+            server.expect_frame().await;
+        }
+        for call in calls {
+            match call.await.unwrap() {
+                Err(RpcError::ConnectionClosed(reason)) => assert!(reason.contains("keepalive"), "{reason}"),
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+        assert_eq!(t0.elapsed(), Duration::from_secs(10), "{kind}: idle interval, then the ping's");
+        assert!(matches!(server.expect_frame().await, Frame::Ping { .. }), "{kind}: a ping was sent");
         assert_in_flight_empty(&client);
     }
 }

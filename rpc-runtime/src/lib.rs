@@ -68,7 +68,11 @@ mod writer;
 #[doc(hidden)]
 pub mod __private;
 
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use client::{Client, ClientBuilder};
+pub use codec::{MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK};
 pub use context::Context;
 pub use error::RpcError;
 pub use server::{Server, ServerConfig, ServerHandle};

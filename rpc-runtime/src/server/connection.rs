@@ -37,6 +37,9 @@ enum Close {
     Failed(String),
 }
 
+/// How long closing waits for room in the outbound queue to send its goaway.
+const GOAWAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Refuses a connection past the connection limit: preface, goaway, close.
 ///
 /// The close lingers: after sending, the server reads and discards what the client sends until
@@ -96,6 +99,8 @@ pub(super) async fn serve<S: Service>(
         running: HashMap::new(),
         tasks: JoinSet::new(),
         draining: false,
+        control: ControlBudget { since: Instant::now(), count: 0 },
+        cancel_credit: CANCEL_SLACK,
         config,
     };
     let close = conn.run(&mut reader, &signals, &writer_dead).await;
@@ -129,6 +134,19 @@ struct ServerConn<S> {
     tasks: JoinSet<u64>,
     parked: VecDeque<Parked>,
     draining: bool,
+    control: ControlBudget,
+    /// Cancels this connection may still send: one per request received, plus [`CANCEL_SLACK`].
+    cancel_credit: u64,
+}
+
+/// Cancels a connection may send beyond one per request it sent (E2).
+const CANCEL_SLACK: u64 = 1024;
+
+/// Counts pings and pongs since the last request, per one-second window (E2: a ping flood costs
+/// the server a pong each without ever starting a call).
+struct ControlBudget {
+    since: Instant,
+    count: u32,
 }
 
 impl<S: Service> ServerConn<S> {
@@ -243,10 +261,21 @@ impl<S: Service> ServerConn<S> {
     async fn on_frame(&mut self, body: Bytes) -> Option<Close> {
         match protocol::decode(body) {
             Ok(Message::Request { id, timeout, oneway, method, payload }) => {
+                self.control.count = 0;
+                self.cancel_credit = self.cancel_credit.saturating_add(1);
                 self.on_request(id, timeout, oneway, &method, &payload).await;
                 None
             }
             Ok(Message::Cancel { id }) => {
+                // A client cancels each call at most once, so cancels never outnumber requests by
+                // more than the slack; a cancel of a call that already finished is normal.
+                if self.cancel_credit == 0 {
+                    return Some(Close::GoAway(
+                        ErrorCode::Protocol,
+                        format!("too many cancels: more than {CANCEL_SLACK} beyond one per request"),
+                    ));
+                }
+                self.cancel_credit -= 1;
                 // A running task's slot is freed when the runtime drops its future, not before.
                 if let Some(task) = self.running.remove(&id) {
                     task.abort();
@@ -258,9 +287,9 @@ impl<S: Service> ServerConn<S> {
             Ok(Message::Ping { nonce }) => {
                 // A pong that does not fit in the queue is dropped: pings never queue unboundedly.
                 self.send_now(protocol::ping_frame(nonce, true));
-                None
+                self.control_frame()
             }
-            Ok(Message::Pong) => None,
+            Ok(Message::Pong) => self.control_frame(),
             Ok(Message::Response { .. } | Message::Error { .. } | Message::GoAway { .. }) => Some(
                 Close::GoAway(ErrorCode::Protocol, "a client sent a response, error or goaway frame".into()),
             ),
@@ -270,6 +299,22 @@ impl<S: Service> ServerConn<S> {
             }
             Err((None, e)) => Some(Close::GoAway(ErrorCode::Protocol, e.to_string())),
         }
+    }
+
+    /// Counts a control frame; `Some` closes a connection that sent too many of them.
+    fn control_frame(&mut self) -> Option<Close> {
+        let now = Instant::now();
+        if now.duration_since(self.control.since) >= std::time::Duration::from_secs(1) {
+            self.control = ControlBudget { since: now, count: 0 };
+        }
+        self.control.count += 1;
+        let max = self.config.max_control_frames_per_sec;
+        (self.control.count > max).then(|| {
+            Close::GoAway(
+                ErrorCode::Protocol,
+                format!("too many control frames: more than {max} pings or pongs within one second, with no request"),
+            )
+        })
     }
 
     async fn on_request(
@@ -409,7 +454,12 @@ impl<S: Service> ServerConn<S> {
             Close::WriteFailed => {}
             Close::GoAway(code, reason) => {
                 tracing::info!(%peer, ?code, "closing connection: {reason}");
-                self.send_now(protocol::goaway_frame(*code, reason));
+                // The queue may be full (of pongs, say): wait a little for room, so the peer
+                // learns why, but never longer than a write may take.
+                if let Ok(frame) = protocol::goaway_frame(*code, reason).finish(self.config.max_frame_len) {
+                    let wait = self.config.write_timeout.min(GOAWAY_WAIT);
+                    let _ = tokio::time::timeout(wait, self.tx.send(frame)).await;
+                }
             }
             Close::Failed(reason) => tracing::info!(%peer, "closing connection: {reason}"),
         }

@@ -11,6 +11,7 @@ pub use std::time::Duration;
 pub use std::vec::Vec;
 
 pub use crate::client::Client;
+pub use crate::codec::{Arg, Decoded};
 pub use crate::service::{Handler, ResponseBuf, Service};
 pub use crate::transport::framed::FrameBuf;
 pub use crate::transport::Connection;

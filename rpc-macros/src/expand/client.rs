@@ -17,9 +17,9 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
         let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
         let (args, tys) = super::arg_lists(m);
         let body = if m.oneway.is_some() {
-            quote! { self.client.notify(#wire, &(#(&#args,)*)).await }
+            quote! { self.client.notify(#wire, &(#(#p::Arg(&#args),)*)).await }
         } else {
-            quote! { self.client.call::<_, #output>(#wire, &(#(&#args,)*)).await }
+            quote! { self.client.call::<_, #output>(#wire, &(#(#p::Arg(&#args),)*)).await }
         };
         let ret = quote_spanned! {m.output_span()=> ::core::result::Result<#output, #p::RpcError> };
         let span = m.span();

@@ -38,7 +38,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
         quote! {
             #(#cfgs)*
             #wire => {
-                let (#(#args,)*): (#(#tys,)*) = #p::decode_args(payload)?;
+                let (#(#p::Decoded(#args),)*): (#(#p::Decoded<#tys>,)*) = #p::decode_args(payload)?;
                 ::core::result::Result::Ok(#request::#variant { #(#args),* })
             }
         }

@@ -302,7 +302,7 @@ impl Client {
     pub async fn call<A, R>(&self, method: &'static str, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned,
+        R: DeserializeOwned + 'static,
     {
         let deadline = self.deadline();
         match deadline {
@@ -322,7 +322,7 @@ impl Client {
     ) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned,
+        R: DeserializeOwned + 'static,
     {
         let connected;
         let shared: &Shared = match &self.link {
@@ -343,7 +343,8 @@ impl Client {
         let reply = rx.await;
         guard.done = true;
         match reply {
-            Ok(Ok(payload)) => codec::decode(&payload),
+            // A `Vec<u8>` result arrives as a byte string in one copy (see `__private::Decoded`).
+            Ok(Ok(payload)) => codec::decode::<codec::Decoded<R>>(&payload).map(|d| d.0),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(shared.closed_error()),
         }

@@ -3,10 +3,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rpc_transport::framed::{Frame, FrameError, FrameReader};
 use rpc_transport::{BoxRead, Connection, Peer};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -20,6 +22,16 @@ use crate::context::Context;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
 use crate::{RpcError, Service};
+
+/// A signal the connection's loop waits for besides its own work.
+enum Event {
+    /// The writer task ended (the peer is gone or stopped reading).
+    WriterDead,
+    /// Shutdown's grace period ran out.
+    Force,
+    /// Shutdown began.
+    Stop,
+}
 
 /// Why a connection ended.
 enum Close {
@@ -173,21 +185,36 @@ impl<S: Service> ServerConn<S> {
         let idle_timeout = self.config.idle_timeout;
         let mut last_activity = Instant::now();
         // Made once and polled in place: a future made afresh on every turn of the loop would
-        // register and unregister a waiter (or a timer) each time, for every frame.
-        let writer_dead = writer_dead.cancelled();
-        let force = signals.force.cancelled();
-        let stop = signals.stop.cancelled();
+        // register and unregister a waiter (or a timer) each time, for every frame. The three
+        // signals sit in a FuturesUnordered, which polls only the one that was woken: polling
+        // a waiting `cancelled()` future again takes two locks, on every wake-up of this task.
+        let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send + '_>>> =
+            FuturesUnordered::new();
+        events.push(Box::pin(async move {
+            writer_dead.cancelled().await;
+            Event::WriterDead
+        }));
+        events.push(Box::pin(async move {
+            signals.force.cancelled().await;
+            Event::Force
+        }));
+        events.push(Box::pin(async move {
+            signals.stop.cancelled().await;
+            Event::Stop
+        }));
         let idle = tokio::time::sleep_until(last_activity + idle_timeout);
-        tokio::pin!(writer_dead, force, stop, idle);
+        tokio::pin!(idle);
         loop {
             if self.draining && self.tasks.is_empty() {
                 return Close::Drained;
             }
             tokio::select! {
                 biased;
-                _ = &mut writer_dead => return Close::WriteFailed,
-                _ = &mut force => return Close::Forced,
-                _ = &mut stop, if !self.draining => self.start_draining().await,
+                Some(event) = events.next() => match event {
+                    Event::WriterDead => return Close::WriteFailed,
+                    Event::Force => return Close::Forced,
+                    Event::Stop => self.start_draining().await,
+                },
                 Some(done) = self.tasks.join_next() => {
                     self.reap(done);
                     last_activity = Instant::now();

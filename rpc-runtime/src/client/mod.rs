@@ -288,7 +288,12 @@ impl Client {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let own = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        self.deadline_from(Instant::now())
+    }
+
+    /// The deadline of a call made at `now`.
+    fn deadline_from(&self, now: Instant) -> Option<Instant> {
+        let own = self.timeout.and_then(|t| now.checked_add(t));
         if self.explicit_timeout {
             return own;
         }
@@ -304,10 +309,11 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned + 'static,
     {
-        let deadline = self.deadline();
+        let now = Instant::now();
+        let deadline = self.deadline_from(now);
         match deadline {
             None => self.call_inner(method, args, None).await,
-            Some(d) if d <= Instant::now() => Err(RpcError::DeadlineExceeded),
+            Some(d) if d <= now => Err(RpcError::DeadlineExceeded),
             Some(d) => tokio::time::timeout_at(d, self.call_inner(method, args, Some(d)))
                 .await
                 .unwrap_or(Err(RpcError::DeadlineExceeded)),

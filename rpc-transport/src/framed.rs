@@ -152,9 +152,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The body length in the buffered header, if the whole header is there.
     fn declared_len(&self) -> Option<usize> {
-        (self.buf.len() >= HEADER_LEN).then(|| {
-            u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize
-        })
+        (self.buf.len() >= HEADER_LEN)
+            .then(|| u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize)
     }
 
     fn try_decode(&mut self) -> Result<Option<Bytes>, FrameError> {

@@ -41,9 +41,9 @@ impl MemoryConnector {
     /// Makes a new connection to the listener.
     pub fn connect(&self) -> io::Result<Connection> {
         let (ours, theirs) = pair();
-        self.tx
-            .send(theirs)
-            .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, "the in-memory listener was dropped"))?;
+        self.tx.send(theirs).map_err(|_| {
+            io::Error::new(io::ErrorKind::ConnectionRefused, "the in-memory listener was dropped")
+        })?;
         Ok(ours)
     }
 }

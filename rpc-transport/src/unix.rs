@@ -68,7 +68,13 @@ pub async fn bind_with_mode(path: impl AsRef<Path>, mode: u32) -> io::Result<Uni
     let _ = fs::remove_file(&tmp);
     let _ = fs::remove_dir(&staging);
     let (listener, dev, ino) = result?;
-    Ok(UnixListener { inner: tokio::net::UnixListener::from_std(listener)?, path, dev, ino, allowed_uids: None })
+    Ok(UnixListener {
+        inner: tokio::net::UnixListener::from_std(listener)?,
+        path,
+        dev,
+        ino,
+        allowed_uids: None,
+    })
 }
 
 fn check_len(path: &Path) -> io::Result<()> {
@@ -76,23 +82,34 @@ fn check_len(path: &Path) -> io::Result<()> {
     if len > MAX_PATH_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("socket path is {len} bytes; it must be shorter than SUN_LEN ({MAX_PATH_LEN} bytes): {}", path.display()),
+            format!(
+                "socket path is {len} bytes; it must be shorter than SUN_LEN ({MAX_PATH_LEN} bytes): {}",
+                path.display()
+            ),
         ));
     }
     Ok(())
 }
 
 fn staging_dir(parent: &Path) -> io::Result<PathBuf> {
-    let seed = std::process::id() as u64 ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    let seed = std::process::id() as u64
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0));
     for attempt in 0..16u64 {
-        let dir = parent.join(format!(".r{:06x}", (seed.wrapping_add(attempt.wrapping_mul(0x9e37_79b9))) & 0xff_ffff));
+        let dir = parent
+            .join(format!(".r{:06x}", (seed.wrapping_add(attempt.wrapping_mul(0x9e37_79b9))) & 0xff_ffff));
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "could not create a private staging directory for the socket"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not create a private staging directory for the socket",
+    ))
 }
 
 /// Removes `path` if it is a socket nobody listens on; refuses anything else that exists.

@@ -147,10 +147,13 @@ pub async fn connect(path: impl AsRef<Path>) -> io::Result<Connection> {
 
 /// Settings for opening, binding and connecting, with the builder methods taking `&mut self`.
 ///
-/// ```
-/// # async fn run() -> std::io::Result<()> {
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
 /// use std::time::Duration;
-/// let conn = rpc_transport::fifo::Options::new().timeout(Duration::from_secs(1)).connect("/run/app.fifo").await?;
+/// use rpc_transport::fifo;
+///
+/// let conn = fifo::Options::new().timeout(Duration::from_secs(1)).connect("/run/app.fifo").await?;
 /// # drop(conn); Ok(())
 /// # }
 /// ```
@@ -724,10 +727,11 @@ fn create_fifo(path: &Path, may_exist: bool) -> io::Result<bool> {
 ///
 /// Opening for writing fails with the raw `ENXIO` while nobody reads the FIFO.
 fn open_fifo(path: &Path, end: End) -> io::Result<File> {
-    // Refuse what is plainly not a FIFO before opening it: opening a device can have effects.
-    match fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_fifo() => return Err(refuse_existing(path, &meta)),
-        _ => {}
+    // Refuse what plainly will not do before opening it: opening a device can have effects, and
+    // a FIFO nobody reads cannot be opened for writing, hence not checked through its descriptor.
+    // (A lookup error is left for open() to report.)
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        check_fifo(path, &meta)?;
     }
     let file = fs::OpenOptions::new()
         .read(matches!(end, End::Read))
@@ -741,9 +745,14 @@ fn open_fifo(path: &Path, end: End) -> io::Result<File> {
             _ => io::Error::new(e.kind(), format!("cannot open fifo {}: {e}", path.display())),
         })?;
     // The path may have changed since it was looked at: the descriptor is what counts.
-    let meta = file.metadata()?;
+    check_fifo(path, &file.metadata()?)?;
+    Ok(file)
+}
+
+/// Accepts only a FIFO owned by this user with no group or other permission bits.
+fn check_fifo(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     if !meta.file_type().is_fifo() {
-        return Err(refuse_existing(path, &meta));
+        return Err(refuse_existing(path, meta));
     }
     if meta.uid() != sys::euid() {
         return Err(io::Error::new(
@@ -766,7 +775,7 @@ fn open_fifo(path: &Path, end: End) -> io::Result<File> {
             ),
         ));
     }
-    Ok(file)
+    Ok(())
 }
 
 /// Opens the FIFO at `path` for writing, retrying with backoff while nobody reads it (and, if

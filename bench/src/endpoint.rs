@@ -5,27 +5,36 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use rpc_runtime::transport::{BoxRead, BoxWrite};
+use std::sync::Mutex;
+
+use rpc_runtime::transport::{fifo, pipe, tcp, unix, BoxRead, BoxWrite, Connection, Listener};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// A transport every implementation is measured over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
     Tcp,
     Unix,
+    /// The child's stdin and stdout (`rpc_transport::pipe`): one connection per server process.
+    Pipe,
+    /// A pair of FIFOs per connection, set up through the server's well-known FIFO
+    /// (`rpc_transport::fifo`).
+    Fifo,
 }
 
 impl Transport {
     /// Every transport the benchmark knows.
     pub(crate) fn available() -> Vec<Transport> {
-        vec![Transport::Tcp, Transport::Unix]
+        vec![Transport::Tcp, Transport::Unix, Transport::Pipe, Transport::Fifo]
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Unix => "unix",
+            Transport::Pipe => "pipe",
+            Transport::Fifo => "fifo",
         }
     }
 
@@ -34,6 +43,11 @@ impl Transport {
             .into_iter()
             .find(|t| t.name() == s)
             .ok_or_else(|| format!("unknown transport {s:?}"))
+    }
+
+    /// Whether one server process takes many connections (not so a pipe to a child).
+    pub(crate) fn has_listener(self) -> bool {
+        self != Transport::Pipe
     }
 }
 
@@ -65,17 +79,28 @@ impl Impl {
 }
 
 /// Where the client reaches a server.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Endpoint {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    /// The one connection to the child, until a client takes it.
+    Pipe(Mutex<Option<Connection>>),
+    Fifo(PathBuf),
+}
+
+/// The server's process.
+#[derive(Debug)]
+enum Proc {
+    /// Its stdin is the life line: at EOF the server exits.
+    Plain(tokio::process::Child),
+    /// Its stdin and stdout are the connection.
+    Pipe(pipe::Child),
 }
 
 /// A server running in a child process; killed when dropped.
 #[derive(Debug)]
 pub(crate) struct ServerProc {
-    /// Killed on drop; its stdin is the life line (EOF: the server exits).
-    child: Child,
+    child: Proc,
     pub(crate) pid: u32,
     pub(crate) endpoint: Endpoint,
 }
@@ -85,18 +110,25 @@ impl ServerProc {
     pub(crate) async fn spawn(imp: Impl, transport: Transport, dir: &Path) -> io::Result<ServerProc> {
         let endpoint_arg = match transport {
             Transport::Tcp => "127.0.0.1:0".to_string(),
-            Transport::Unix => {
-                let path = dir.join(format!("{}.sock", imp.name()));
+            Transport::Pipe => "-".to_string(),
+            Transport::Unix | Transport::Fifo => {
+                let path = dir.join(format!("{}.{}", imp.name(), transport.name()));
                 let _ = std::fs::remove_file(&path);
                 path.display().to_string()
             }
         };
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["server", imp.name(), transport.name(), &endpoint_arg])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["server", imp.name(), transport.name(), &endpoint_arg]);
+        if transport == Transport::Pipe {
+            let (conn, child) = pipe::spawn(cmd)?;
+            let pid = child.pid();
+            return Ok(ServerProc {
+                child: Proc::Pipe(child),
+                pid,
+                endpoint: Endpoint::Pipe(Mutex::new(Some(conn))),
+            });
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true).spawn()?;
         let pid = child.id().expect("the child is running");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
@@ -107,21 +139,30 @@ impl ServerProc {
         let endpoint = match transport {
             Transport::Tcp => Endpoint::Tcp(addr.parse().map_err(io::Error::other)?),
             Transport::Unix => Endpoint::Unix(PathBuf::from(addr)),
+            Transport::Fifo => Endpoint::Fifo(PathBuf::from(addr)),
+            Transport::Pipe => unreachable!("handled above"),
         };
-        Ok(ServerProc { child, pid, endpoint })
+        Ok(ServerProc { child: Proc::Plain(child), pid, endpoint })
     }
 
-    /// Closes the server's stdin and waits for it to exit on its own (so a profiler running it
-    /// can write its output), killing it after 30 seconds.
+    /// Closes the server's stdin (or, over a pipe, its connection) and waits for it to exit on
+    /// its own (so a profiler running it can write its output), killing it after 30 seconds.
     pub(crate) async fn stop(mut self) {
-        drop(self.child.stdin.take());
-        if tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
+        let child = match &mut self.child {
+            Proc::Plain(child) => {
+                drop(child.stdin.take());
+                child
+            }
+            Proc::Pipe(child) => child.get_mut(),
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.is_err() {
+            let _ = child.kill().await;
         }
     }
 
     /// A plain byte stream to the server (for the floor and tarpc), with `TCP_NODELAY` on TCP
-    /// as this framework sets it.
+    /// as this framework sets it. Over a pipe or FIFOs, the transport's connection is already
+    /// just that: two byte streams.
     pub(crate) async fn connect_raw(&self) -> io::Result<(BoxRead, BoxWrite)> {
         match &self.endpoint {
             Endpoint::Tcp(addr) => {
@@ -134,15 +175,21 @@ impl ServerProc {
                 let (r, w) = tokio::net::UnixStream::connect(path).await?.into_split();
                 Ok((Box::new(r), Box::new(w)))
             }
+            Endpoint::Pipe(_) | Endpoint::Fifo(_) => Ok(halves(self.connect_ours().await?)),
         }
     }
 
     /// A connection of this framework's transport layer to the server.
-    pub(crate) async fn connect_ours(&self) -> io::Result<rpc_runtime::transport::Connection> {
-        use rpc_runtime::transport::{tcp, unix};
+    pub(crate) async fn connect_ours(&self) -> io::Result<Connection> {
         match &self.endpoint {
             Endpoint::Tcp(addr) => tcp::connect(addr).await,
             Endpoint::Unix(path) => unix::connect(path).await,
+            Endpoint::Pipe(conn) => conn
+                .lock()
+                .expect("not poisoned")
+                .take()
+                .ok_or_else(|| io::Error::other("a pipe to a child carries one connection")),
+            Endpoint::Fifo(path) => fifo::connect(path).await,
         }
     }
 }
@@ -152,6 +199,7 @@ impl ServerProc {
 pub(crate) enum RawListener {
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixListener),
+    Fifo(fifo::FifoListener),
 }
 
 impl RawListener {
@@ -168,6 +216,29 @@ impl RawListener {
                 let (r, w) = stream.into_split();
                 Ok((Box::new(r), Box::new(w)))
             }
+            RawListener::Fifo(l) => Ok(halves(l.accept().await?)),
         }
+    }
+}
+
+/// A connection's two byte streams, the read half keeping its guard (FIFO files to remove when
+/// done, a child to reap) alive.
+fn halves(conn: Connection) -> (BoxRead, BoxWrite) {
+    let (r, w, _peer, guard) = conn.into_parts();
+    (Box::new(Guarded { inner: r, _guard: guard }), w)
+}
+
+struct Guarded {
+    inner: BoxRead,
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl tokio::io::AsyncRead for Guarded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }

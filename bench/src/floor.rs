@@ -30,6 +30,11 @@ pub(crate) async fn serve(mut listener: RawListener) -> io::Result<()> {
     }
 }
 
+/// Serves the one connection of a pipe, until it ends.
+pub(crate) async fn serve_one(r: BoxRead, w: BoxWrite) -> io::Result<()> {
+    echo(r, w).await
+}
+
 async fn echo(r: BoxRead, w: BoxWrite) -> io::Result<()> {
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);

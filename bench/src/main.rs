@@ -1,5 +1,6 @@
 //! `rpc-bench`: this framework against a raw length-prefixed echo (the floor) and tarpc, over
-//! every transport, with the server in a child process.
+//! every transport (TCP, Unix socket, a pipe to a child, FIFOs), with the server in a child
+//! process.
 //!
 //! ```text
 //! cargo run --release -p rpc-bench -- full      # everything, pinned and unpinned (~10 minutes)

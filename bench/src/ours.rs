@@ -45,6 +45,12 @@ pub(crate) async fn serve(listener: impl Listener) -> io::Result<()> {
     Ok(())
 }
 
+/// Serves one connection (a pipe's) until it closes.
+pub(crate) async fn serve_one(conn: rpc_runtime::transport::Connection) -> io::Result<()> {
+    Server::new(BenchServer::new(Echo)).serve_connection(conn).wait().await;
+    Ok(())
+}
+
 impl Caller for BenchClient {
     async fn echo16(&self, x: [u8; 16]) -> [u8; 16] {
         BenchClient::echo16(self, x).await.expect("echo16")

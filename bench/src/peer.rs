@@ -55,12 +55,25 @@ fn framed(
 pub(crate) async fn serve(mut listener: RawListener) -> io::Result<()> {
     loop {
         let (r, w) = listener.accept().await?;
-        let transport = serde_transport::new(framed(r, w), Bincode::default());
-        let channel = BaseChannel::with_defaults(transport).execute(Echo.serve()).for_each(|call| async {
-            tokio::spawn(call);
-        });
-        tokio::spawn(channel);
+        tokio::spawn(channel(r, w));
     }
+}
+
+/// Serves the one connection of a pipe, until it ends.
+pub(crate) async fn serve_one(r: BoxRead, w: BoxWrite) -> io::Result<()> {
+    channel(r, w).await;
+    Ok(())
+}
+
+/// One connection's tarpc channel, each request on a task of its own.
+async fn channel(r: BoxRead, w: BoxWrite) {
+    let transport = serde_transport::new(framed(r, w), Bincode::default());
+    BaseChannel::with_defaults(transport)
+        .execute(Echo.serve())
+        .for_each(|call| async {
+            tokio::spawn(call);
+        })
+        .await;
 }
 
 /// A tarpc client on a byte stream, with its dispatch task spawned.

@@ -14,11 +14,14 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
     };
     let imp = Impl::parse(imp)?;
     let transport = Transport::parse(transport)?;
-    std::thread::spawn(|| {
-        let mut sink = [0u8; 64];
-        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
-        std::process::exit(0);
-    });
+    if transport != Transport::Pipe {
+        // Over a pipe, stdin is the connection itself, and its end ends the server.
+        std::thread::spawn(|| {
+            let mut sink = [0u8; 64];
+            while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+            std::process::exit(0);
+        });
+    }
     // The same runtime as the client side: tokio's default multi-threaded one, one worker per
     // CPU this process may use (one when pinned).
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -26,7 +29,7 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 }
 
 async fn serve(imp: Impl, transport: Transport, endpoint: &str) -> std::io::Result<()> {
-    use rpc_runtime::transport::{tcp, unix};
+    use rpc_runtime::transport::{fifo, pipe, tcp, unix};
     match imp {
         Impl::Ours => match transport {
             Transport::Tcp => {
@@ -36,6 +39,12 @@ async fn serve(imp: Impl, transport: Transport, endpoint: &str) -> std::io::Resu
             }
             Transport::Unix => {
                 let listener = unix::bind(endpoint).await?;
+                ready(endpoint);
+                ours::serve(listener).await
+            }
+            Transport::Pipe => ours::serve_one(pipe::stdio()?).await,
+            Transport::Fifo => {
+                let listener = fifo::bind(endpoint).await?;
                 ready(endpoint);
                 ours::serve(listener).await
             }
@@ -51,6 +60,19 @@ async fn serve(imp: Impl, transport: Transport, endpoint: &str) -> std::io::Resu
                     let l = tokio::net::UnixListener::bind(endpoint)?;
                     ready(endpoint);
                     RawListener::Unix(l)
+                }
+                Transport::Pipe => {
+                    let (r, w, _peer, _guard) = pipe::stdio()?.into_parts();
+                    return if imp == Impl::Floor {
+                        floor::serve_one(r, w).await
+                    } else {
+                        peer::serve_one(r, w).await
+                    };
+                }
+                Transport::Fifo => {
+                    let l = fifo::bind(endpoint).await?;
+                    ready(endpoint);
+                    RawListener::Fifo(l)
                 }
             };
             if imp == Impl::Floor {

@@ -165,6 +165,10 @@ async fn run_transport(transport: Transport, plan: &Plan, dir: &std::path::Path)
         emit(transport, "echo64k_buf_mb_s", imp, median(buf_rates[i].clone()));
     }
     drop(conns);
+    if !transport.has_listener() {
+        // A pipe to a child carries one connection: (d) and (e) do not apply.
+        return Ok(());
+    }
 
     // (d) Many connections, each with calls in flight.
     let mut rates = vec![Vec::new(); Impl::ALL.len()];

@@ -1,7 +1,9 @@
 //! Running one call: deadline, panic isolation, and sending the result.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::task::Poll;
 
 use futures::FutureExt;
 use rpc_transport::framed::Frame;
@@ -33,7 +35,15 @@ pub(super) async fn run(call: Call) -> u64 {
     let method = handler.method;
     let fut = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
     let outcome = match deadline {
-        Some(d) if !handler.run_to_completion => tokio::time::timeout_at(d, fut).await.ok(),
+        Some(d) if !handler.run_to_completion => {
+            // The timer is made only if the handler has to wait: most finish on their first
+            // poll, and `timeout_at` would poll them first too, so the deadline behaves the same.
+            let mut fut = std::pin::pin!(fut);
+            match std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+                Poll::Ready(done) => Some(done),
+                Poll::Pending => tokio::time::timeout_at(d, fut).await.ok(),
+            }
+        }
         _ => Some(fut.await),
     };
     let result = match outcome {

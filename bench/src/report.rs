@@ -6,6 +6,36 @@ use std::fmt::Write;
 use crate::endpoint::Impl;
 use crate::Plan;
 
+/// What the tables measure, printed above them.
+const ABOUT: &str = "
+Reproduce with `cargo run --release -p rpc-bench -- full` (about ten minutes; `-- smoke` is the
+tiny version CI runs). Each transport is measured with the server in a child process of the
+benchmark: **floor** is a hand-written tokio echo of 4-byte-length-prefixed frames (one task per
+connection, the client pipelining when calls are in flight), **ours** is this framework, **tarpc**
+is tarpc 0.38 over its serde transport with bincode (`serde-transport-bincode`: tokio-util's
+length-delimited framing and `tokio_serde::formats::Bincode`). All three run on tokio's default
+multi-threaded runtime, set `TCP_NODELAY`, and drive calls from a task on that runtime.
+
+- (a) one call at a time, 16-byte argument and result (`[u8; 16]`): latency percentiles, calls/s.
+- (b) 64 calls in flight on one connection (ours and tarpc: a `FuturesUnordered` refilled as calls
+  finish; the floor: 64 frames outstanding, each batch of responses answered with one write).
+- (c) one call at a time, 64 KiB argument and 64 KiB result; MB/s of argument bytes (as many come
+  back). The floor moves raw bytes, so it has one figure for both rows.
+- (d) 100 connections, 16 calls in flight on each: aggregate calls/s.
+- (e) the server's resident memory (`VmRSS`) per connection, with 1,000 idle connections that
+  have each made one call. A pipe to a child carries one connection, so (d) and (e) do not apply
+  to it.
+
+**Pinned** runs both processes on CPU 0 (`taskset -c 0`; the server inherits the mask): every
+wake-up of the other side is a context switch on the same core, with no cross-core wake-up, so
+the figures measure the work each implementation does per call (CPU time, including the
+kernel's). **Unpinned** lets the scheduler use both cores: closer to a deployment, but on this
+VM a cross-core wake-up costs tens of microseconds and dominates latency, and how often it
+happens depends on scheduling luck more than on the code. The targets are judged on the pinned
+figures. Ratios are ours / floor and ours / tarpc of the figure in that row (for latency and
+memory lower is better, for throughput higher is better).
+";
+
 /// A figure: its key in the result lines, its label, and ours' target (pinned runs only).
 struct Figure {
     key: &'static str,
@@ -53,13 +83,13 @@ const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "many_calls_s",
-        label: "(d) many conns × 16 in flight, calls/s",
+        label: "(d) {many} conns × 16 in flight, calls/s",
         decimals: 0,
         target: None,
     },
     Figure {
         key: "idle_kib_per_conn",
-        label: "(e) server KiB per idle conn",
+        label: "(e) server KiB per idle conn (of {idle})",
         decimals: 1,
         target: Some(Target::KibAtMost(16.0)),
     },
@@ -124,7 +154,8 @@ impl Report {
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "## Runtime\n");
-        let _ = writeln!(out, "Machine:\n");
+        let _ = writeln!(out, "{}", ABOUT.trim());
+        let _ = writeln!(out, "\nMachine:\n");
         for (k, v) in crate::sys::machine() {
             let _ = writeln!(out, "- {k}: {v}");
         }
@@ -156,13 +187,13 @@ impl Report {
                     placement.cpus
                 );
             }
-            render_table(&mut out, placement, pinned);
+            render_table(&mut out, placement, pinned, &self.plan);
         }
         out
     }
 }
 
-fn render_table(out: &mut String, p: &Placement, pinned: bool) {
+fn render_table(out: &mut String, p: &Placement, pinned: bool, plan: &Plan) {
     let mut header = "| transport | figure | floor | ours | tarpc | ours/floor | ours/tarpc |".to_string();
     let mut rule = "|---|---|---:|---:|---:|---:|---:|".to_string();
     if pinned {
@@ -184,10 +215,13 @@ fn render_table(out: &mut String, p: &Placement, pinned: bool) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
                 _ => "–".to_string(),
             };
+            let label = fig
+                .label
+                .replace("{many}", &plan.many_conns.to_string())
+                .replace("{idle}", &format_num(plan.idle_conns as f64, 0));
             let _ = write!(
                 out,
-                "| {transport} | {} | {} | {} | {} | {} | {} |",
-                fig.label,
+                "| {transport} | {label} | {} | {} | {} | {} | {} |",
                 num(floor),
                 num(ours),
                 num(tarpc),

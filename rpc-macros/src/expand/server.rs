@@ -53,7 +53,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         #[automatically_derived]
         impl<__S> ::core::clone::Clone for #server<__S> {
             fn clone(&self) -> Self {
-                #server { service: #p::Arc::clone(&self.service) }
+                #server { service: ::core::clone::Clone::clone(&self.service) }
             }
         }
 
@@ -102,7 +102,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             ) -> ::core::result::Result<#p::Handler, #p::RpcError> {
                 let __rpc_request = #request::decode(method, payload)?;
                 let __rpc_name = __rpc_request.method_name();
-                let __rpc_service = #p::Arc::clone(&self.service);
+                let __rpc_service = ::core::clone::Clone::clone(&self.service);
                 ::core::result::Result::Ok(#p::Handler::new(__rpc_name, async move {
                     match __rpc_request {
                         #(#encode_arms)*

@@ -46,8 +46,8 @@ pub const fn assert_wire<T: Wire>() {}
 ///
 /// `A` is the method's arguments as a tuple, `R` its result. Generated code calls an operation
 /// as `(&Probe::<A, R>::new()).decode(..)` with both traits in scope: method resolution picks
-/// [`WireOps`] (implemented for `Probe`) when `A` and `R` are [`Wire`], and otherwise, one
-/// auto-ref later, [`NotWire`] (implemented for `&Probe`), which needs no serde bounds. The
+/// [`WireOps`](dispatch::WireOps) (implemented for `Probe`) when `A` and `R` are [`Wire`], and otherwise, one
+/// auto-ref later, [`NotWire`](dispatch::NotWire) (implemented for `&Probe`), which needs no serde bounds. The
 /// fallback is never run: whenever it is chosen, an `assert_wire` fails to compile.
 #[derive(Debug)]
 pub struct Probe<A, R>(PhantomData<fn() -> (A, R)>);

@@ -25,7 +25,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         quote_spanned! {super::user_span(m.span())=>
             #(#docs)*
             #(#cfgs)*
-            pub async fn #name(&self, #(#args: #tys),*) -> #ret {
+            #vis async fn #name(&self, #(#args: #tys),*) -> #ret {
                 #probe.#op(&self.client, #wire, (#(#args,)*)).await
             }
         }
@@ -62,23 +62,23 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             /// # Panics
             ///
             /// Panics if called outside a Tokio runtime.
-            pub fn new(conn: #p::Connection) -> Self {
+            #vis fn new(conn: #p::Connection) -> Self {
                 #client { client: #p::Client::new(conn) }
             }
 
             /// Wraps a runtime client, built with custom settings.
-            pub fn from_client(client: #p::Client) -> Self {
+            #vis fn from_client(client: #p::Client) -> Self {
                 #client { client }
             }
 
             /// A handle on the same connection whose calls use `timeout` as their deadline
             /// (`None`: no deadline).
-            pub fn with_timeout(&self, timeout: impl ::core::convert::Into<::core::option::Option<#p::Duration>>) -> Self {
+            #vis fn with_timeout(&self, timeout: impl ::core::convert::Into<::core::option::Option<#p::Duration>>) -> Self {
                 #client { client: self.client.with_timeout(timeout) }
             }
 
             /// The runtime client underneath.
-            pub fn as_client(&self) -> &#p::Client {
+            #vis fn as_client(&self) -> &#p::Client {
                 &self.client
             }
 

@@ -61,11 +61,28 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             #(#response_variants,)*
         }
     };
+    let request_name = request.to_string();
+    let response_name = response.to_string();
     let impls = quote! {
+        // `Debug` without bounds on the user's types: the method, not the values.
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #request {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#request_name).field("method", &self.method_name()).finish_non_exhaustive()
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #response {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#response_name).finish_non_exhaustive()
+            }
+        }
+
         #[automatically_derived]
         impl #request {
             /// The wire name of the method this request calls.
-            pub fn method_name(&self) -> &'static str {
+            #vis fn method_name(&self) -> &'static str {
                 match *self {
                     #(#names)*
                 }
@@ -78,7 +95,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             ///
             /// `RpcError::UnknownMethod` if the service has no such method, `RpcError::Decode`
             /// if the arguments do not decode.
-            pub fn decode(method: &str, payload: &[u8]) -> ::core::result::Result<Self, #p::RpcError> {
+            #vis fn decode(method: &str, payload: &[u8]) -> ::core::result::Result<Self, #p::RpcError> {
                 match method {
                     #(#decoders)*
                     _ => ::core::result::Result::Err(#p::unknown_method(method)),

@@ -67,22 +67,22 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         #[automatically_derived]
         impl<__S: #trait_name> #server<__S> {
             /// Wraps an implementation of the service.
-            pub fn new(service: __S) -> Self {
+            #vis fn new(service: __S) -> Self {
                 #server { service: #p::Arc::new(service) }
             }
 
             /// Wraps an implementation that is already shared.
-            pub fn from_arc(service: #p::Arc<__S>) -> Self {
+            #vis fn from_arc(service: #p::Arc<__S>) -> Self {
                 #server { service }
             }
 
             /// The implementation.
-            pub fn get_ref(&self) -> &__S {
+            #vis fn get_ref(&self) -> &__S {
                 &self.service
             }
 
             /// Runs one request against the implementation, in-process.
-            pub async fn handle(&self, request: #request) -> #response {
+            #vis async fn handle(&self, request: #request) -> #response {
                 match request {
                     #(#handle_arms)*
                 }

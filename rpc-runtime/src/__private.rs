@@ -4,6 +4,7 @@
 //! `#![no_implicit_prelude]`, or with its own `Result`, `Box` or `Option`, still compiles.
 
 pub use ::serde;
+use std::future::Future;
 use std::marker::PhantomData;
 
 pub use std::boxed::Box;
@@ -65,7 +66,6 @@ pub mod dispatch {
     use super::*;
 
     /// The real operations, for types that are [`Wire`].
-    #[allow(async_fn_in_trait)] // only called on the concrete `Probe`, whose futures are `Send`
     pub trait WireOps {
         /// The arguments, as a tuple.
         type Args;
@@ -77,19 +77,19 @@ pub mod dispatch {
         /// Encodes a result into its response frame.
         fn encode(&self, response: ResponseBuf, value: &Self::Output) -> Result<FrameBuf, RpcError>;
         /// Makes a call and waits for its result.
-        async fn call(
+        fn call<'a>(
             &self,
-            client: &Client,
+            client: &'a Client,
             method: &'static str,
-            args: Self::Args,
-        ) -> Result<Self::Output, RpcError>;
+            args: &'a Self::Args,
+        ) -> impl Future<Output = Result<Self::Output, RpcError>> + 'a;
         /// Sends a one-way call.
-        async fn notify(
+        fn notify<'a>(
             &self,
-            client: &Client,
+            client: &'a Client,
             method: &'static str,
-            args: Self::Args,
-        ) -> Result<(), RpcError>;
+            args: &'a Self::Args,
+        ) -> impl Future<Output = Result<(), RpcError>> + 'a;
     }
 
     impl<A: Wire, R: Wire> WireOps for Probe<A, R> {
@@ -104,18 +104,27 @@ pub mod dispatch {
             response.encode(value)
         }
 
-        async fn call(&self, client: &Client, method: &'static str, args: A) -> Result<R, RpcError> {
-            client.call(method, &args).await
+        fn call<'a>(
+            &self,
+            client: &'a Client,
+            method: &'static str,
+            args: &'a A,
+        ) -> impl Future<Output = Result<R, RpcError>> + 'a {
+            client.call(method, args)
         }
 
-        async fn notify(&self, client: &Client, method: &'static str, args: A) -> Result<(), RpcError> {
-            client.notify(method, &args).await
+        fn notify<'a>(
+            &self,
+            client: &'a Client,
+            method: &'static str,
+            args: &'a A,
+        ) -> impl Future<Output = Result<(), RpcError>> + 'a {
+            client.notify(method, args)
         }
     }
 
     /// The same operations without serde bounds, chosen only when a type is not [`Wire`], so
     /// that the failed `assert_wire` is the only error. Never run.
-    #[allow(async_fn_in_trait)]
     pub trait NotWire {
         /// The arguments, as a tuple.
         type Args;
@@ -131,22 +140,22 @@ pub mod dispatch {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
-        async fn call(
+        fn call<'a>(
             &self,
-            _client: &Client,
+            _client: &'a Client,
             _method: &'static str,
-            _args: Self::Args,
-        ) -> Result<Self::Output, RpcError> {
-            unreachable!("a type that is not `Wire` passed `assert_wire`")
+            _args: &'a Self::Args,
+        ) -> impl Future<Output = Result<Self::Output, RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
         }
         /// Not reachable: see [`Probe`].
-        async fn notify(
+        fn notify<'a>(
             &self,
-            _client: &Client,
+            _client: &'a Client,
             _method: &'static str,
-            _args: Self::Args,
-        ) -> Result<(), RpcError> {
-            unreachable!("a type that is not `Wire` passed `assert_wire`")
+            _args: &'a Self::Args,
+        ) -> impl Future<Output = Result<(), RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
         }
     }
 

@@ -25,8 +25,9 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         quote_spanned! {super::user_span(m.span())=>
             #(#docs)*
             #(#cfgs)*
+            #[inline]
             #vis async fn #name(&self, #(#args: #tys),*) -> #ret {
-                #probe.#op(&self.client, #wire, (#(#args,)*)).await
+                #probe.#op(&self.client, #wire, &(#(#args,)*)).await
             }
         }
     });

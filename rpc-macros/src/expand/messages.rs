@@ -95,6 +95,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             ///
             /// `RpcError::UnknownMethod` if the service has no such method, `RpcError::Decode`
             /// if the arguments do not decode.
+            #[inline]
             #vis fn decode(method: &str, payload: &[u8]) -> ::core::result::Result<Self, #p::RpcError> {
                 match method {
                     #(#decoders)*

@@ -4,7 +4,10 @@
 # (each has its own `[workspace]`, lock file and target/) and are only built, never edited:
 # the incremental case touches src/lib.rs.
 #
-# Usage: bench/compile-time/run.sh [RUNS]     (default 3; each time is the median of RUNS)
+# Usage: bench/compile-time/run.sh [RUNS [CRATE_DIR...]]
+#   RUNS       default 3; each time shown is the median of RUNS
+#   CRATE_DIR  default `ours tarpc`; any other standalone crate (e.g. a copy of ours/ pointing
+#              at an older rpc-runtime) gets a column of its own
 #
 # For each crate it measures, with `cargo build` (debug):
 #   clean     `cargo clean`, then a build of the crate and all its dependencies
@@ -13,7 +16,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 runs=${1:-3}
-crates=(ours tarpc)
+shift || true
+if [ $# -gt 0 ]; then crates=("$@"); else crates=(ours tarpc); fi
+
+package() { sed -n 's/^name = "\(.*\)"/\1/p' "$1/Cargo.toml" | head -1; }
+title() {
+    case $1 in
+        ours) echo 'rpc-runtime `#[service]`' ;;
+        tarpc) echo 'tarpc 0.38 `#[tarpc::service]`' ;;
+        *) echo "\`$1\`" ;;
+    esac
+}
 
 # Runs "$@" in crate dir $1 quietly and prints "WALL CPU": elapsed seconds, and user + system
 # seconds of cargo and every process it started (less sensitive to other load on the machine).
@@ -42,7 +55,7 @@ done
 declare -A results
 for ((r = 1; r <= runs; r++)); do
     for c in "${crates[@]}"; do
-        pkg="bench-$c"
+        pkg=$(package "$c")
         (cd "$c" && cargo clean >/dev/null 2>&1)
         results[$c,clean]+="$(timed "$c" cargo build --locked --offline) "
         (cd "$c" && cargo clean -p "$pkg" >/dev/null 2>&1)
@@ -57,8 +70,14 @@ echo "rustc: $(rustc --version)"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
 echo "runs: $runs, interleaved (medians; every run as wall/CPU seconds in parentheses)"
 echo
-echo "| build (debug) | rpc-runtime \`#[service]\` | tarpc 0.38 \`#[tarpc::service]\` |"
-echo "| --- | --- | --- |"
+header="| build (debug) |"
+rule="| --- |"
+for c in "${crates[@]}"; do
+    header+=" $(title "$c") |"
+    rule+=" --- |"
+done
+echo "$header"
+echo "$rule"
 for kind in clean crate touch; do
     case $kind in
         clean) label="clean, with dependencies" ;;

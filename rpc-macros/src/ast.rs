@@ -32,6 +32,8 @@ pub(crate) struct Method {
     /// The declared return type; `()` when none is written.
     pub(crate) output: Type,
     pub(crate) oneway: Option<Attribute>,
+    /// `#[rpc(run_to_completion)]`: cancels and deadlines do not stop the handler.
+    pub(crate) run_to_completion: bool,
     pub(crate) docs: Vec<Attribute>,
     pub(crate) cfgs: Vec<Attribute>,
     /// Other attributes the user wrote, carried over to the trait method only.
@@ -97,6 +99,7 @@ impl Method {
             args,
             output,
             oneway: helpers.oneway,
+            run_to_completion: helpers.run_to_completion.is_some(),
             docs,
             cfgs,
             attrs,

@@ -1,6 +1,7 @@
 //! The helper attributes a service method may carry: `#[oneway]` and `#[rpc(...)]`.
 
-use syn::{Attribute, LitStr};
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, LitStr, Token};
 
 use crate::errors::Errors;
 
@@ -10,6 +11,9 @@ pub(crate) const ONEWAY: &str = "oneway";
 pub(crate) const RPC: &str = "rpc";
 /// `#[rpc(name = "...")]`: the method's wire name.
 const NAME: &str = "name";
+/// `#[rpc(run_to_completion)]`: the handler is not stopped by a cancel, a deadline or the
+/// connection closing.
+const RUN_TO_COMPLETION: &str = "run_to_completion";
 
 /// What the helper attributes of one method say.
 #[derive(Default)]
@@ -18,6 +22,8 @@ pub(crate) struct MethodAttrs {
     pub(crate) name: Option<LitStr>,
     /// The `name` key of `name = "..."`, for "first given here".
     name_key: Option<syn::Path>,
+    /// The `run_to_completion` key, when given.
+    pub(crate) run_to_completion: Option<syn::Path>,
 }
 
 pub(crate) fn is_helper(attr: &Attribute) -> bool {
@@ -48,33 +54,65 @@ fn oneway(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
     }
 }
 
-/// `#[rpc]`, `#[rpc(nmae = "x")]`, `#[rpc(name = 5)]`, `#[rpc(name = "")]`, or `name` twice.
+/// `#[rpc]`, `#[rpc(nmae = "x")]`, or a bad option (see `name` and `run_to_completion`).
 fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
     if let syn::Meta::Path(path) = &attr.meta {
-        errors.push_spanned(path, "`#[rpc]` needs an option, e.g. `#[rpc(name = \"wire_name\")]`");
+        errors.push_spanned(
+            path,
+            "`#[rpc]` needs an option: `#[rpc(name = \"wire_name\")]` or `#[rpc(run_to_completion)]`",
+        );
         return;
     }
     let result = attr.parse_nested_meta(|meta| {
-        if !meta.path.is_ident(NAME) {
-            return Err(meta.error("unknown `rpc` option; the only option is `name = \"wire_name\"`"));
-        }
-        let value = meta.value()?;
-        let lit: LitStr = value.parse().map_err(|e| {
-            syn::Error::new(e.span(), "`name` takes a string, e.g. `#[rpc(name = \"wire_name\")]`")
-        })?;
-        if let Some(first) = &out.name_key {
-            errors.push_conflict(&meta.path, "`name` is given twice; keep one", first, "first given here");
-        } else if lit.value().is_empty() {
-            errors.push_spanned(&lit, "the wire name must not be empty; write `name = \"wire_name\"`");
+        if meta.path.is_ident(NAME) {
+            name(&meta, out, errors)
+        } else if meta.path.is_ident(RUN_TO_COMPLETION) {
+            run_to_completion(&meta, out, errors)
         } else {
-            out.name = Some(lit);
-            out.name_key = Some(meta.path.clone());
+            Err(meta.error("unknown `rpc` option; expected `name = \"wire_name\"` or `run_to_completion`"))
         }
-        Ok(())
     });
     if let Err(e) = result {
         errors.push(e);
     }
+}
+
+/// `#[rpc(name = 5)]`, `#[rpc(name = "")]`, or `name` twice.
+fn name(meta: &ParseNestedMeta<'_>, out: &mut MethodAttrs, errors: &mut Errors) -> syn::Result<()> {
+    let lit: LitStr = meta.value()?.parse().map_err(|e| {
+        syn::Error::new(e.span(), "`name` takes a string, e.g. `#[rpc(name = \"wire_name\")]`")
+    })?;
+    if let Some(first) = &out.name_key {
+        errors.push_conflict(&meta.path, "`name` is given twice; keep one", first, "first given here");
+    } else if lit.value().is_empty() {
+        errors.push_spanned(&lit, "the wire name must not be empty; write `name = \"wire_name\"`");
+    } else {
+        out.name = Some(lit);
+        out.name_key = Some(meta.path.clone());
+    }
+    Ok(())
+}
+
+/// `#[rpc(run_to_completion = true)]`, or `run_to_completion` twice.
+fn run_to_completion(
+    meta: &ParseNestedMeta<'_>,
+    out: &mut MethodAttrs,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        return Err(meta.error("`run_to_completion` takes no value; write `#[rpc(run_to_completion)]`"));
+    }
+    if let Some(first) = &out.run_to_completion {
+        errors.push_conflict(
+            &meta.path,
+            "`run_to_completion` is given twice; keep one",
+            first,
+            "first given here",
+        );
+    } else {
+        out.run_to_completion = Some(meta.path.clone());
+    }
+    Ok(())
 }
 
 /// Reports helper attributes where they do not belong (on the trait, on an argument).

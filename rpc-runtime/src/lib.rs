@@ -68,7 +68,11 @@ mod writer;
 #[doc(hidden)]
 pub mod __private;
 
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use client::{Client, ClientBuilder};
+pub use codec::{MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK};
 pub use context::Context;
 pub use error::RpcError;
 pub use server::{Server, ServerConfig, ServerHandle};
@@ -79,3 +83,8 @@ pub use rpc_transport as transport;
 
 #[doc = include_str!("../docs/service.md")]
 pub use rpc_macros::service;
+
+/// Compiles and runs the README's example as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

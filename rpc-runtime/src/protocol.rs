@@ -100,6 +100,16 @@ pub(crate) enum Message {
 
 /// Starts a request frame; the caller appends the postcard payload.
 pub(crate) fn request_header(id: u64, method: &str, timeout: Option<Duration>, oneway: bool) -> FrameBuf {
+    request_header_raw(id, method.as_bytes(), timeout, oneway)
+}
+
+/// [`request_header`] for a method name that may not be UTF-8 (for fuzzing and tests).
+pub(crate) fn request_header_raw(
+    id: u64,
+    method: &[u8],
+    timeout: Option<Duration>,
+    oneway: bool,
+) -> FrameBuf {
     let mut buf = FrameBuf::with_capacity(32 + method.len());
     buf.push(kind::REQUEST);
     put_varint(&mut buf, id);
@@ -108,7 +118,7 @@ pub(crate) fn request_header(id: u64, method: &str, timeout: Option<Duration>, o
     if let Some(t) = timeout {
         put_varint(&mut buf, u64::try_from(t.as_micros()).unwrap_or(u64::MAX));
     }
-    put_str(&mut buf, method);
+    put_bytes(&mut buf, method);
     buf
 }
 
@@ -122,11 +132,15 @@ pub(crate) fn response_header(id: u64) -> FrameBuf {
 
 pub(crate) fn error_frame(id: u64, error: &RpcError) -> FrameBuf {
     let (code, message) = error.to_wire();
+    error_frame_raw(id, code as u64, &message)
+}
+
+pub(crate) fn error_frame_raw(id: u64, code: u64, message: &str) -> FrameBuf {
     let mut buf = FrameBuf::with_capacity(16 + message.len());
     buf.push(kind::ERROR);
     put_varint(&mut buf, id);
-    put_varint(&mut buf, code as u64);
-    put_str(&mut buf, &message);
+    put_varint(&mut buf, code);
+    put_str(&mut buf, message);
     buf
 }
 
@@ -145,9 +159,13 @@ pub(crate) fn ping_frame(nonce: u64, pong: bool) -> FrameBuf {
 }
 
 pub(crate) fn goaway_frame(code: ErrorCode, message: &str) -> FrameBuf {
+    goaway_frame_raw(code as u64, message)
+}
+
+pub(crate) fn goaway_frame_raw(code: u64, message: &str) -> FrameBuf {
     let mut buf = FrameBuf::with_capacity(16 + message.len());
     buf.push(kind::GOAWAY);
-    put_varint(&mut buf, code as u64);
+    put_varint(&mut buf, code);
     put_str(&mut buf, message);
     buf
 }
@@ -170,8 +188,12 @@ fn put_varint(buf: &mut FrameBuf, mut v: u64) {
 }
 
 fn put_str(buf: &mut FrameBuf, s: &str) {
-    put_varint(buf, s.len() as u64);
-    buf.extend_from_slice(s.as_bytes());
+    put_bytes(buf, s.as_bytes());
+}
+
+fn put_bytes(buf: &mut FrameBuf, bytes: &[u8]) {
+    put_varint(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
 }
 
 /// Reads fields off the front of a frame body.
@@ -319,6 +341,19 @@ mod tests {
             }
             other => panic!("decoded {other:?}"),
         }
+    }
+
+    /// The worked example in PROTOCOL.md, byte for byte.
+    #[test]
+    fn protocol_md_example() {
+        let mut req = request_header(1, "add", Some(Duration::from_secs(1)), false);
+        crate::codec::encode_into(&mut req, &(1i64, 2i64), 1 << 20).unwrap();
+        let frame = req.finish(1 << 20).unwrap();
+        assert_eq!(frame.as_bytes(), [0, 0, 0, 0x0c, 1, 1, 1, 0xc0, 0x84, 0x3d, 3, b'a', b'd', b'd', 2, 4]);
+        let mut resp = response_header(1);
+        crate::codec::encode_into(&mut resp, &3i64, 1 << 20).unwrap();
+        assert_eq!(resp.finish(1 << 20).unwrap().as_bytes(), [0, 0, 0, 3, 2, 1, 6]);
+        assert_eq!(PREFACE, [0x89, 0x52, 0x50, 0x43, 0x0d, 0x0a, 0x01, 0x00]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<FrameBuf, RpcError>>
 pub struct Handler {
     pub(crate) method: &'static str,
     pub(crate) future: HandlerFuture,
+    pub(crate) run_to_completion: bool,
 }
 
 impl Handler {
@@ -23,7 +24,15 @@ impl Handler {
         method: &'static str,
         future: impl Future<Output = Result<FrameBuf, RpcError>> + Send + 'static,
     ) -> Self {
-        Handler { method, future: Box::pin(future) }
+        Handler { method, future: Box::pin(future), run_to_completion: false }
+    }
+
+    /// Makes the handler run to completion even if the caller cancels, its deadline passes or the
+    /// connection closes (its result is then discarded). Only the end of a shutdown's grace
+    /// period stops it. For handlers that must not be interrupted halfway.
+    pub fn run_to_completion(mut self, yes: bool) -> Self {
+        self.run_to_completion = yes;
+        self
     }
 }
 

@@ -25,6 +25,8 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         quote_spanned! {super::user_span(m.span())=>
             #(#docs)*
             #(#cfgs)*
+            // The argument list is the user's, already linted on the trait.
+            #[allow(clippy::too_many_arguments)]
             #[inline]
             #vis async fn #name(&self, #(#args: #tys),*) -> #ret {
                 #probe.#op(&self.client, #wire, &(#(#args,)*)).await

@@ -40,6 +40,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             #request::#variant { #(#args),* } => #response::#variant(<__S as #trait_name>::#name(&*self.service, #(#args),*).await),
         }
     });
+    let complete = run_to_completion(service, &request);
     let doc = format!(
         "Serves the [`{trait_name}`] service with an implementation `S`; pass it to `rpc_runtime::Server::new`."
     );
@@ -102,14 +103,41 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             ) -> ::core::result::Result<#p::Handler, #p::RpcError> {
                 let __rpc_request = #request::decode(method, payload)?;
                 let __rpc_name = __rpc_request.method_name();
+                let __rpc_complete = #complete;
                 let __rpc_service = ::core::clone::Clone::clone(&self.service);
                 ::core::result::Result::Ok(#p::Handler::new(__rpc_name, async move {
                     match __rpc_request {
                         #(#encode_arms)*
                     }
-                }))
+                }).run_to_completion(__rpc_complete))
             }
         }
     };
     (ty, impls)
+}
+
+/// Input: the methods, some marked `#[rpc(run_to_completion)]`.
+/// Output: an expression telling whether `__rpc_request` calls one of those: `false` when there
+/// are none (no `match` on a request enum that may be empty), else a `match` with a `_` arm.
+fn run_to_completion(service: &Service, request: &syn::Ident) -> TokenStream {
+    let arms: Vec<_> = service
+        .methods
+        .iter()
+        .filter(|m| m.run_to_completion)
+        .map(|m| {
+            let (cfgs, variant) = (&m.cfgs, &m.variant);
+            quote! { #(#cfgs)* #request::#variant { .. } => true, }
+        })
+        .collect();
+    if arms.is_empty() {
+        return quote!(false);
+    }
+    quote! {
+        match __rpc_request {
+            #(#arms)*
+            // Unreachable when every method runs to completion.
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
 }

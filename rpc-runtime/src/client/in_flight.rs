@@ -14,6 +14,8 @@ pub(crate) type Reply = Result<Bytes, RpcError>;
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     state: Mutex<State>,
+    /// Woken when the connection closes or starts refusing calls.
+    unusable: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -63,19 +65,39 @@ impl InFlight {
 
     /// Fails every pending call and every later one with `err`.
     pub(crate) fn close(&self, err: RpcError) {
-        let pending = {
+        let (err, pending) = {
             let mut state = self.lock();
-            state.closed.get_or_insert(err.clone());
-            std::mem::take(&mut state.pending)
+            // A server that refused the whole connection (connection limit) started none of its
+            // calls: say so, whatever error the teardown itself produced.
+            let err = match &state.refusing {
+                Some(refused @ RpcError::Overloaded(_)) => refused.clone(),
+                _ => err,
+            };
+            // The first cause wins: later errors are consequences of it.
+            let err = state.closed.get_or_insert(err).clone();
+            (err, std::mem::take(&mut state.pending))
         };
         for (_, tx) in pending {
             let _ = tx.send(Err(err.clone()));
         }
+        self.unusable.notify_waiters();
     }
 
     /// Refuses later calls with `err`; pending ones still get their responses.
     pub(crate) fn refuse_new(&self, err: RpcError) {
         self.lock().refusing.get_or_insert(err);
+        self.unusable.notify_waiters();
+    }
+
+    /// Waits until new calls can no longer use this connection, and says why.
+    pub(crate) async fn unusable(&self) -> RpcError {
+        loop {
+            let notified = self.unusable.notified();
+            if let Some(reason) = self.closed_reason() {
+                return reason;
+            }
+            notified.await;
+        }
     }
 
     /// Why the connection is unusable, if it is.

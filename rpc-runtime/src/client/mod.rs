@@ -6,8 +6,11 @@
 
 mod in_flight;
 mod reader;
+mod reconnect;
 
 use std::fmt;
+use std::future::Future;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use tokio::time::Instant;
 use crate::context::Context;
 use crate::{codec, protocol, RpcError};
 use in_flight::InFlight;
+use reconnect::Reconnector;
 
 /// The default per-call timeout: 30 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +42,7 @@ pub struct ClientBuilder {
     max_frame_len: usize,
     outbound_queue: usize,
     write_timeout: Duration,
+    keepalive: Option<Duration>,
 }
 
 impl Default for ClientBuilder {
@@ -47,6 +52,7 @@ impl Default for ClientBuilder {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            keepalive: None,
         }
     }
 }
@@ -77,12 +83,46 @@ impl ClientBuilder {
         self
     }
 
+    /// Detects a server that went silent (a half-open connection, a stopped process): when calls
+    /// are waiting and nothing has arrived for `interval`, send a ping; if nothing arrives within
+    /// another `interval`, fail every pending call and close. Off by default: each call's
+    /// deadline already bounds how long it waits. Choose an interval longer than the server may
+    /// take to read a frame when all its handler slots are busy.
+    pub fn keepalive(&mut self, interval: impl Into<Option<Duration>>) -> &mut Self {
+        self.keepalive = interval.into();
+        self
+    }
+
     /// Starts a client on `conn`.
     ///
     /// # Panics
     ///
     /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
     pub fn build(&self, conn: Connection) -> Client {
+        self.client(Link::Fixed(Arc::new(self.start(conn))))
+    }
+
+    /// A client that connects with `connect` on its first call, and again on the first call
+    /// after the connection breaks.
+    ///
+    /// Calls in flight when a connection breaks fail with [`RpcError::ConnectionClosed`]; they
+    /// are never replayed, since they may have run. After a failed attempt, calls fail at once
+    /// with the connect error until a backoff (50 ms, doubling up to 5 s) has passed. A server
+    /// that says it is shutting down also makes the next call reconnect.
+    pub fn build_reconnecting<F, Fut>(&self, connect: F) -> Client
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<Connection>> + Send + 'static,
+    {
+        self.client(Link::Reconnecting(Arc::new(Reconnector::new(self.clone(), connect))))
+    }
+
+    fn client(&self, link: Link) -> Client {
+        Client { link, timeout: self.timeout, explicit_timeout: false }
+    }
+
+    /// Starts the reader and writer tasks of one connection.
+    fn start(&self, conn: Connection) -> Shared {
         let (read, write, peer, guard) = conn.into_parts();
         let in_flight = Arc::new(InFlight::default());
         let (tx, rx) = mpsc::channel(self.outbound_queue);
@@ -95,19 +135,21 @@ impl ClientBuilder {
             }
         });
         let reader = FrameReader::new(read, self.max_frame_len);
-        let reader_task = tokio::spawn(reader::read_loop(reader, Arc::clone(&in_flight), guard));
-
-        Client {
-            shared: Arc::new(Shared {
-                in_flight,
-                tx,
-                next_id: AtomicU64::new(1),
-                max_frame_len: self.max_frame_len,
-                reader: reader_task.abort_handle(),
-                peer,
-            }),
-            timeout: self.timeout,
-            explicit_timeout: false,
+        let parts = reader::ReaderParts {
+            in_flight: Arc::clone(&in_flight),
+            tx: tx.clone(),
+            keepalive: self.keepalive,
+            max_frame_len: self.max_frame_len,
+            _guard: guard,
+        };
+        let reader_task = tokio::spawn(reader::read_loop(reader, parts));
+        Shared {
+            in_flight,
+            tx,
+            next_id: AtomicU64::new(1),
+            max_frame_len: self.max_frame_len,
+            reader: reader_task.abort_handle(),
+            peer,
         }
     }
 }
@@ -131,9 +173,18 @@ impl ClientBuilder {
 /// was already queued, a cancel frame tells the server to drop the handler.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    link: Link,
     timeout: Option<Duration>,
     explicit_timeout: bool,
+}
+
+/// How a client reaches its connection.
+#[derive(Clone)]
+enum Link {
+    /// One connection for the client's whole life.
+    Fixed(Arc<Shared>),
+    /// Whatever connection is current, re-established after a break.
+    Reconnecting(Arc<Reconnector>),
 }
 
 struct Shared {
@@ -156,9 +207,10 @@ impl Drop for Shared {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("peer", &self.shared.peer)
+            .field("peer", &self.peer())
+            .field("reconnecting", &matches!(self.link, Link::Reconnecting(_)))
             .field("timeout", &self.timeout)
-            .field("in_flight", &self.shared.in_flight.len())
+            .field("in_flight", &self.in_flight())
             .finish()
     }
 }
@@ -178,10 +230,20 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// A client with default settings that connects with `connect`, and reconnects after the
+    /// connection breaks; see [`ClientBuilder::build_reconnecting`].
+    pub fn reconnecting<F, Fut>(connect: F) -> Client
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<Connection>> + Send + 'static,
+    {
+        ClientBuilder::default().build_reconnecting(connect)
+    }
+
     /// A handle on the same connection whose calls use `timeout` as their deadline (`None`: no
     /// deadline), overriding any deadline inherited from an enclosing handler.
     pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Client {
-        Client { shared: Arc::clone(&self.shared), timeout: timeout.into(), explicit_timeout: true }
+        Client { link: self.link.clone(), timeout: timeout.into(), explicit_timeout: true }
     }
 
     /// The timeout this handle gives each call.
@@ -189,19 +251,40 @@ impl Client {
         self.timeout
     }
 
-    /// The server's end of the connection.
-    pub fn peer(&self) -> &Peer {
-        &self.shared.peer
+    /// The server's end of the current connection (`None` if a reconnecting client has none).
+    pub fn peer(&self) -> Option<Peer> {
+        self.current().map(|s| s.peer.clone())
     }
 
-    /// How many calls are waiting for a response.
+    /// How many calls on the current connection are waiting for a response.
     pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.len()
+        self.current().map_or(0, |s| s.in_flight.len())
     }
 
-    /// Why new calls fail at once, if the connection is closed or the server refuses new calls.
+    /// Why new calls on the current connection fail at once, if it is closed or the server
+    /// refuses new calls. (A reconnecting client will try a new connection instead.)
     pub fn closed_reason(&self) -> Option<RpcError> {
-        self.shared.in_flight.closed_reason()
+        match self.current() {
+            Some(s) => s.in_flight.closed_reason(),
+            None => Some(RpcError::closed("not connected")),
+        }
+    }
+
+    /// Waits until the current connection can take no new calls (it closed, or the server said it
+    /// is shutting down) and returns why. A reconnecting client would make a new connection on
+    /// its next call; with no connection yet, this returns at once.
+    pub async fn closed(&self) -> RpcError {
+        match self.current() {
+            Some(shared) => shared.in_flight.unusable().await,
+            None => RpcError::closed("not connected"),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Shared>> {
+        match &self.link {
+            Link::Fixed(shared) => Some(Arc::clone(shared)),
+            Link::Reconnecting(r) => r.peek(),
+        }
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -241,13 +324,20 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let shared = &*self.shared;
+        let connected;
+        let shared: &Shared = match &self.link {
+            Link::Fixed(shared) => shared,
+            Link::Reconnecting(r) => {
+                connected = r.connection().await?;
+                &connected
+            }
+        };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(id, method, args, deadline, false)?;
+        let frame = shared.encode(id, method, args, deadline, false)?;
         let rx = shared.in_flight.register(id)?;
         let mut guard = PendingGuard { shared, id, sent: false, done: false };
         if shared.tx.send(frame).await.is_err() {
-            return Err(self.closed_error());
+            return Err(shared.closed_error());
         }
         guard.sent = true;
         let reply = rx.await;
@@ -255,7 +345,7 @@ impl Client {
         match reply {
             Ok(Ok(payload)) => codec::decode(&payload),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.closed_error()),
+            Err(_) => Err(shared.closed_error()),
         }
     }
 
@@ -266,18 +356,30 @@ impl Client {
         A: Serialize + ?Sized,
     {
         let deadline = self.deadline();
-        if let Some(err) = self.shared.in_flight.closed_reason() {
-            return Err(err);
-        }
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = self.encode(id, method, args, deadline, true)?;
-        let send = async { self.shared.tx.send(frame).await.map_err(|_| self.closed_error()) };
+        let send = async {
+            let connected;
+            let shared: &Shared = match &self.link {
+                Link::Fixed(shared) => shared,
+                Link::Reconnecting(r) => {
+                    connected = r.connection().await?;
+                    &connected
+                }
+            };
+            if let Some(err) = shared.in_flight.closed_reason() {
+                return Err(err);
+            }
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let frame = shared.encode(id, method, args, deadline, true)?;
+            shared.tx.send(frame).await.map_err(|_| shared.closed_error())
+        };
         match deadline {
             None => send.await,
             Some(d) => tokio::time::timeout_at(d, send).await.unwrap_or(Err(RpcError::DeadlineExceeded)),
         }
     }
+}
 
+impl Shared {
     fn encode<A: Serialize + ?Sized>(
         &self,
         id: u64,
@@ -286,7 +388,7 @@ impl Client {
         deadline: Option<Instant>,
         oneway: bool,
     ) -> Result<Frame, RpcError> {
-        let max = self.shared.max_frame_len;
+        let max = self.max_frame_len;
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut buf = protocol::request_header(id, method, remaining, oneway);
         codec::encode_into(&mut buf, args, max)?;
@@ -294,10 +396,12 @@ impl Client {
     }
 
     fn closed_error(&self) -> RpcError {
-        self.shared
-            .in_flight
-            .closed_reason()
-            .unwrap_or_else(|| RpcError::closed("the connection's writer stopped"))
+        self.in_flight.closed_reason().unwrap_or_else(|| RpcError::closed("the connection's writer stopped"))
+    }
+
+    /// Whether new calls can use this connection.
+    fn is_usable(&self) -> bool {
+        self.in_flight.closed_reason().is_none()
     }
 }
 

@@ -33,8 +33,8 @@ pub(super) async fn run(call: Call) -> u64 {
     let method = handler.method;
     let fut = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
     let outcome = match deadline {
-        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
-        None => Some(fut.await),
+        Some(d) if !handler.run_to_completion => tokio::time::timeout_at(d, fut).await.ok(),
+        _ => Some(fut.await),
     };
     let result = match outcome {
         None => {

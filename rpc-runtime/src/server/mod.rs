@@ -46,6 +46,11 @@ pub struct ServerConfig {
     pub max_deadline: Duration,
     /// Response frames queued for writing per connection before handlers wait. Default 128.
     pub outbound_queue: usize,
+    /// Pings and pongs a connection may send within one second with no request among them; one
+    /// more closes the connection with a goaway saying "too many control frames". Requests reset
+    /// the count, so keepalives beside real traffic are never cut off. (Cancels have their own
+    /// rule: at most one per request received, plus 1024.) Default 1000.
+    pub max_control_frames_per_sec: u32,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +65,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_deadline: Duration::from_secs(24 * 60 * 60),
             outbound_queue: 128,
+            max_control_frames_per_sec: 1000,
         }
     }
 }

@@ -357,44 +357,27 @@ async fn read_registrations(
         tokio::select! {
             read = reader.read(&mut chunk) => {
                 let n = match read {
-                    // Cannot happen while `_keepalive` is open; stop rather than spin if it does.
-                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{local} reported end of stream"))),
-                    Ok(n) => Ok(n),
-                    Err(e) => Err(e),
-                };
-                let n = match n {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!(listener = %local, error = %e, "cannot read registrations");
-                        let _ = tx.send(Err(e)).await;
-                        return;
+                    Ok(0) => {
+                        // Cannot happen while `_keepalive` is open; stop rather than spin if it does.
+                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{local} reported end of stream"));
+                        return stop(&tx, &local, e).await;
                     }
+                    Ok(n) => n,
+                    Err(e) => return stop(&tx, &local, e).await,
                 };
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some(msg) = take_message(&mut buf) {
-                    let reg = match decode_registration(&msg) {
-                        Ok(reg) => reg,
-                        Err(e) => {
-                            tracing::warn!(listener = %local, error = %e, "refused a registration");
-                            continue;
+                    match decode_registration(&msg) {
+                        Err(e) => tracing::warn!(listener = %local, error = %e, "refused a registration"),
+                        Ok(reg) if handshakes.len() >= MAX_PENDING_HANDSHAKES => tracing::warn!(
+                            listener = %local,
+                            dir = %reg.dir.display(),
+                            "refused a registration: {MAX_PENDING_HANDSHAKES} handshakes already pending"
+                        ),
+                        Ok(reg) => {
+                            handshakes.spawn(handshake(reg, timeout, tx.clone(), local.clone()));
                         }
-                    };
-                    if handshakes.len() >= MAX_PENDING_HANDSHAKES {
-                        tracing::warn!(listener = %local, dir = %reg.dir.display(), "refused a registration: {MAX_PENDING_HANDSHAKES} handshakes already pending");
-                        continue;
                     }
-                    let (tx, local) = (tx.clone(), local.clone());
-                    handshakes.spawn(async move {
-                        let dir = reg.dir.clone();
-                        match tokio::time::timeout(timeout, accept_pair(reg, local.clone())).await {
-                            Ok(Ok(conn)) => {
-                                // A closed channel means the listener is gone: the connection just drops.
-                                let _ = tx.send(Ok(conn)).await;
-                            }
-                            Ok(Err(e)) => tracing::warn!(listener = %local, dir = %dir.display(), error = %e, "refused a client"),
-                            Err(_) => tracing::warn!(listener = %local, dir = %dir.display(), "refused a client: no handshake within {timeout:?}"),
-                        }
-                    });
                 }
             }
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
@@ -402,8 +385,34 @@ async fn read_registrations(
     }
 }
 
+/// Reports why the listener stopped to the next `accept`.
+async fn stop(tx: &mpsc::Sender<io::Result<Connection>>, local: &str, e: io::Error) {
+    tracing::error!(listener = %local, error = %e, "cannot read registrations");
+    let _ = tx.send(Err(e)).await;
+}
+
+/// Runs one client's handshake under the timeout and queues the connection for `accept`.
+async fn handshake(
+    reg: Registration,
+    timeout: Duration,
+    tx: mpsc::Sender<io::Result<Connection>>,
+    local: String,
+) {
+    let dir = reg.dir.clone();
+    match tokio::time::timeout(timeout, accept_pair(reg, &local)).await {
+        Ok(Ok(conn)) => {
+            // A closed channel means the listener is gone: the connection just drops.
+            let _ = tx.send(Ok(conn)).await;
+        }
+        Ok(Err(e)) => tracing::warn!(listener = %local, dir = %dir.display(), error = %e, "refused a client"),
+        Err(_) => {
+            tracing::warn!(listener = %local, dir = %dir.display(), "refused a client: no handshake within {timeout:?}")
+        }
+    }
+}
+
 /// Opens a registered client's pair, the server side of the handshake (see `FIFO.md`).
-async fn accept_pair(reg: Registration, local: String) -> io::Result<Connection> {
+async fn accept_pair(reg: Registration, local: &str) -> io::Result<Connection> {
     let dir = open_private_dir(&reg.dir)?;
     // Held for the connection's life: a repeated registration of this pair cannot add a second
     // reader that would split the client's stream.

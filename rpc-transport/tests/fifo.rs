@@ -531,10 +531,12 @@ impl HandClient {
         }
     }
 
-    /// Steps 5 and 6: open c2s and confirm with the nonce.
-    async fn confirm(&self) -> File {
+    /// Steps 5 and 6: open c2s and confirm with the nonce, followed at once by `first` (in the
+    /// same write, so the bytes are in the FIFO before the server reads any of them).
+    async fn confirm(&self, first: &[u8]) -> File {
         let mut c2s = self.open_c2s().await;
-        assert_eq!(c2s.write(&self.nonce).unwrap(), self.nonce.len());
+        let bytes = [&self.nonce[..], first].concat();
+        assert_eq!(c2s.write(&bytes).unwrap(), bytes.len());
         c2s
     }
 }
@@ -635,11 +637,14 @@ async fn a_repeated_registration_cannot_claim_a_pair_twice() {
     guard(async {
         write_once(&path, &client.registration());
         write_once(&path, &client.registration());
-        let (c2s, server) = tokio::join!(client.confirm(), listener.accept());
+        // A second reader on c2s would take (part of) this frame, or the nonce.
+        let (c2s, server) = tokio::join!(client.confirm(b"\0\0\0\x05hello"), listener.accept());
         let server = server.unwrap();
         assert_eq!(server.peer(), &Peer::Fifo(client.path("c2s")));
-        let conn = rpc_transport::pipe::from_fds(s2c.into(), c2s.into()).unwrap();
-        exchange(conn, server).await;
+        let mut server = ends(server);
+        assert_eq!(recv(&mut server.r).await, &b"hello"[..]);
+        let mut conn = ends(rpc_transport::pipe::from_fds(s2c.into(), c2s.into()).unwrap());
+        exchange_ends(&mut conn, &mut server).await;
         // The next connection is a new client's, not a duplicate of this one.
         let (other, next) = tokio::join!(fifo::connect(&path), listener.accept());
         let next = next.unwrap();

@@ -19,8 +19,11 @@
 use std::fmt;
 use std::io;
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 4;
@@ -52,6 +55,14 @@ pub enum FrameError {
         /// Bytes the frame needed (header included), when the header was complete.
         expected: Option<usize>,
     },
+    /// A frame was started but not completed within the frame timeout (a stalled or
+    /// deliberately slow peer).
+    Timeout {
+        /// Bytes of the frame (header included) that had arrived.
+        received: usize,
+        /// How long a frame may take.
+        limit: Duration,
+    },
     /// The underlying stream failed.
     Io(io::Error),
 }
@@ -67,6 +78,12 @@ impl fmt::Display for FrameError {
             }
             FrameError::UnexpectedEof { received, expected: None } => {
                 write!(f, "unexpected end of stream mid-frame ({received} header bytes received)")
+            }
+            FrameError::Timeout { received, limit } => {
+                write!(
+                    f,
+                    "frame not completed within the frame timeout of {limit:?} ({received} bytes received)"
+                )
             }
             FrameError::Io(e) => write!(f, "i/o error: {e}"),
         }
@@ -94,12 +111,27 @@ pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max: usize,
+    frame_timeout: Option<Duration>,
+    /// When the first byte of the frame now being received arrived.
+    partial_since: Option<Instant>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps a stream, accepting frame bodies up to `max_frame_len` bytes.
     pub fn new(inner: R, max_frame_len: usize) -> Self {
-        FrameReader { inner, buf: BytesMut::new(), max: max_frame_len }
+        FrameReader {
+            inner,
+            buf: BytesMut::new(),
+            max: max_frame_len,
+            frame_timeout: None,
+            partial_since: None,
+        }
+    }
+
+    /// Limits how long a frame may take from its first byte to its last; a peer that stalls
+    /// mid-frame then gets [`FrameError::Timeout`]. `None` (the default) waits forever.
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        self.frame_timeout = timeout;
     }
 
     /// The maximum body length this reader accepts.
@@ -124,7 +156,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 };
             }
         }
-        Ok(Some(self.buf.split_to(n).freeze()))
+        let raw = self.buf.split_to(n).freeze();
+        self.partial_since = (!self.buf.is_empty()).then(Instant::now);
+        Ok(Some(raw))
     }
 
     /// Reads the next frame body; `Ok(None)` when the stream ends cleanly between frames.
@@ -165,7 +199,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let frame = self.buf.split_to(len).freeze();
+        // Bytes of the next frame may already be here; its clock starts now.
+        self.partial_since = (!self.buf.is_empty()).then(Instant::now);
+        Ok(Some(frame))
     }
 
     /// Reads more bytes into the buffer, growing it by at most [`READ_CHUNK`] even when more
@@ -175,7 +212,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let step = want.clamp(INITIAL_READ_CAPACITY, READ_CHUNK);
             self.buf.reserve(step);
         }
-        Ok(self.inner.read_buf(&mut self.buf).await? != 0)
+        let read = match (self.partial_since, self.frame_timeout) {
+            (Some(since), Some(limit)) => {
+                match tokio::time::timeout_at(since + limit, self.inner.read_buf(&mut self.buf)).await {
+                    Ok(read) => read?,
+                    Err(_) => return Err(FrameError::Timeout { received: self.buf.len(), limit }),
+                }
+            }
+            _ => self.inner.read_buf(&mut self.buf).await?,
+        };
+        if self.partial_since.is_none() && !self.buf.is_empty() {
+            self.partial_since = Some(Instant::now());
+        }
+        Ok(read != 0)
     }
 
     /// The wrapped stream.

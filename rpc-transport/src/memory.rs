@@ -14,8 +14,11 @@ pub const BUFFER: usize = 64 * 1024;
 
 /// Two connected ends.
 pub fn pair() -> (Connection, Connection) {
-    let (a_read, b_write) = tokio::io::simplex(BUFFER);
-    let (b_read, a_write) = tokio::io::simplex(BUFFER);
+    // Each direction is a duplex stream used one way only, like an OS pipe: dropping the writing
+    // end gives the reader EOF, and dropping the reading end makes writes fail. (The halves of a
+    // split `simplex` would not: the stream only closes when both halves are gone.)
+    let (a_read, b_write) = tokio::io::duplex(BUFFER);
+    let (b_read, a_write) = tokio::io::duplex(BUFFER);
     (Connection::new(a_read, a_write, Peer::Memory), Connection::new(b_read, b_write, Peer::Memory))
 }
 

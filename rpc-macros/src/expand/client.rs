@@ -1,0 +1,81 @@
+//! The typed client stub.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+use crate::ast::Service;
+
+/// Input: `trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
+/// Output: `struct CalcClient` with `new`, `from_client`, `with_timeout`, `as_client` and
+/// `async fn add(&self, a: i64, b: i64) -> Result<i64, RpcError>`.
+pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
+    let vis = &service.vis;
+    let trait_name = &service.ident;
+    let client = super::suffixed(service, "Client");
+    let p = quote!(#krate::__private);
+    let methods = service.methods.iter().map(|m| {
+        let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
+        let (args, tys) = super::arg_lists(m);
+        let body = if m.oneway.is_some() {
+            quote! { self.client.notify(#wire, &(#(&#args,)*)).await }
+        } else {
+            quote! { self.client.call::<_, #output>(#wire, &(#(&#args,)*)).await }
+        };
+        let ret = quote_spanned! {m.output_span()=> ::core::result::Result<#output, #p::RpcError> };
+        let span = m.span();
+        quote_spanned! {span=>
+            #(#docs)*
+            #(#cfgs)*
+            // The argument list is the user's, already linted on the trait.
+            #[allow(clippy::too_many_arguments)]
+            pub async fn #name(&self, #(#args: #tys),*) -> #ret {
+                #body
+            }
+        }
+    });
+    let doc = format!("The client of the [`{trait_name}`] service: one async method per trait method.\n\nClones share one connection; calls from many tasks are multiplexed on it.");
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone)]
+        #vis struct #client {
+            client: #p::Client,
+        }
+
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #client {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.client, f)
+            }
+        }
+
+        #[automatically_derived]
+        impl #client {
+            /// Starts a client on `conn` with default settings (see `rpc_runtime::Client`).
+            ///
+            /// # Panics
+            ///
+            /// Panics if called outside a Tokio runtime.
+            pub fn new(conn: #p::Connection) -> Self {
+                #client { client: #p::Client::new(conn) }
+            }
+
+            /// Wraps a runtime client, built with custom settings.
+            pub fn from_client(client: #p::Client) -> Self {
+                #client { client }
+            }
+
+            /// A handle on the same connection whose calls use `timeout` as their deadline
+            /// (`None`: no deadline).
+            pub fn with_timeout(&self, timeout: impl ::core::convert::Into<::core::option::Option<#p::Duration>>) -> Self {
+                #client { client: self.client.with_timeout(timeout) }
+            }
+
+            /// The runtime client underneath.
+            pub fn as_client(&self) -> &#p::Client {
+                &self.client
+            }
+
+            #(#methods)*
+        }
+    }
+}

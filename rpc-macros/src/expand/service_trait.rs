@@ -1,0 +1,40 @@
+//! The user's trait, with each `async fn` declared as returning a `Send` future.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+use crate::ast::Service;
+
+/// Input: `trait Calc { async fn add(&self, a: i64) -> i64; }`
+/// Output: `trait Calc { fn add(&self, a: i64) -> impl Future<Output = i64> + Send; }`, which an
+/// impl still satisfies with a plain `async fn`, and which lets the server run the futures on a
+/// multi-threaded runtime.
+pub(super) fn generate(service: &Service) -> TokenStream {
+    let original = &service.original;
+    let attrs = &original.attrs;
+    let vis = &original.vis;
+    let trait_token = &original.trait_token;
+    let ident = &original.ident;
+    let colon = &original.colon_token;
+    let supertraits = &original.supertraits;
+    let methods = service.methods.iter().map(|m| {
+        let (docs, cfgs, other) = (&m.docs, &m.cfgs, &m.attrs);
+        let name = &m.ident;
+        let (args, tys) = super::arg_lists(m);
+        let output = &m.output;
+        let fn_token = &m.original.sig.fn_token;
+        let future = quote_spanned! {m.output_span()=>
+            impl ::core::future::Future<Output = #output> + ::core::marker::Send
+        };
+        quote! {
+            #(#docs)* #(#cfgs)* #(#other)*
+            #fn_token #name(&self, #(#args: #tys),*) -> #future;
+        }
+    });
+    quote! {
+        #(#attrs)*
+        #vis #trait_token #ident #colon #supertraits {
+            #(#methods)*
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The client side: one connection, many concurrent calls multiplexed by request id.
+//!
+//! A [`Client`] owns two background tasks: a writer that coalesces queued frames into as few
+//! writes as possible, and a reader that routes each response to its waiting call through the
+//! in-flight map. Dropping the last clone of a client closes the connection.
+
+mod in_flight;
+mod reader;
+mod reconnect;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_transport::framed::{Frame, FrameBuf, FrameReader, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::{Connection, Peer};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::context::Context;
+use crate::{codec, protocol, RpcError};
+use in_flight::InFlight;
+use reconnect::Reconnector;
+
+/// The default per-call timeout: 30 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default bound on frames queued for writing before callers wait.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+/// The default time a write may take before the connection is declared dead.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings for a [`Client`]; build one with [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    timeout: Option<Duration>,
+    max_frame_len: usize,
+    outbound_queue: usize,
+    write_timeout: Duration,
+    keepalive: Option<Duration>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            timeout: Some(DEFAULT_TIMEOUT),
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            keepalive: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The default deadline of every call, from the moment it is made (`None`: no deadline).
+    pub fn timeout(&mut self, timeout: impl Into<Option<Duration>>) -> &mut Self {
+        self.timeout = timeout.into();
+        self
+    }
+
+    /// The longest frame this client sends or accepts.
+    pub fn max_frame_len(&mut self, len: usize) -> &mut Self {
+        self.max_frame_len = len;
+        self
+    }
+
+    /// How many frames may wait to be written before new calls wait for room.
+    pub fn outbound_queue(&mut self, frames: usize) -> &mut Self {
+        self.outbound_queue = frames.max(1);
+        self
+    }
+
+    /// How long one write may block (the server stopped reading) before the connection is
+    /// declared dead and every pending call fails.
+    pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Detects a server that went silent (a half-open connection, a stopped process): when calls
+    /// are waiting and nothing has arrived for `interval`, send a ping; if nothing arrives within
+    /// another `interval`, fail every pending call and close. Off by default: each call's
+    /// deadline already bounds how long it waits. Choose an interval longer than the server may
+    /// take to read a frame when all its handler slots are busy.
+    pub fn keepalive(&mut self, interval: impl Into<Option<Duration>>) -> &mut Self {
+        self.keepalive = interval.into();
+        self
+    }
+
+    /// Starts a client on `conn`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
+    pub fn build(&self, conn: Connection) -> Client {
+        self.client(Link::Fixed(Arc::new(self.start(conn))))
+    }
+
+    /// A client that connects with `connect` on its first call, and again on the first call
+    /// after the connection breaks.
+    ///
+    /// Calls in flight when a connection breaks fail with [`RpcError::ConnectionClosed`]; they
+    /// are never replayed, since they may have run. After a failed attempt, calls fail at once
+    /// with the connect error until a backoff (50 ms, doubling up to 5 s) has passed. A server
+    /// that says it is shutting down also makes the next call reconnect.
+    pub fn build_reconnecting<F, Fut>(&self, connect: F) -> Client
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<Connection>> + Send + 'static,
+    {
+        self.client(Link::Reconnecting(Arc::new(Reconnector::new(self.clone(), connect))))
+    }
+
+    fn client(&self, link: Link) -> Client {
+        Client { link, timeout: self.timeout, explicit_timeout: false }
+    }
+
+    /// Starts the reader and writer tasks of one connection.
+    fn start(&self, conn: Connection) -> Shared {
+        let (read, write, peer, guard) = conn.into_parts();
+        let in_flight = Arc::new(InFlight::default());
+        let (tx, rx) = mpsc::channel(self.outbound_queue);
+
+        let writer_in_flight = Arc::clone(&in_flight);
+        let write_timeout = self.write_timeout;
+        tokio::spawn(async move {
+            if let Err(e) = crate::writer::write_loop(write, &protocol::PREFACE, rx, write_timeout).await {
+                writer_in_flight.close(RpcError::closed(format!("write failed: {e}")));
+            }
+        });
+        let reader = FrameReader::new(read, self.max_frame_len);
+        let parts = reader::ReaderParts {
+            in_flight: Arc::clone(&in_flight),
+            tx: tx.clone(),
+            keepalive: self.keepalive,
+            max_frame_len: self.max_frame_len,
+            _guard: guard,
+        };
+        let reader_task = tokio::spawn(reader::read_loop(reader, parts));
+        Shared {
+            in_flight,
+            tx,
+            next_id: AtomicU64::new(1),
+            max_frame_len: self.max_frame_len,
+            reader: reader_task.abort_handle(),
+            peer,
+        }
+    }
+}
+
+/// A connection to a server, shared by every clone; calls from many tasks run concurrently.
+///
+/// Generated `{Trait}Client` types wrap one of these. Each call is framed, queued for the writer
+/// task and awaited through the in-flight map; responses may arrive in any order.
+///
+/// # Deadlines
+///
+/// Every call has a deadline: the client's timeout from the moment the call is made, covering
+/// queueing, writing and waiting. Inside a handler, a call with the client's default timeout
+/// inherits the handler's own deadline when that is sooner; a timeout set explicitly with
+/// [`Client::with_timeout`] is used as given. The remaining time travels to the server, which
+/// stops the handler when it passes.
+///
+/// # Cancellation
+///
+/// Dropping a call's future cancels the call: it leaves the in-flight map and, if the request
+/// was already queued, a cancel frame tells the server to drop the handler.
+#[derive(Clone)]
+pub struct Client {
+    link: Link,
+    timeout: Option<Duration>,
+    explicit_timeout: bool,
+}
+
+/// How a client reaches its connection.
+#[derive(Clone)]
+enum Link {
+    /// One connection for the client's whole life.
+    Fixed(Arc<Shared>),
+    /// Whatever connection is current, re-established after a break.
+    Reconnecting(Arc<Reconnector>),
+}
+
+struct Shared {
+    in_flight: Arc<InFlight>,
+    tx: mpsc::Sender<Frame>,
+    next_id: AtomicU64,
+    max_frame_len: usize,
+    reader: AbortHandle,
+    peer: Peer,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Dropping `tx` ends the writer, which closes our write side; the reader would otherwise
+        // wait for the server to close its side.
+        self.reader.abort();
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.peer())
+            .field("reconnecting", &matches!(self.link, Link::Reconnecting(_)))
+            .field("timeout", &self.timeout)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts a client on `conn` with default settings.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
+    pub fn new(conn: Connection) -> Client {
+        ClientBuilder::default().build(conn)
+    }
+
+    /// Settings for a new client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client with default settings that connects with `connect`, and reconnects after the
+    /// connection breaks; see [`ClientBuilder::build_reconnecting`].
+    pub fn reconnecting<F, Fut>(connect: F) -> Client
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<Connection>> + Send + 'static,
+    {
+        ClientBuilder::default().build_reconnecting(connect)
+    }
+
+    /// A handle on the same connection whose calls use `timeout` as their deadline (`None`: no
+    /// deadline), overriding any deadline inherited from an enclosing handler.
+    pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Client {
+        Client { link: self.link.clone(), timeout: timeout.into(), explicit_timeout: true }
+    }
+
+    /// The timeout this handle gives each call.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The server's end of the current connection (`None` if a reconnecting client has none).
+    pub fn peer(&self) -> Option<Peer> {
+        self.current().map(|s| s.peer.clone())
+    }
+
+    /// How many calls on the current connection are waiting for a response.
+    pub fn in_flight(&self) -> usize {
+        self.current().map_or(0, |s| s.in_flight.len())
+    }
+
+    /// Why new calls on the current connection fail at once, if it is closed or the server
+    /// refuses new calls. (A reconnecting client will try a new connection instead.)
+    pub fn closed_reason(&self) -> Option<RpcError> {
+        match self.current() {
+            Some(s) => s.in_flight.closed_reason(),
+            None => Some(RpcError::closed("not connected")),
+        }
+    }
+
+    /// Waits until the current connection can take no new calls (it closed, or the server said it
+    /// is shutting down) and returns why. A reconnecting client would make a new connection on
+    /// its next call; with no connection yet, this returns at once.
+    pub async fn closed(&self) -> RpcError {
+        match self.current() {
+            Some(shared) => shared.in_flight.unusable().await,
+            None => RpcError::closed("not connected"),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Shared>> {
+        match &self.link {
+            Link::Fixed(shared) => Some(Arc::clone(shared)),
+            Link::Reconnecting(r) => r.peek(),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let own = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        if self.explicit_timeout {
+            return own;
+        }
+        match (own, Context::inherited_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Calls `method` with `args` (encoded as a postcard tuple) and decodes the response.
+    pub async fn call<A, R>(&self, method: &'static str, args: &A) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let deadline = self.deadline();
+        match deadline {
+            None => self.call_inner(method, args, None).await,
+            Some(d) if d <= Instant::now() => Err(RpcError::DeadlineExceeded),
+            Some(d) => tokio::time::timeout_at(d, self.call_inner(method, args, Some(d)))
+                .await
+                .unwrap_or(Err(RpcError::DeadlineExceeded)),
+        }
+    }
+
+    async fn call_inner<A, R>(
+        &self,
+        method: &'static str,
+        args: &A,
+        deadline: Option<Instant>,
+    ) -> Result<R, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let connected;
+        let shared: &Shared = match &self.link {
+            Link::Fixed(shared) => shared,
+            Link::Reconnecting(r) => {
+                connected = r.connection().await?;
+                &connected
+            }
+        };
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = shared.encode(id, method, args, deadline, false)?;
+        let rx = shared.in_flight.register(id)?;
+        let mut guard = PendingGuard { shared, id, sent: false, done: false };
+        if shared.tx.send(frame).await.is_err() {
+            return Err(shared.closed_error());
+        }
+        guard.sent = true;
+        let reply = rx.await;
+        guard.done = true;
+        match reply {
+            Ok(Ok(payload)) => codec::decode(&payload),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(shared.closed_error()),
+        }
+    }
+
+    /// Sends a one-way call: returns once the request is queued for writing, ahead of any call
+    /// made after it on this client; the server sends nothing back.
+    pub async fn notify<A>(&self, method: &'static str, args: &A) -> Result<(), RpcError>
+    where
+        A: Serialize + ?Sized,
+    {
+        let deadline = self.deadline();
+        let send = async {
+            let connected;
+            let shared: &Shared = match &self.link {
+                Link::Fixed(shared) => shared,
+                Link::Reconnecting(r) => {
+                    connected = r.connection().await?;
+                    &connected
+                }
+            };
+            if let Some(err) = shared.in_flight.closed_reason() {
+                return Err(err);
+            }
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let frame = shared.encode(id, method, args, deadline, true)?;
+            shared.tx.send(frame).await.map_err(|_| shared.closed_error())
+        };
+        match deadline {
+            None => send.await,
+            Some(d) => tokio::time::timeout_at(d, send).await.unwrap_or(Err(RpcError::DeadlineExceeded)),
+        }
+    }
+}
+
+impl Shared {
+    fn encode<A: Serialize + ?Sized>(
+        &self,
+        id: u64,
+        method: &str,
+        args: &A,
+        deadline: Option<Instant>,
+        oneway: bool,
+    ) -> Result<Frame, RpcError> {
+        let max = self.max_frame_len;
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut buf = protocol::request_header(id, method, remaining, oneway);
+        codec::encode_into(&mut buf, args, max)?;
+        finish(buf, max)
+    }
+
+    fn closed_error(&self) -> RpcError {
+        self.in_flight.closed_reason().unwrap_or_else(|| RpcError::closed("the connection's writer stopped"))
+    }
+
+    /// Whether new calls can use this connection.
+    fn is_usable(&self) -> bool {
+        self.in_flight.closed_reason().is_none()
+    }
+}
+
+pub(crate) fn finish(buf: FrameBuf, max: usize) -> Result<Frame, RpcError> {
+    buf.finish(max).map_err(|e| RpcError::FrameTooLarge { len: e.len, max: e.max })
+}
+
+/// Cleans up a call that is dropped before its response arrives.
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    sent: bool,
+    done: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.done || !self.shared.in_flight.remove(self.id) || !self.sent {
+            return;
+        }
+        let Ok(frame) = protocol::cancel_frame(self.id).finish(self.shared.max_frame_len) else { return };
+        match self.shared.tx.try_send(frame) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                // The queue is full of other calls; deliver the cancel once there is room rather
+                // than lose it (a lost cancel leaves the handler running to its deadline).
+                let tx = self.shared.tx.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = tx.send(frame).await;
+                    });
+                }
+            }
+        }
+    }
+}

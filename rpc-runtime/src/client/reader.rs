@@ -1,0 +1,154 @@
+//! The client's reader task: checks the server's preface, then routes every frame.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_transport::framed::{Frame, FrameReader};
+use rpc_transport::BoxRead;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::in_flight::InFlight;
+use crate::protocol::{self, ErrorCode, Message};
+use crate::RpcError;
+
+/// What the reader needs besides the stream.
+pub(super) struct ReaderParts {
+    pub(super) in_flight: Arc<InFlight>,
+    /// For pings and pongs. The reader is aborted when the client is dropped, so this clone
+    /// does not keep the writer alive.
+    pub(super) tx: mpsc::Sender<Frame>,
+    pub(super) keepalive: Option<Duration>,
+    pub(super) max_frame_len: usize,
+    pub(super) _guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderParts) {
+    let err = run(&mut reader, &parts).await;
+    parts.in_flight.close(err);
+}
+
+/// Reads until the connection fails; returns the error every remaining call gets.
+async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError {
+    let in_flight = &*parts.in_flight;
+    match reader.read_raw(protocol::PREFACE.len()).await {
+        Ok(Some(preface)) => {
+            if let Err(e) = protocol::check_preface(&preface) {
+                return e;
+            }
+        }
+        Ok(None) => return RpcError::closed("the server closed the connection before its preface"),
+        Err(e) => return RpcError::closed(e.to_string()),
+    }
+    let mut goaway: Option<String> = None;
+    let mut keepalive = Keepalive::new(parts.keepalive);
+    loop {
+        let read = tokio::select! {
+            read = reader.read_frame() => read,
+            _ = keepalive.wait(), if keepalive.enabled() => {
+                if let Some(limit) = keepalive.expired() {
+                    return RpcError::closed(format!("the server did not answer a keepalive ping within {limit:?}"));
+                }
+                if in_flight.len() > 0 {
+                    // Only while calls wait: an idle client must not keep an idle connection busy.
+                    if let Ok(frame) = protocol::ping_frame(keepalive.next_nonce(), false).finish(parts.max_frame_len) {
+                        let _ = parts.tx.try_send(frame);
+                    }
+                    keepalive.sent();
+                } else {
+                    keepalive.heard();
+                }
+                continue;
+            }
+        };
+        keepalive.heard();
+        let body = match read {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                let reason = goaway.map_or_else(
+                    || "the server closed the connection".to_string(),
+                    |m| format!("the server closed the connection: {m}"),
+                );
+                return RpcError::closed(reason);
+            }
+            Err(e) => return RpcError::closed(e.to_string()),
+        };
+        match protocol::decode(body) {
+            Ok(Message::Response { id, payload }) => {
+                if !in_flight.complete(id, Ok(payload)) {
+                    tracing::trace!(id, "dropped a response for a call that is no longer waiting");
+                }
+            }
+            Ok(Message::Error { id, code, message }) => {
+                if !in_flight.complete(id, Err(RpcError::from_wire(code, message))) {
+                    tracing::trace!(id, "dropped an error for a call that is no longer waiting");
+                }
+            }
+            Ok(Message::GoAway { code, message }) => {
+                let refusal = match ErrorCode::from_u64(code) {
+                    Some(ErrorCode::ShuttingDown) => RpcError::ShuttingDown,
+                    Some(ErrorCode::Overloaded) => RpcError::Overloaded(message.clone()),
+                    _ => RpcError::closed(format!("the server is closing the connection: {message}")),
+                };
+                in_flight.refuse_new(refusal);
+                goaway = Some(message);
+            }
+            Ok(Message::Pong) => {}
+            Ok(Message::Ping { nonce }) => {
+                if let Ok(frame) = protocol::ping_frame(nonce, true).finish(parts.max_frame_len) {
+                    let _ = parts.tx.try_send(frame);
+                }
+            }
+            Ok(Message::Request { .. }) | Ok(Message::Cancel { .. }) => {
+                return RpcError::Protocol("the server sent a request or cancel frame".into());
+            }
+            Err((_, e)) => return e,
+        }
+    }
+}
+
+/// Detects a silent server: after `interval` without a frame while calls wait, send a ping; if
+/// nothing at all arrives within another `interval`, the connection is dead.
+struct Keepalive {
+    interval: Option<Duration>,
+    last_heard: Instant,
+    ping_sent: Option<Instant>,
+    nonce: u64,
+}
+
+impl Keepalive {
+    fn new(interval: Option<Duration>) -> Self {
+        Keepalive { interval, last_heard: Instant::now(), ping_sent: None, nonce: 0 }
+    }
+
+    fn enabled(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else { return std::future::pending().await };
+        let from = self.ping_sent.unwrap_or(self.last_heard);
+        tokio::time::sleep_until(from + interval).await;
+    }
+
+    /// `Some(limit)` if a ping went unanswered for the whole interval.
+    fn expired(&self) -> Option<Duration> {
+        let interval = self.interval?;
+        self.ping_sent.filter(|sent| sent.elapsed() >= interval).map(|_| interval)
+    }
+
+    fn next_nonce(&mut self) -> u64 {
+        self.nonce += 1;
+        self.nonce
+    }
+
+    fn sent(&mut self) {
+        self.ping_sent = Some(Instant::now());
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+        self.ping_sent = None;
+    }
+}

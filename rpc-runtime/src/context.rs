@@ -1,0 +1,61 @@
+//! What a handler can learn about the call it is serving.
+
+use std::sync::Arc;
+
+use rpc_transport::Peer;
+use tokio::time::Instant;
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+/// The context of the call a handler is serving: its deadline, request id, method and peer.
+///
+/// Nothing here is marshalled with the arguments; the server sets it around each handler, and
+/// [`Context::current`] reads it from anywhere inside the handler's task. A client call made from
+/// inside a handler inherits the remaining deadline (see [`crate::Client`]), and since the inner
+/// call's future lives inside the handler's, cancelling the outer call cancels the inner one.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub(crate) request_id: u64,
+    pub(crate) method: &'static str,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) peer: Arc<Peer>,
+}
+
+impl Context {
+    /// The context of the call being served by the current task, or `None` outside a handler.
+    pub fn current() -> Option<Context> {
+        CURRENT.try_with(Context::clone).ok()
+    }
+
+    /// The request id the client chose for this call.
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// The method's wire name.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// When the caller stops waiting (clamped to the server's maximum), if it set a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Who called: the peer's address, or for a Unix socket its uid, gid and pid.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Runs `fut` with this context as the current one.
+    pub(crate) async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
+        CURRENT.scope(self, fut).await
+    }
+
+    /// The deadline of the call being served by the current task, if any.
+    pub(crate) fn inherited_deadline() -> Option<Instant> {
+        CURRENT.try_with(|c| c.deadline).ok().flatten()
+    }
+}

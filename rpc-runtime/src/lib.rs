@@ -1,0 +1,90 @@
+//! Typed RPC from a Rust trait: put [`service`] on a trait and get a client, a server and the
+//! messages between them, carried over TCP, Unix sockets, pipes, FIFOs or in-memory connections.
+//!
+//! # Examples
+//!
+//! ```
+//! use rpc_runtime::{service, transport::tcp, Server};
+//!
+//! #[service]
+//! pub trait Calculator {
+//!     /// Adds two numbers.
+//!     async fn add(&self, a: i64, b: i64) -> i64;
+//!     /// Divides, or says why it cannot.
+//!     async fn div(&self, a: i64, b: i64) -> Result<i64, String>;
+//! }
+//!
+//! struct Calc;
+//!
+//! impl Calculator for Calc {
+//!     async fn add(&self, a: i64, b: i64) -> i64 {
+//!         a + b
+//!     }
+//!     async fn div(&self, a: i64, b: i64) -> Result<i64, String> {
+//!         a.checked_div(b).ok_or_else(|| "division by zero".to_string())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let listener = tcp::bind("127.0.0.1:0").await?;
+//!     let addr = listener.local_addr();
+//!     let server = Server::new(CalculatorServer::new(Calc)).serve(listener);
+//!
+//!     let client = CalculatorClient::new(tcp::connect(addr).await?);
+//!     assert_eq!(client.add(1, 2).await?, 3);
+//!     assert_eq!(client.div(1, 0).await?, Err("division by zero".to_string()));
+//!
+//!     server.shutdown(std::time::Duration::from_secs(1)).await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Organization
+//!
+//! - [`service`]: the attribute macro, with the details of what it generates.
+//! - [`Client`] and [`Server`]: the runtime the generated types wrap (deadlines, cancellation,
+//!   limits, graceful shutdown).
+//! - [`Context`]: what a handler can learn about its call.
+//! - [`RpcError`]: how a call can fail, apart from the method's own errors.
+//! - [`transport`]: the connections and listeners, re-exported from `rpc-transport`.
+//!
+//! The wire format is specified in `PROTOCOL.md` at the repository root.
+#![doc(test(attr(deny(warnings))))]
+
+// Lets generated code inside this crate (doctests, unit tests) name `::rpc_runtime`.
+#[allow(unused_extern_crates)]
+extern crate self as rpc_runtime;
+
+pub mod client;
+mod codec;
+mod context;
+mod error;
+mod protocol;
+pub mod server;
+mod service;
+mod writer;
+
+#[doc(hidden)]
+pub mod __private;
+
+#[doc(hidden)]
+pub mod __fuzz;
+
+pub use client::{Client, ClientBuilder};
+pub use codec::{MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK};
+pub use context::Context;
+pub use error::RpcError;
+pub use server::{Server, ServerConfig, ServerHandle};
+pub use service::{Handler, HandlerFuture, ResponseBuf, Service};
+
+/// The transports: connections and listeners over TCP, Unix sockets, pipes, FIFOs and memory.
+pub use rpc_transport as transport;
+
+#[doc = include_str!("../docs/service.md")]
+pub use rpc_macros::service;
+
+/// Compiles and runs the README's example as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

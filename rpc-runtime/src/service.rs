@@ -1,0 +1,70 @@
+//! The interface between generated server code and the runtime.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use rpc_transport::framed::FrameBuf;
+
+use crate::RpcError;
+
+/// The future that runs one call and produces its encoded response frame.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<FrameBuf, RpcError>> + Send + 'static>>;
+
+/// One decoded call, ready to run.
+pub struct Handler {
+    pub(crate) method: &'static str,
+    pub(crate) future: HandlerFuture,
+    pub(crate) run_to_completion: bool,
+}
+
+impl Handler {
+    /// Wraps the future that serves a call to `method`.
+    pub fn new(
+        method: &'static str,
+        future: impl Future<Output = Result<FrameBuf, RpcError>> + Send + 'static,
+    ) -> Self {
+        Handler { method, future: Box::pin(future), run_to_completion: false }
+    }
+
+    /// Makes the handler run to completion even if the caller cancels, its deadline passes or the
+    /// connection closes (its result is then discarded). Only the end of a shutdown's grace
+    /// period stops it. For handlers that must not be interrupted halfway.
+    pub fn run_to_completion(mut self, yes: bool) -> Self {
+        self.run_to_completion = yes;
+        self
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler").field("method", &self.method).finish_non_exhaustive()
+    }
+}
+
+/// A service the runtime can serve: implemented by the `{Trait}Server` type `#[service]`
+/// generates.
+///
+/// `call` decodes the arguments of `method` from `payload` and returns the future that runs the
+/// user's implementation and appends the encoded result to `response` (a frame whose header the
+/// runtime has already written). An unknown method is [`RpcError::UnknownMethod`]; arguments that
+/// do not decode are [`RpcError::Decode`].
+pub trait Service: Send + Sync + 'static {
+    /// Decodes one call and prepares its handler.
+    fn call(&self, method: &str, payload: &[u8], response: ResponseBuf) -> Result<Handler, RpcError>;
+}
+
+/// The frame a handler's result is encoded into, with the runtime's maximum frame length.
+#[derive(Debug)]
+pub struct ResponseBuf {
+    pub(crate) buf: FrameBuf,
+    pub(crate) max_frame_len: usize,
+}
+
+impl ResponseBuf {
+    /// Appends `value`'s encoding and returns the finished frame buffer.
+    pub fn encode<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Result<FrameBuf, RpcError> {
+        crate::codec::encode_into(&mut self.buf, value, self.max_frame_len)?;
+        Ok(self.buf)
+    }
+}

@@ -1,0 +1,327 @@
+//! Reliability cases E1–E4: resource exhaustion (concurrency cap, cheap-message floods, slow
+//! consumers, many connections announcing large frames).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rpc_runtime::{Client, RpcError, ServerConfig};
+use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Fixture, Kind, STREAMS};
+use rpc_tests::probe::ProbeClient;
+use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
+use rpc_tests::within;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Writes `n` frames built by `body(i)` in batches of 100, without reading anything.
+async fn flood(peer: &mut RawPeer, n: u64, body: impl Fn(u64) -> Vec<u8>) {
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend(wire::frame(&body(i)));
+        if i % 100 == 99 || i == n - 1 {
+            if peer.send(&batch).await.is_err() {
+                return;
+            }
+            batch.clear();
+        }
+    }
+}
+
+/// E1: one connection fires 1,000 and then 10,000 requests at a handler that blocks, and does
+/// not read the replies. At most `max_in_flight` (8) handlers ever run: the server stops
+/// reading (backpressure, the documented choice). Memory does not grow with the request count.
+/// Once released, every request is answered exactly once.
+#[tokio::test(start_paused = true)]
+async fn e1_concurrency_cap() {
+    for kind in STREAMS {
+        let fx = Fixture::start_with(kind, |s| {
+            s.max_in_flight(8);
+        })
+        .await;
+        let mut peaks = Vec::new();
+        for n in [1_000u64, 10_000] {
+            let mem = MemScope::start();
+            let mut peer = fx.raw().await;
+            // The flood goes on a second connection; `peer` stays a bystander.
+            let mut flooded = fx.raw().await;
+            let mut writer_half = flooded.split_writer();
+            // The writer half is kept open until the end: EOF would tell the server the client is
+            // gone, and it would abort the calls.
+            let writer = tokio::spawn(async move {
+                flood(&mut writer_half, n, |i| wire::request(i, "hold", None, &varint(i))).await;
+                writer_half
+            });
+            fx.state.wait_running(8).await;
+            settle().await;
+            assert_eq!(fx.state.running(), 8, "{kind}: exactly the cap runs");
+            peaks.push(mem.peak());
+            mem.assert_within(4 * MIB, &format!("{kind}: {n} blocked requests"));
+
+            // A bystander on its own connection is not starved by the other connection's cap.
+            peer.send_frame(&wire::request(1, "add", None, &[1, 1])).await.unwrap();
+            assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }));
+
+            fx.state.release(n as usize);
+            let mut seen = HashSet::new();
+            while seen.len() < n as usize {
+                match flooded.expect_frame().await {
+                    Frame::Response { id, .. } => assert!(seen.insert(id), "{kind}: {id} answered twice"),
+                    other => panic!("{kind}: {other:?}"),
+                }
+            }
+            drop(writer.await.unwrap());
+            fx.state.wait_idle().await;
+            assert_eq!(fx.state.max_running.load(Ordering::SeqCst), 8, "{kind}: never more than the cap");
+        }
+        assert!(peaks[1] < peaks[0] + MIB, "{kind}: memory flat as requests grow 10x: {peaks:?}");
+        fx.assert_serving().await;
+        fx.stop().await;
+    }
+}
+
+/// E2: Rapid Reset (request then cancel, 10,000 times) never runs more than the cap, keeps no
+/// growing state, and, being ordinary request traffic, is not cut off.
+#[tokio::test(start_paused = true)]
+async fn e2_rapid_reset() {
+    for kind in STREAMS {
+        let fx = Fixture::start_with(kind, |s| {
+            s.max_in_flight(8);
+        })
+        .await;
+        let mem = MemScope::start();
+        let mut peer = fx.raw().await;
+        flood(&mut peer, 20_000, |i| {
+            if i % 2 == 0 {
+                wire::request(i / 2, "hold", None, &[1])
+            } else {
+                wire::cancel(i / 2)
+            }
+        })
+        .await;
+        peer.send_frame(&wire::request(1_000_000, "add", None, &[2, 2])).await.unwrap();
+        match within(600, "the call after the flood", peer.expect_frame()).await {
+            Frame::Response { id: 1_000_000, .. } => {}
+            other => panic!("{kind}: cancelled calls must not be answered: {other:?}"),
+        }
+        assert!(fx.state.max_running.load(Ordering::SeqCst) <= 8);
+        settle().await;
+        assert_eq!(fx.state.running(), 0, "{kind}: every cancelled handler is gone");
+        mem.assert_within(4 * MIB, &format!("{kind}: 10,000 request+cancel pairs"));
+        fx.assert_serving().await;
+        fx.stop().await;
+    }
+}
+
+/// E2: floods of cheap frames. Pings past 1,000 in a second with no request, or cancels beyond
+/// one per request plus 1,024, close the connection with a goaway naming the limit; pongs are
+/// never queued without bound. An empty frame or a 1-byte frame is a protocol error at once.
+#[tokio::test(start_paused = true)]
+async fn e2_control_frame_floods() {
+    for kind in STREAMS {
+        let fx = Fixture::start(kind).await;
+        let floods = [
+            (wire::ping as fn(u64) -> Vec<u8>, "too many control frames: more than 1000 pings"),
+            (wire::cancel, "too many cancels: more than 1024"),
+        ];
+        for (body, want) in floods {
+            let mem = MemScope::start();
+            let mut peer = fx.raw().await;
+            flood(&mut peer, 100_000, body).await;
+            let frames = within(600, "the flood to be cut off", peer.until_closed()).await;
+            let pongs = frames.iter().filter(|f| matches!(f, Frame::Pong { .. })).count();
+            assert!(pongs <= 1000, "{kind}: {pongs} pongs");
+            match frames.last() {
+                Some(Frame::GoAway { code: code::PROTOCOL, message }) => {
+                    assert!(message.contains(want), "{message}")
+                }
+                other => panic!("{kind}: expected a goaway naming the limit, got {other:?}"),
+            }
+            mem.assert_within(4 * MIB, &format!("{kind}: 100,000 control frames"));
+        }
+        for body in [vec![], vec![6], vec![5]] {
+            let mut peer = fx.raw().await;
+            flood(&mut peer, 1000, |_| body.clone()).await;
+            let (c, _) = peer.goaway_then_close().await.expect("goaway");
+            assert_eq!(c, code::PROTOCOL, "{kind}: {body:?}");
+        }
+        fx.assert_serving().await;
+        fx.stop().await;
+    }
+}
+
+/// E2 control run: legitimate heavy multiplexing (10,000 concurrent calls, a fifth of them
+/// cancelled by a timer) and a keepalive ping every 10 s for an hour are never cut off.
+#[tokio::test(start_paused = true)]
+async fn e2_legitimate_heavy_client_is_not_cut_off() {
+    for kind in STREAMS {
+        let fx = Fixture::start(kind).await;
+        let client = fx.client().await;
+        let calls: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                let c = client.clone();
+                tokio::spawn(async move {
+                    if i % 5 == 0 {
+                        tokio::select! {
+                            r = c.sleep(1_000) => r.map(|_| ()),
+                            _ = tokio::time::sleep(Duration::from_millis(1)) => Ok(()),
+                        }
+                    } else {
+                        c.echo(vec![i as u8; 16]).await.map(|_| ())
+                    }
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().unwrap_or_else(|e| panic!("{kind}: a legitimate call failed: {e}"));
+        }
+        assert!(client.as_client().closed_reason().is_none());
+        assert_in_flight_empty(client.as_client());
+
+        let mut peer = fx.raw().await;
+        for nonce in 0..360 {
+            peer.send_frame(&wire::ping(nonce)).await.unwrap();
+            assert_eq!(peer.expect_frame().await, Frame::Pong { nonce });
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
+        assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "{kind}");
+        fx.assert_serving().await;
+        fx.stop().await;
+    }
+}
+
+/// Reads and discards everything until EOF or an error; returns the byte count.
+async fn drain(peer: RawPeer) -> usize {
+    let (mut read, _write, _peer, _guard) = peer.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match read.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// E3: a client that never reads while the server produces large responses. The outbound queue
+/// is bounded (here 4 frames, with 4 handlers), so memory stays within (handlers + 2 × queue + 1)
+/// responses; when a write has blocked for the write timeout (30 s) the connection is dropped
+/// and the handlers blocked on sending are cancelled.
+#[tokio::test(start_paused = true)]
+async fn e3_slow_consumer() {
+    const RESPONSE: u64 = 256 * 1024;
+    for kind in STREAMS {
+        let fx = Fixture::start_with(kind, |s| {
+            let mut config = ServerConfig::default();
+            config.max_in_flight = 4;
+            config.outbound_queue = 4;
+            s.config(config);
+        })
+        .await;
+        let mem = MemScope::start();
+        let mut peer = fx.raw().await;
+        flood(&mut peer, 100, |i| wire::request(i, "blob", None, &varint(RESPONSE))).await;
+        let t0 = Instant::now();
+        // The peer's behaviour: it reads nothing for 40 s (virtual).
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        let read = drain(peer).await;
+        assert!(read < 100 * RESPONSE as usize, "{kind}: the server gave up, having written {read} bytes");
+        assert!(t0.elapsed() >= Duration::from_secs(40));
+        mem.assert_within(
+            12 * MIB,
+            &format!("{kind}: 100 responses of 256 KiB to a client that never reads"),
+        );
+        fx.assert_serving().await;
+        fx.stop().await;
+    }
+}
+
+/// E3, client side: a server that never reads fails the client's pending calls once a write has
+/// blocked for the client's write timeout, with an error naming it.
+#[tokio::test(start_paused = true)]
+async fn e3_server_never_reads() {
+    for kind in STREAMS {
+        let builder = Client::builder().write_timeout(Duration::from_secs(30)).timeout(None).clone();
+        let (server, client) = fake_server(kind, &builder).await;
+        let typed = ProbeClient::from_client(client.clone());
+        let mem = MemScope::start();
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let t = typed.clone();
+                tokio::spawn(async move { t.echo(vec![0; 256 * 1024]).await })
+            })
+            .collect();
+        let t0 = Instant::now();
+        for call in calls {
+            match call.await.unwrap() {
+                Err(RpcError::ConnectionClosed(reason)) => {
+                    assert!(reason.contains("write timeout"), "{reason}")
+                }
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+        assert!(t0.elapsed() >= Duration::from_secs(30) && t0.elapsed() < Duration::from_secs(31), "{kind}");
+        assert_in_flight_empty(&client);
+        mem.assert_within(16 * MIB, &format!("{kind}: 20 × 256 KiB requests to a server that never reads"));
+        drop(server);
+    }
+}
+
+/// E4: 200 connections each announce a maximal frame, then send only its header, or trickle
+/// 64 KiB of it. Memory follows the bytes received (no connection reserves the declared 4 MiB).
+/// With a connection cap of 100, the other 100 get a goaway saying so and are closed. The frame
+/// timeout closes the stalled ones; the server keeps serving.
+#[tokio::test(start_paused = true)]
+async fn e4_many_connections_announcing_max_frames() {
+    for kind in STREAMS {
+        for trickle in [0usize, 64 * 1024] {
+            let fx = Fixture::start_with(kind, |s| {
+                s.max_connections(100);
+            })
+            .await;
+            let mem = MemScope::start();
+            let mut served = Vec::new();
+            let mut refused = 0;
+            for _ in 0..200 {
+                let mut peer = RawPeer::new(fx.connect().await);
+                peer.send(&wire::PREFACE).await.unwrap();
+                peer.expect_preface().await;
+                let mut bytes = (4 * MIB as u32).to_be_bytes().to_vec();
+                bytes.resize(4 + trickle, 0);
+                let _ = peer.send(&bytes).await;
+                served.push(peer);
+            }
+            settle().await;
+            let peak = mem.peak();
+            // Per served connection: its buffer (what arrived, rounded up to the read step) plus
+            // a few KiB of task state. The in-memory transport's pipe buffers (64 KiB per
+            // direction, what the kernel holds for a socket) are process memory too.
+            let pipes =
+                if kind == Kind::Memory { 200 * 2 * rpc_runtime::transport::memory::BUFFER } else { 0 };
+            let budget = 100 * (trickle * 2 + 32 * 1024) + pipes + 2 * MIB;
+            mem.assert_within(budget, &format!("{kind}: 200 connections announcing 4 MiB, {trickle} B sent"));
+            for mut peer in served {
+                match peer.goaway_then_close().await {
+                    Some((code::OVERLOADED, m)) => {
+                        assert!(m.contains("connection limit"), "{m}");
+                        refused += 1;
+                    }
+                    Some((code::IDLE, m)) => assert!(m.contains("frame timeout"), "{m}"),
+                    other => panic!("{kind}: {other:?}"),
+                }
+            }
+            assert_eq!(refused, 100, "{kind}: the cap sheds the rest (peak {peak})");
+            fx.assert_serving().await;
+            fx.stop().await;
+        }
+    }
+}
+
+#[test]
+fn stream_kinds() {
+    assert!(STREAMS.contains(&Kind::Memory));
+}

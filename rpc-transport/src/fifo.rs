@@ -300,9 +300,13 @@ impl Options {
 /// A listener on a well-known FIFO.
 ///
 /// A background task reads registrations and runs each client's handshake concurrently, under the
-/// timeout, so a slow or bogus client never holds up the others; [`accept`](Listener::accept)
-/// returns clients whose handshake has completed. Dropping the listener stops that task (pending
-/// handshakes are abandoned, accepted connections carry on) and removes the FIFO and its lock.
+/// timeout, so a slow or bogus client never holds up the others. [`accept`](Listener::accept)
+/// returns the clients whose handshake has completed; refused clients are logged, not returned.
+/// Should reading the FIFO itself fail (it never reaches end-of-stream: the listener holds a
+/// writer of its own), `accept` returns [`io::ErrorKind::NotConnected`], the listener's end.
+///
+/// Dropping the listener stops the background task (pending handshakes are abandoned, accepted
+/// connections carry on) and removes the FIFO and its lock file.
 #[derive(Debug)]
 pub struct FifoListener {
     path: PathBuf,
@@ -324,10 +328,10 @@ impl Listener for FifoListener {
     async fn accept(&mut self) -> io::Result<Connection> {
         match self.rx.recv().await {
             Some(result) => result,
-            None => Err(io::Error::other(format!(
-                "the listener on fifo {} stopped reading registrations",
-                self.path.display()
-            ))),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("the listener on fifo {} stopped reading registrations", self.path.display()),
+            )),
         }
     }
 
@@ -385,9 +389,11 @@ async fn read_registrations(
     }
 }
 
-/// Reports why the listener stopped to the next `accept`.
+/// Reports why the listener stopped to the next `accept`, as `NotConnected`: closed for good.
 async fn stop(tx: &mpsc::Sender<io::Result<Connection>>, local: &str, e: io::Error) {
     tracing::error!(listener = %local, error = %e, "cannot read registrations");
+    let e =
+        io::Error::new(io::ErrorKind::NotConnected, format!("{local} stopped reading registrations: {e}"));
     let _ = tx.send(Err(e)).await;
 }
 

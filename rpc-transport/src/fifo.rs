@@ -198,7 +198,7 @@ impl Options {
     ) -> io::Result<Connection> {
         sys::warn_if_sigpipe_default();
         let (read_path, write_path) = (read_path.as_ref(), write_path.as_ref());
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(self.timeout);
         // Remove what this side creates, also when opening fails below.
         let mut created = Vec::new();
         for path in [read_path, write_path] {
@@ -254,7 +254,7 @@ impl Options {
     pub async fn connect(&self, path: impl AsRef<Path>) -> io::Result<Connection> {
         sys::warn_if_sigpipe_default();
         let path = path.as_ref();
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(self.timeout);
         // A listener that is not up yet (no FIFO, or no reader) is waited for.
         let mut listener = Sender::from_file(open_writer(path, deadline, self.timeout, true).await?)?;
         let pair = PrivatePair::create(&self.private_base()?)?;
@@ -272,7 +272,15 @@ impl Options {
             return Err(io::Error::other(format!("registration on fifo {} was cut short", path.display())));
         }
         drop(listener);
-        let writer = open_writer(&pair.client_to_server(), deadline, self.timeout, false).await?;
+        // The server opens the pair within the timeout, unless it refused the registration.
+        let writer =
+            open_writer(&pair.client_to_server(), deadline, self.timeout, false).await.map_err(|e| {
+                if e.kind() != io::ErrorKind::TimedOut {
+                    return e;
+                }
+                let why = "the listener did not open this client's pair (it refused the registration, or is overloaded)";
+                timed_out(path, self.timeout, why)
+            })?;
         let mut writer = Sender::from_file(writer)?;
         tokio::time::timeout_at(deadline, writer.write_all(&nonce))
             .await
@@ -292,7 +300,7 @@ impl Options {
                 .filter(|dir| dir.is_dir())
                 .unwrap_or_else(std::env::temp_dir),
         };
-        // The registration carries an absolute path: the server may run elsewhere.
+        // The registration carries an absolute path: the server's working directory may differ.
         std::path::absolute(base)
     }
 }
@@ -843,6 +851,12 @@ fn open_private_dir(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(dir)
+}
+
+/// `timeout` from now; a timeout too long to represent never expires.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 fn timed_out(path: &Path, timeout: Duration, why: &str) -> io::Error {

@@ -381,6 +381,34 @@ async fn connect_times_out_naming_the_path() {
         io::ErrorKind::TimedOut,
         &[&shown, "nobody opened it for reading"],
     );
+    // A reader that takes the registration but never opens the client's pair.
+    let _mute_server = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+    let private = tempfile::tempdir().unwrap();
+    let mut opts = options(Duration::from_secs(3));
+    opts.private_dir(private.path());
+    assert_err(
+        opts.connect(&path).await,
+        io::ErrorKind::TimedOut,
+        &[&shown, "did not open this client's pair"],
+    );
+    assert_eq!(fs::read_dir(private.path()).unwrap().count(), 0, "the private pair is removed");
+}
+
+/// A timeout too long to represent as a deadline waits without overflowing.
+#[tokio::test]
+async fn an_unrepresentable_timeout_does_not_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ab, ba) = (dir.path().join("ab"), dir.path().join("ba"));
+    let forever = options(Duration::MAX);
+    guard(async {
+        let (a, b) = tokio::join!(forever.open_pair(&ba, &ab), forever.open_pair(&ab, &ba));
+        exchange(a.unwrap(), b.unwrap()).await;
+        let path = dir.path().join("server.fifo");
+        let mut listener = forever.bind(&path).await.unwrap();
+        let (client, server) = tokio::join!(forever.connect(&path), listener.accept());
+        exchange(client.unwrap(), server.unwrap()).await;
+    })
+    .await;
 }
 
 /// F2: once every client has closed its end of the well-known FIFO, the listener neither ends

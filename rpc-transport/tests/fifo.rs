@@ -140,8 +140,15 @@ async fn open_pair_works_with_a_shell_peer_opening_in_either_order() {
         let (to_sh, from_sh) = (dir.path().join("to-sh"), dir.path().join("from-sh"));
         mkfifo(&to_sh, 0o600);
         mkfifo(&from_sh, 0o600);
-        let mut sh =
-            Command::new("sh").arg("-c").arg(script).arg("sh").arg(&to_sh).arg(&from_sh).spawn().unwrap();
+        let mut sh = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&to_sh)
+            .arg(&from_sh)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
         guard(async {
             let conn = fifo::open_pair(&from_sh, &to_sh).await.unwrap();
             let (mut r, mut w, _g) = framed(conn);
@@ -701,6 +708,8 @@ async fn killed_clients_do_not_break_the_listener() {
             .env("MSG", msg)
             .env("NONCE", nonce)
             .env("WK", &path)
+            // Do not outlive a failing test.
+            .kill_on_drop(true)
             .spawn()
             .unwrap()
     };

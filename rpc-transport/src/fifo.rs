@@ -285,7 +285,8 @@ impl Options {
         tokio::time::timeout_at(deadline, writer.write_all(&nonce))
             .await
             .map_err(|_| timed_out(&pair.client_to_server(), self.timeout, "the fifo stayed full"))??;
-        let peer = Peer::Fifo(pair.server_to_client());
+        // The private pair is about to be removed: name the server by its well-known path.
+        let peer = Peer::Fifo(path.to_path_buf());
         // Both sides now hold both ends open: the files are no longer needed.
         drop(pair);
         Ok(Connection::new(reader, CloseOnShutdown::new(writer), peer)

@@ -198,7 +198,7 @@ impl Options {
     ) -> io::Result<Connection> {
         sys::warn_if_sigpipe_default();
         let (read_path, write_path) = (read_path.as_ref(), write_path.as_ref());
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(self.timeout);
         // Remove what this side creates, also when opening fails below.
         let mut created = Vec::new();
         for path in [read_path, write_path] {
@@ -254,7 +254,7 @@ impl Options {
     pub async fn connect(&self, path: impl AsRef<Path>) -> io::Result<Connection> {
         sys::warn_if_sigpipe_default();
         let path = path.as_ref();
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(self.timeout);
         // A listener that is not up yet (no FIFO, or no reader) is waited for.
         let mut listener = Sender::from_file(open_writer(path, deadline, self.timeout, true).await?)?;
         let pair = PrivatePair::create(&self.private_base()?)?;
@@ -272,12 +272,21 @@ impl Options {
             return Err(io::Error::other(format!("registration on fifo {} was cut short", path.display())));
         }
         drop(listener);
-        let writer = open_writer(&pair.client_to_server(), deadline, self.timeout, false).await?;
+        // The server opens the pair within the timeout, unless it refused the registration.
+        let writer =
+            open_writer(&pair.client_to_server(), deadline, self.timeout, false).await.map_err(|e| {
+                if e.kind() != io::ErrorKind::TimedOut {
+                    return e;
+                }
+                let why = "the listener did not open this client's pair (it refused the registration, or is overloaded)";
+                timed_out(path, self.timeout, why)
+            })?;
         let mut writer = Sender::from_file(writer)?;
         tokio::time::timeout_at(deadline, writer.write_all(&nonce))
             .await
             .map_err(|_| timed_out(&pair.client_to_server(), self.timeout, "the fifo stayed full"))??;
-        let peer = Peer::Fifo(pair.server_to_client());
+        // The private pair is about to be removed: name the server by its well-known path.
+        let peer = Peer::Fifo(path.to_path_buf());
         // Both sides now hold both ends open: the files are no longer needed.
         drop(pair);
         Ok(Connection::new(reader, CloseOnShutdown::new(writer), peer)
@@ -292,7 +301,7 @@ impl Options {
                 .filter(|dir| dir.is_dir())
                 .unwrap_or_else(std::env::temp_dir),
         };
-        // The registration carries an absolute path: the server may run elsewhere.
+        // The registration carries an absolute path: the server's working directory may differ.
         std::path::absolute(base)
     }
 }
@@ -300,9 +309,13 @@ impl Options {
 /// A listener on a well-known FIFO.
 ///
 /// A background task reads registrations and runs each client's handshake concurrently, under the
-/// timeout, so a slow or bogus client never holds up the others; [`accept`](Listener::accept)
-/// returns clients whose handshake has completed. Dropping the listener stops that task (pending
-/// handshakes are abandoned, accepted connections carry on) and removes the FIFO and its lock.
+/// timeout, so a slow or bogus client never holds up the others. [`accept`](Listener::accept)
+/// returns the clients whose handshake has completed; refused clients are logged, not returned.
+/// Should reading the FIFO itself fail (it never reaches end-of-stream: the listener holds a
+/// writer of its own), `accept` returns [`io::ErrorKind::NotConnected`], the listener's end.
+///
+/// Dropping the listener stops the background task (pending handshakes are abandoned, accepted
+/// connections carry on) and removes the FIFO and its lock file.
 #[derive(Debug)]
 pub struct FifoListener {
     path: PathBuf,
@@ -324,10 +337,10 @@ impl Listener for FifoListener {
     async fn accept(&mut self) -> io::Result<Connection> {
         match self.rx.recv().await {
             Some(result) => result,
-            None => Err(io::Error::other(format!(
-                "the listener on fifo {} stopped reading registrations",
-                self.path.display()
-            ))),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("the listener on fifo {} stopped reading registrations", self.path.display()),
+            )),
         }
     }
 
@@ -357,44 +370,27 @@ async fn read_registrations(
         tokio::select! {
             read = reader.read(&mut chunk) => {
                 let n = match read {
-                    // Cannot happen while `_keepalive` is open; stop rather than spin if it does.
-                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{local} reported end of stream"))),
-                    Ok(n) => Ok(n),
-                    Err(e) => Err(e),
-                };
-                let n = match n {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!(listener = %local, error = %e, "cannot read registrations");
-                        let _ = tx.send(Err(e)).await;
-                        return;
+                    Ok(0) => {
+                        // Cannot happen while `_keepalive` is open; stop rather than spin if it does.
+                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{local} reported end of stream"));
+                        return stop(&tx, &local, e).await;
                     }
+                    Ok(n) => n,
+                    Err(e) => return stop(&tx, &local, e).await,
                 };
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some(msg) = take_message(&mut buf) {
-                    let reg = match decode_registration(&msg) {
-                        Ok(reg) => reg,
-                        Err(e) => {
-                            tracing::warn!(listener = %local, error = %e, "refused a registration");
-                            continue;
+                    match decode_registration(&msg) {
+                        Err(e) => tracing::warn!(listener = %local, error = %e, "refused a registration"),
+                        Ok(reg) if handshakes.len() >= MAX_PENDING_HANDSHAKES => tracing::warn!(
+                            listener = %local,
+                            dir = %reg.dir.display(),
+                            "refused a registration: {MAX_PENDING_HANDSHAKES} handshakes already pending"
+                        ),
+                        Ok(reg) => {
+                            handshakes.spawn(handshake(reg, timeout, tx.clone(), local.clone()));
                         }
-                    };
-                    if handshakes.len() >= MAX_PENDING_HANDSHAKES {
-                        tracing::warn!(listener = %local, dir = %reg.dir.display(), "refused a registration: {MAX_PENDING_HANDSHAKES} handshakes already pending");
-                        continue;
                     }
-                    let (tx, local) = (tx.clone(), local.clone());
-                    handshakes.spawn(async move {
-                        let dir = reg.dir.clone();
-                        match tokio::time::timeout(timeout, accept_pair(reg, local.clone())).await {
-                            Ok(Ok(conn)) => {
-                                // A closed channel means the listener is gone: the connection just drops.
-                                let _ = tx.send(Ok(conn)).await;
-                            }
-                            Ok(Err(e)) => tracing::warn!(listener = %local, dir = %dir.display(), error = %e, "refused a client"),
-                            Err(_) => tracing::warn!(listener = %local, dir = %dir.display(), "refused a client: no handshake within {timeout:?}"),
-                        }
-                    });
                 }
             }
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
@@ -402,8 +398,36 @@ async fn read_registrations(
     }
 }
 
+/// Reports why the listener stopped to the next `accept`, as `NotConnected`: closed for good.
+async fn stop(tx: &mpsc::Sender<io::Result<Connection>>, local: &str, e: io::Error) {
+    tracing::error!(listener = %local, error = %e, "cannot read registrations");
+    let e =
+        io::Error::new(io::ErrorKind::NotConnected, format!("{local} stopped reading registrations: {e}"));
+    let _ = tx.send(Err(e)).await;
+}
+
+/// Runs one client's handshake under the timeout and queues the connection for `accept`.
+async fn handshake(
+    reg: Registration,
+    timeout: Duration,
+    tx: mpsc::Sender<io::Result<Connection>>,
+    local: String,
+) {
+    let dir = reg.dir.clone();
+    match tokio::time::timeout(timeout, accept_pair(reg, &local)).await {
+        Ok(Ok(conn)) => {
+            // A closed channel means the listener is gone: the connection just drops.
+            let _ = tx.send(Ok(conn)).await;
+        }
+        Ok(Err(e)) => tracing::warn!(listener = %local, dir = %dir.display(), error = %e, "refused a client"),
+        Err(_) => {
+            tracing::warn!(listener = %local, dir = %dir.display(), "refused a client: no handshake within {timeout:?}")
+        }
+    }
+}
+
 /// Opens a registered client's pair, the server side of the handshake (see `FIFO.md`).
-async fn accept_pair(reg: Registration, local: String) -> io::Result<Connection> {
+async fn accept_pair(reg: Registration, local: &str) -> io::Result<Connection> {
     let dir = open_private_dir(&reg.dir)?;
     // Held for the connection's life: a repeated registration of this pair cannot add a second
     // reader that would split the client's stream.
@@ -828,6 +852,12 @@ fn open_private_dir(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(dir)
+}
+
+/// `timeout` from now; a timeout too long to represent never expires.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 fn timed_out(path: &Path, timeout: Duration, why: &str) -> io::Error {

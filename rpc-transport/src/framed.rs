@@ -231,6 +231,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn get_ref(&self) -> &R {
         &self.inner
     }
+
+    /// The wrapped stream, dropping any bytes buffered but not yet returned as a frame.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
 }
 
 /// A complete frame (header and body), ready to write.
@@ -361,6 +366,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.batch = BytesMut::new();
         }
         self.inner.flush().await
+    }
+
+    /// The wrapped stream, dropping any bytes queued but not yet written.
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 
     /// Flushes and shuts down the write side, so the peer sees EOF.

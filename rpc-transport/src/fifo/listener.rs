@@ -244,6 +244,7 @@ impl LockFile {
                 .read(true)
                 .write(true)
                 .create(true)
+                // Owner-only, as the FIFO itself: the lock file is ours alone.
                 .mode(FIFO_MODE)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
                 .open(&path)

@@ -132,10 +132,17 @@ pub(super) fn decode_registration(msg: &[u8]) -> io::Result<Registration> {
     nonce.copy_from_slice(&msg[PREFIX_LEN + 4..HEADER_LEN]);
     let dir = &msg[HEADER_LEN..HEADER_LEN + dir_len];
     let dir = PathBuf::from(OsStr::from_bytes(dir));
-    if dir.as_os_str().as_bytes().contains(&0) || !dir.is_absolute() {
+    let problem = if dir.as_os_str().as_bytes().contains(&0) {
+        Some("contains a NUL byte")
+    } else if !dir.is_absolute() {
+        Some("is not an absolute path")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("registered directory {:?} is not an absolute path", dir.display()),
+            format!("registered directory {:?} {problem}", dir.display()),
         ));
     }
     Ok(Registration { pid, nonce, dir })

@@ -262,7 +262,7 @@ async fn g3_unknown_and_arbitrary_methods() {
 #[test]
 fn g4_defaults_are_pinned_and_finite() {
     let c = ServerConfig::default();
-    let pinned: [(&str, u128, u128); 10] = [
+    let pinned: [(&str, u128, u128); 11] = [
         ("max_frame_len", c.max_frame_len as u128, 4 * MIB as u128),
         ("max_in_flight", c.max_in_flight as u128, 128),
         ("max_connections", c.max_connections as u128, 1024),
@@ -273,6 +273,7 @@ fn g4_defaults_are_pinned_and_finite() {
         ("max_deadline ms", c.max_deadline.as_millis(), 24 * 3600 * 1000),
         ("outbound_queue", c.outbound_queue as u128, 128),
         ("max_control_frames_per_sec", c.max_control_frames_per_sec as u128, 1000),
+        ("max_receive_budget", c.max_receive_budget as u128, 256 * MIB as u128),
     ];
     for (name, got, want) in pinned {
         assert_eq!(got, want, "ServerConfig::{name}");
@@ -281,6 +282,10 @@ fn g4_defaults_are_pinned_and_finite() {
     // Finite, in the sense that matters: far below what "unlimited" settings use.
     assert!(c.max_frame_len <= 64 * MIB, "tarpc's example uses usize::MAX");
     assert!(c.max_in_flight <= 10_000 && c.max_connections <= 100_000 && c.outbound_queue <= 10_000);
+    assert!(
+        c.max_receive_budget < c.max_connections * c.max_frame_len,
+        "the budget must bind before the cap does"
+    );
     for (name, d) in [
         ("idle", c.idle_timeout),
         ("frame", c.frame_timeout),

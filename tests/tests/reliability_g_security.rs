@@ -5,7 +5,7 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,31 +96,39 @@ async fn g1_permissions_are_set_before_the_path_is_reachable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU32::new(0));
     let watcher = {
-        let (stop, path) = (Arc::clone(&stop), path.clone());
+        let (stop, seen, path) = (Arc::clone(&stop), Arc::clone(&seen), path.clone());
         std::thread::spawn(move || {
-            let (mut seen, mut bad) = (0u32, Vec::new());
+            let mut bad = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(meta) = std::fs::symlink_metadata(&path) {
-                    seen += 1;
+                    seen.fetch_add(1, Ordering::Relaxed);
                     let m = meta.permissions().mode() & 0o777;
                     if m != 0o600 {
                         bad.push(m);
                     }
                 }
             }
-            (seen, bad)
+            bad
         })
     };
-    for _ in 0..200 {
+    for i in 0..200 {
         let l = unix::bind(&path).await.unwrap();
         assert_eq!(mode(&path), 0o600);
+        if i == 0 {
+            // Make sure the watcher is really watching (it has seen the first socket).
+            let t0 = std::time::Instant::now();
+            while seen.load(Ordering::Relaxed) == 0 {
+                assert!(t0.elapsed() < Duration::from_secs(20), "hang guard: the watcher never ran");
+                std::thread::yield_now();
+            }
+        }
         drop(l);
     }
     stop.store(true, Ordering::Relaxed);
-    let (seen, bad) = watcher.join().unwrap();
+    let bad = watcher.join().unwrap();
     assert!(bad.is_empty(), "the socket was visible with modes {bad:?} (octal values printed in decimal)");
-    assert!(seen > 0, "the watcher saw the socket at least once");
     // Nothing else was left in the directory (no staging leftovers).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rpc_runtime::transport::framed::DEFAULT_MAX_FRAME_LEN;
 use rpc_runtime::transport::{unix, Listener, Peer};
 use rpc_runtime::{
-    client, service, Client, RpcError, Server, ServerConfig, MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK,
+    client, service, Client, RpcError, Server, ServerConfig, MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS,
 };
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{Fixture, STREAMS};
@@ -309,7 +309,7 @@ fn g4_defaults_are_pinned_and_finite() {
     assert_eq!(client::DEFAULT_OUTBOUND_QUEUE, 1024);
     assert_eq!(client::DEFAULT_WRITE_TIMEOUT, Duration::from_secs(30));
     assert_eq!(MAX_DECODE_DEPTH, 128);
-    assert_eq!(ZERO_SIZED_ELEMENT_SLACK, 1024);
+    assert_eq!(MAX_ZERO_SIZED_ELEMENTS, 1024);
     let builder = format!("{:?}", Client::builder());
     for want in ["timeout: Some(30s)", "max_frame_len: 4194304", "outbound_queue: 1024", "write_timeout: 30s"]
     {

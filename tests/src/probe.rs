@@ -136,6 +136,8 @@ pub struct ProbeState {
     pub dropped: AtomicUsize,
     /// Sum of every `note`.
     pub notes: AtomicUsize,
+    /// Ends every `spin` loop when set.
+    pub stop_spinning: std::sync::atomic::AtomicBool,
     release: Semaphore,
 }
 
@@ -147,6 +149,7 @@ impl Default for ProbeState {
             finished: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
             notes: AtomicUsize::new(0),
+            stop_spinning: std::sync::atomic::AtomicBool::new(false),
             release: Semaphore::new(0),
         }
     }
@@ -249,7 +252,8 @@ impl Probe for ProbeImpl {
         let mut guard = self.state.enter();
         let start = std::time::Instant::now();
         let mut n = 0u64;
-        while start.elapsed() < Duration::from_millis(ms) {
+        while start.elapsed() < Duration::from_millis(ms) && !self.state.stop_spinning.load(Ordering::SeqCst)
+        {
             n = std::hint::black_box(n.wrapping_add(1));
         }
         guard.done = true;

@@ -23,12 +23,18 @@
 //!
 //! - [`Connection`], [`Peer`] and the [`Listener`] trait: what every transport produces.
 //! - [`framed`]: the length-prefixed frame reader and writer with a maximum frame length.
-//! - [`tcp`], [`unix`], [`memory`]: the transports.
+//! - [`tcp`], [`unix`], [`pipe`], [`fifo`], [`memory`]: the transports.
 #![doc(test(attr(deny(warnings))))]
+// Raw system calls live in `sys` only, each behind a safe wrapper.
+#![deny(unsafe_code)]
 
 mod connection;
+pub mod fifo;
 pub mod framed;
 pub mod memory;
+pub mod pipe;
+#[allow(unsafe_code)]
+mod sys;
 pub mod tcp;
 pub mod unix;
 

@@ -300,6 +300,29 @@ pub enum Transport {
     Unix,
     /// An in-memory pair.
     Memory,
+    /// The server is a child process serving on its stdin/stdout.
+    PipeChild,
+    /// Two OS pipes inside this process.
+    PipePair,
+    /// Two FIFOs named by the test, opened by both sides.
+    FifoPair,
+    /// A FIFO listener on a well-known path; each client registers a private pair.
+    FifoListener,
+}
+
+impl Transport {
+    /// Whether the transport reaches its server through a listener that accepts many clients.
+    pub fn has_listener(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Unix | Transport::Memory | Transport::FifoListener)
+    }
+}
+
+/// The path of the `kitchen-peer` helper binary, built by cargo next to the test binaries.
+pub fn kitchen_peer() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/kitchen-peer
+    let dir = exe.parent().and_then(|d| d.parent()).expect("the test binary lives in target/<profile>/deps");
+    dir.join("kitchen-peer")
 }
 
 /// A running server and a client connected to it.
@@ -307,10 +330,14 @@ pub enum Transport {
 pub struct Fixture {
     /// The client.
     pub client: KitchenClient,
-    /// The server.
-    pub server: ServerHandle,
-    /// Makes more connections to the same server.
-    pub connector: Connector,
+    /// The server, when it runs in this process.
+    pub server: Option<ServerHandle>,
+    /// Makes more connections to the same server, for transports with a listener.
+    pub connector: Option<Connector>,
+    /// The server's process, for [`Transport::PipeChild`].
+    pub child: Option<rpc_runtime::transport::pipe::Child>,
+    /// Where FIFOs live, removed on drop.
+    pub dir: Option<Arc<tempfile::TempDir>>,
 }
 
 /// Connects to a fixture's server.
@@ -322,6 +349,8 @@ pub enum Connector {
     Unix(Arc<tempfile::TempDir>, std::path::PathBuf),
     /// An in-memory listener.
     Memory(memory::MemoryConnector),
+    /// A FIFO listener's well-known path.
+    Fifo(Arc<tempfile::TempDir>, std::path::PathBuf),
 }
 
 impl Connector {
@@ -331,6 +360,7 @@ impl Connector {
             Connector::Tcp(addr) => tcp::connect(addr).await,
             Connector::Unix(_, path) => unix::connect(path).await,
             Connector::Memory(c) => c.connect(),
+            Connector::Fifo(_, path) => rpc_runtime::transport::fifo::connect(path).await,
         }
     }
 }
@@ -340,28 +370,65 @@ pub async fn start_with(
     transport: Transport,
     configure: impl FnOnce(&mut Server<KitchenServer<KitchenImpl>>),
 ) -> Fixture {
+    use rpc_runtime::transport::{fifo, pipe};
     let imp = KitchenImpl::new();
     let mut server = Server::new(KitchenServer::new(imp));
     configure(&mut server);
-    let (handle, connector) = match transport {
-        Transport::Tcp => {
-            let listener = tcp::bind("127.0.0.1:0").await.expect("bind tcp");
-            let addr = listener.local_addr();
-            (server.serve(listener), Connector::Tcp(addr))
-        }
-        Transport::Unix => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join("kitchen.sock");
-            let listener = unix::bind(&path).await.expect("bind unix");
-            (server.serve(listener), Connector::Unix(Arc::new(dir), path))
-        }
-        Transport::Memory => {
-            let (listener, connector) = memory::listener();
-            (server.serve(listener), Connector::Memory(connector))
-        }
+    let fixture = |conn, server, connector, child, dir| Fixture {
+        client: KitchenClient::new(conn),
+        server,
+        connector,
+        child,
+        dir,
     };
-    let client = KitchenClient::new(connector.connect().await.expect("connect"));
-    Fixture { client, server: handle, connector }
+    match transport {
+        Transport::PipeChild => {
+            let mut cmd = tokio::process::Command::new(kitchen_peer());
+            cmd.arg("serve-stdio");
+            let (conn, child) = pipe::spawn(cmd).expect("spawn the kitchen-peer child");
+            fixture(conn, None, None, Some(child), None)
+        }
+        Transport::PipePair => {
+            let (ours, theirs) = pipe::pair().expect("pipe pair");
+            fixture(ours, Some(server.serve_connection(theirs)), None, None, None)
+        }
+        Transport::FifoPair => {
+            let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+            let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+            let (ours, theirs) = tokio::join!(fifo::open_pair(&down, &up), fifo::open_pair(&up, &down));
+            let handle = server.serve_connection(theirs.expect("server side of the FIFO pair"));
+            fixture(ours.expect("client side of the FIFO pair"), Some(handle), None, None, Some(dir))
+        }
+        Transport::FifoListener => {
+            let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+            let path = dir.path().join("kitchen.fifo");
+            let handle = server.serve(fifo::bind(&path).await.expect("bind fifo"));
+            let connector = Connector::Fifo(Arc::clone(&dir), path);
+            let conn = connector.connect().await.expect("connect fifo");
+            fixture(conn, Some(handle), Some(connector), None, Some(dir))
+        }
+        Transport::Tcp | Transport::Unix | Transport::Memory => {
+            let (handle, connector) = match transport {
+                Transport::Tcp => {
+                    let listener = tcp::bind("127.0.0.1:0").await.expect("bind tcp");
+                    let addr = listener.local_addr();
+                    (server.serve(listener), Connector::Tcp(addr))
+                }
+                Transport::Unix => {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let path = dir.path().join("kitchen.sock");
+                    let listener = unix::bind(&path).await.expect("bind unix");
+                    (server.serve(listener), Connector::Unix(Arc::new(dir), path))
+                }
+                _ => {
+                    let (listener, connector) = memory::listener();
+                    (server.serve(listener), Connector::Memory(connector))
+                }
+            };
+            let conn = connector.connect().await.expect("connect");
+            fixture(conn, Some(handle), Some(connector), None, None)
+        }
+    }
 }
 
 /// Starts a default server on `transport` and connects a client.
@@ -369,51 +436,57 @@ pub async fn start(transport: Transport) -> Fixture {
     start_with(transport, |_| {}).await
 }
 
-/// A listener for tests that play a misbehaving peer by hand.
-#[derive(Debug)]
-pub enum RawListener {
-    /// TCP.
-    Tcp(tcp::TcpListener),
-    /// A Unix socket; the directory is removed on drop.
-    Unix(unix::UnixListener, tempfile::TempDir),
-    /// In-memory.
-    Memory(memory::MemoryListener),
-}
-
-impl RawListener {
-    /// Binds a listener on `transport` and returns it with a connector to it.
-    pub async fn bind(transport: Transport) -> (RawListener, Connector) {
-        match transport {
-            Transport::Tcp => {
-                let l = tcp::bind("127.0.0.1:0").await.expect("bind tcp");
-                let addr = l.local_addr();
-                (RawListener::Tcp(l), Connector::Tcp(addr))
-            }
-            Transport::Unix => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let path = dir.path().join("raw.sock");
-                let l = unix::bind(&path).await.expect("bind unix");
-                // The connector keeps its own handle on the directory's path; the listener owns
-                // the directory itself.
-                let keep = Arc::new(tempfile::tempdir().expect("tempdir"));
-                (RawListener::Unix(l, dir), Connector::Unix(keep, path))
-            }
-            Transport::Memory => {
-                let (l, c) = memory::listener();
-                (RawListener::Memory(l), Connector::Memory(c))
-            }
-        }
+/// Two connected ends over `transport`, the second to be played by hand as a (misbehaving)
+/// server; the guard keeps listeners and directories alive. Not for [`Transport::PipeChild`],
+/// whose server is a real process.
+pub async fn raw_pair(
+    transport: Transport,
+) -> (rpc_runtime::transport::Connection, rpc_runtime::transport::Connection, Box<dyn std::any::Any + Send>) {
+    use rpc_runtime::transport::{fifo, pipe, Listener};
+    async fn accept_one<L: Listener>(
+        mut l: L,
+        c: Connector,
+    ) -> (rpc_runtime::transport::Connection, rpc_runtime::transport::Connection, L) {
+        let (client, server) = tokio::join!(c.connect(), l.accept());
+        (client.expect("connect"), server.expect("accept"), l)
     }
-
-    /// Accepts one connection.
-    pub async fn accept(&mut self) -> rpc_runtime::transport::Connection {
-        use rpc_runtime::transport::Listener;
-        match self {
-            RawListener::Tcp(l) => l.accept().await,
-            RawListener::Unix(l, _) => l.accept().await,
-            RawListener::Memory(l) => l.accept().await,
+    match transport {
+        Transport::Tcp => {
+            let l = tcp::bind("127.0.0.1:0").await.expect("bind tcp");
+            let addr = l.local_addr();
+            let (c, s, l) = accept_one(l, Connector::Tcp(addr)).await;
+            (c, s, Box::new(l))
         }
-        .expect("accept")
+        Transport::Unix => {
+            let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+            let path = dir.path().join("raw.sock");
+            let l = unix::bind(&path).await.expect("bind unix");
+            let (c, s, l) = accept_one(l, Connector::Unix(Arc::clone(&dir), path)).await;
+            (c, s, Box::new((l, dir)))
+        }
+        Transport::Memory => {
+            let (l, connector) = memory::listener();
+            let (c, s, l) = accept_one(l, Connector::Memory(connector)).await;
+            (c, s, Box::new(l))
+        }
+        Transport::FifoListener => {
+            let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+            let path = dir.path().join("raw.fifo");
+            let l = fifo::bind(&path).await.expect("bind fifo");
+            let (c, s, l) = accept_one(l, Connector::Fifo(Arc::clone(&dir), path)).await;
+            (c, s, Box::new((l, dir)))
+        }
+        Transport::PipePair => {
+            let (c, s) = pipe::pair().expect("pipe pair");
+            (c, s, Box::new(()))
+        }
+        Transport::FifoPair => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (up, down) = (dir.path().join("up"), dir.path().join("down"));
+            let (c, s) = tokio::join!(fifo::open_pair(&down, &up), fifo::open_pair(&up, &down));
+            (c.expect("client side"), s.expect("server side"), Box::new(dir))
+        }
+        Transport::PipeChild => panic!("a child process is a real server; it cannot be played by hand"),
     }
 }
 

@@ -1,0 +1,95 @@
+//! The few raw system calls the pipe and FIFO transports need, each behind a safe wrapper.
+//!
+//! This is the only module of the crate allowed to use `unsafe`: every call here takes plain
+//! integers, a borrowed descriptor or a NUL-terminated path, and each block says why it is sound.
+//! Everything else (opening with `O_NOFOLLOW`, `fstat` through [`std::fs::File::metadata`],
+//! duplicating with `F_DUPFD_CLOEXEC` through [`std::os::fd::BorrowedFd::try_clone_to_owned`]) is
+//! done with std's safe APIs.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// The effective user id of this process.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates a FIFO at `path` with `mode` (further restricted by the umask).
+pub(crate) fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; mkfifo only reads it.
+    if unsafe { libc::mkfifo(path.as_ptr(), mode as libc::mode_t) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes an exclusive `flock` on `fd` without waiting; `Ok(false)` if another open file holds it.
+///
+/// The lock belongs to the open file description, so it lasts until every descriptor for it is
+/// closed, and is released by the kernel if the process dies.
+pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    loop {
+        // SAFETY: `fd` is a valid open descriptor for the duration of the borrow; flock only
+        // changes lock state in the kernel.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Makes the standard stream `target` (0, 1 or 2) refer to what `src` refers to.
+pub(crate) fn replace_stdio(src: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // Only the standard streams may be replaced: std treats them as always open and never closes
+    // them, so no `OwnedFd` elsewhere in the process can be invalidated by the swap.
+    assert!((0..=2).contains(&target), "replace_stdio only replaces fds 0, 1 and 2");
+    loop {
+        // SAFETY: `src` is open for the duration of the borrow and `target` is a standard stream
+        // (see above); dup2 atomically closes and replaces `target`, so a concurrent writer to it
+        // writes either to the old or to the new file, never to a closed or reused descriptor.
+        if unsafe { libc::dup2(src.as_raw_fd(), target) } != -1 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether `SIGPIPE` still has its default action (kill the process) instead of being ignored.
+pub(crate) fn sigpipe_is_default() -> bool {
+    // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a null new action, sigaction only writes the current one into `old`, a valid,
+    // exclusively borrowed struct; it changes nothing.
+    let ret = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) };
+    ret == 0 && old.sa_sigaction == libc::SIG_DFL
+}
+
+/// Logs a warning, once per process, if `SIGPIPE` would kill the process on a write to a pipe
+/// whose reader is gone.
+///
+/// Rust programs ignore `SIGPIPE` at startup, so such writes fail with `BrokenPipe`; a host that
+/// restored the default (a C `main`, `-Zon-broken-pipe=kill`) would die instead.
+pub(crate) fn warn_if_sigpipe_default() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if sigpipe_is_default() {
+            tracing::warn!(
+                "SIGPIPE has its default action: a write to a pipe or fifo whose reader is gone will kill \
+                 this process instead of failing with BrokenPipe; ignore SIGPIPE to be safe"
+            );
+        }
+    });
+}

@@ -175,9 +175,25 @@ pub struct FrameReader<R> {
     frame_timeout: Option<Duration>,
     /// When the first byte of the frame now being received arrived.
     partial_since: Option<Instant>,
+    reservation: Reservation,
+}
+
+/// Bytes reserved from a shared [`ReceiveBudget`] for the frame being received, given back on
+/// drop. A separate type so that [`FrameReader`] itself has no `Drop` and can be taken apart.
+#[derive(Debug, Default)]
+struct Reservation {
     budget: Option<Arc<ReceiveBudget>>,
-    /// Bytes reserved from `budget` for the frame now being received.
     reserved: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let (Some(budget), reserved) = (&self.budget, self.reserved) {
+            if reserved > 0 {
+                budget.release(reserved);
+            }
+        }
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -189,8 +205,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max: max_frame_len,
             frame_timeout: None,
             partial_since: None,
-            budget: None,
-            reserved: 0,
+            reservation: Reservation::default(),
         }
     }
 
@@ -198,17 +213,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// before their body is buffered.
     pub fn set_budget(&mut self, budget: Option<Arc<ReceiveBudget>>) {
         self.release_budget();
-        self.budget = budget;
+        self.reservation.budget = budget;
     }
 
     /// Returns what the frame being received had reserved.
     fn release_budget(&mut self) {
-        if let Some(budget) = &self.budget {
-            if self.reserved > 0 {
-                budget.release(self.reserved);
+        if let Some(budget) = &self.reservation.budget {
+            if self.reservation.reserved > 0 {
+                budget.release(self.reservation.reserved);
             }
         }
-        self.reserved = 0;
+        self.reservation.reserved = 0;
     }
 
     /// Limits how long a frame may take from its first byte to its last; a peer that stalls
@@ -279,15 +294,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(FrameError::TooLarge { declared: len as u64, max: self.max });
         }
         if self.buf.len() < HEADER_LEN + len {
-            if let Some(budget) = &self.budget {
-                if len > UNBUDGETED_FRAME_LEN && self.reserved == 0 {
+            if let Some(budget) = &self.reservation.budget {
+                if len > UNBUDGETED_FRAME_LEN && self.reservation.reserved == 0 {
                     if !budget.try_reserve(len) {
                         return Err(FrameError::BudgetExhausted {
                             declared: len as u64,
                             budget: budget.limit(),
                         });
                     }
-                    self.reserved = len;
+                    self.reservation.reserved = len;
                 }
             }
             return Ok(None);
@@ -330,16 +345,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The wrapped stream, dropping any bytes buffered but not yet returned as a frame.
     pub fn into_inner(self) -> R {
         self.inner
-    }
-}
-
-impl<R> Drop for FrameReader<R> {
-    fn drop(&mut self) {
-        if let (Some(budget), reserved) = (&self.budget, self.reserved) {
-            if reserved > 0 {
-                budget.release(reserved);
-            }
-        }
     }
 }
 

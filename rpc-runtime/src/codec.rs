@@ -1,8 +1,8 @@
 //! Postcard encoding straight into an outgoing frame, and strict, bounded decoding.
 //!
 //! Decoding rejects trailing bytes, bounds nesting depth ([`MAX_DECODE_DEPTH`]) and the number of
-//! sequence and map elements (one per byte of input plus [`ZERO_SIZED_ELEMENT_SLACK`]), and never
-//! reserves memory for a length the peer merely declared: see [`limits`].
+//! zero-sized elements ([`MAX_ZERO_SIZED_ELEMENTS`]), and never reserves memory for a length the
+//! peer merely declared: see [`limits`].
 
 mod limits;
 
@@ -70,17 +70,17 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 /// thread cannot overflow; postcard alone overflows at about 50,000 levels.
 pub const MAX_DECODE_DEPTH: usize = 128;
 
-/// Sequence and map elements a message may hold beyond one per byte of its encoding. Every value
-/// that is not zero-sized takes at least one byte, so only zero-sized elements (`Vec<()>`) can
-/// use this slack; it bounds the time a forged `u64::MAX` count of them takes.
-pub const ZERO_SIZED_ELEMENT_SLACK: usize = 1024;
+/// The most elements that take no bytes on the wire (`()` in a `Vec<()>`, a unit struct) one
+/// message may hold. Other elements are bounded by the message's length; this bounds the time a
+/// forged `u64::MAX` count of zero-sized ones would take.
+pub const MAX_ZERO_SIZED_ELEMENTS: usize = 1024;
 
 /// Decodes a whole payload; trailing bytes are an error, not silently ignored, so a message from
 /// a mismatched schema is caught instead of half-read. Nesting and element counts are bounded,
 /// and the error names the limit that was broken.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    let budget = limits::Budget::new(MAX_DECODE_DEPTH, bytes.len().saturating_add(ZERO_SIZED_ELEMENT_SLACK));
-    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let budget = limits::Budget::new(MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS);
+    let mut de = postcard::Deserializer::from_flavor(limits::Tracked::new(bytes, &budget));
     let value =
         T::deserialize(limits::Limited::new(&mut de, &budget)).map_err(|e| match budget.broken() {
             Some(broken) => RpcError::Decode(broken.to_string()),

@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rpc_transport::framed::{Frame, FrameError, FrameReader};
+use rpc_transport::framed::{Frame, FrameError, FrameReader, ReceiveBudget};
 use rpc_transport::{BoxRead, Connection, Peer};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
@@ -71,6 +71,7 @@ pub(super) async fn serve<S: Service>(
     config: Arc<ServerConfig>,
     signals: Signals,
     _slot: Option<OwnedSemaphorePermit>,
+    budget: Arc<ReceiveBudget>,
 ) {
     let (read, write, peer, _guard) = conn.into_parts();
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
@@ -88,6 +89,7 @@ pub(super) async fn serve<S: Service>(
     });
     let mut reader = FrameReader::new(read, config.max_frame_len);
     reader.set_frame_timeout(Some(config.frame_timeout));
+    reader.set_budget(Some(budget));
     let mut conn = ServerConn {
         slots: Arc::new(Semaphore::new(config.max_in_flight)),
         parked: VecDeque::new(),
@@ -211,6 +213,9 @@ impl<S: Service> ServerConn<S> {
                             return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
                         }
                         Err(e @ FrameError::Timeout { .. }) => return Close::GoAway(ErrorCode::Idle, e.to_string()),
+                        Err(e @ FrameError::BudgetExhausted { .. }) => {
+                            return Close::GoAway(ErrorCode::Overloaded, e.to_string())
+                        }
                         Err(e) => return Close::Failed(e.to_string()),
                     }
                 }

@@ -45,7 +45,8 @@ impl ServiceArgs {
         {
             Ok(p) => p,
             Err(e) => {
-                errors.push(syn::Error::new(e.span(), format!("{e}; expected `crate = \"path\"`")));
+                let message = format!("{e}; the only `service` argument is `crate = \"path\"`");
+                errors.push(syn::Error::new(e.span(), message));
                 return args;
             }
         };
@@ -62,9 +63,7 @@ impl ServiceArgs {
                 continue;
             }
             if let Some(first) = &seen_crate {
-                let mut e = syn::Error::new_spanned(&arg.key, "`crate` is given twice; keep one");
-                e.combine(syn::Error::new_spanned(first, "first given here"));
-                errors.push(e);
+                errors.push_conflict(&arg.key, "`crate` is given twice; keep one", first, "first given here");
                 continue;
             }
             seen_crate = Some(arg.key.clone());

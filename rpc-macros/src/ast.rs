@@ -1,21 +1,24 @@
 //! The service as the macro understands it, built from the user's trait. Every node keeps the
 //! user's tokens so errors and generated items land on them.
+//!
+//! Rules about one item are checked while it is read (through `check`); rules across items run
+//! once the whole service is built.
 
 use proc_macro2::Span;
 use quote::format_ident;
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{
-    Attribute, FnArg, Ident, ItemTrait, LitStr, Pat, ReturnType, TraitItem, TraitItemFn, Type, Visibility,
-};
+use syn::{Attribute, FnArg, Ident, ItemTrait, LitStr, ReturnType, TraitItem, TraitItemFn, Type, Visibility};
 
 use crate::attr;
+use crate::check::{self, Role};
 use crate::errors::Errors;
 
 pub(crate) struct Service {
     pub(crate) vis: Visibility,
     pub(crate) ident: Ident,
     pub(crate) methods: Vec<Method>,
-    /// The user's trait with helper attributes removed (also the fallback output on error).
+    /// The user's trait as written (the fallback output on error).
     pub(crate) original: ItemTrait,
 }
 
@@ -44,127 +47,67 @@ pub(crate) struct Arg {
 }
 
 impl Service {
-    pub(crate) fn from_trait(mut item: ItemTrait, errors: &mut Errors) -> Service {
+    /// Reads the trait, checking every rule; errors go to `errors`.
+    pub(crate) fn from_trait(item: ItemTrait, errors: &mut Errors) -> Service {
+        check::trait_generics(&item, errors);
+        check::trait_qualifiers(&item, errors);
         attr::reject_misplaced(&item.attrs, "the trait", errors);
         let mut methods = Vec::new();
         for trait_item in &item.items {
-            match trait_item {
-                TraitItem::Fn(f) => {
-                    if let Some(m) = Method::from_fn(f, errors) {
-                        methods.push(m);
-                    }
-                }
-                other => errors.push_spanned(
-                    first_token(other),
-                    "only `async fn` items are allowed in a service trait; move this item to another trait or an impl block",
-                ),
+            check::non_method(trait_item, errors);
+            if let TraitItem::Fn(f) = trait_item {
+                methods.push(Method::from_fn(f, errors));
             }
         }
-        strip_helpers(&mut item);
-        Service { vis: item.vis.clone(), ident: item.ident.clone(), methods, original: item }
+        let service = Service { vis: item.vis.clone(), ident: item.ident.clone(), methods, original: item };
+        check::duplicate_methods(&service, errors);
+        check::variant_collisions(&service, errors);
+        check::wire_name_collisions(&service, errors);
+        check::reserved_names(&service, errors);
+        service
     }
-}
-
-/// The first token of a trait item, to point at without underlining the whole item.
-fn first_token(item: &TraitItem) -> proc_macro2::TokenStream {
-    use quote::ToTokens;
-    match item {
-        TraitItem::Const(c) => c.const_token.to_token_stream(),
-        TraitItem::Type(t) => t.type_token.to_token_stream(),
-        TraitItem::Macro(m) => m.mac.path.to_token_stream(),
-        other => other.to_token_stream(),
-    }
-}
-
-/// Removes `#[oneway]`/`#[rpc]` from the trait so the compiler never sees them.
-pub(crate) fn strip_helpers(item: &mut ItemTrait) {
-    for trait_item in &mut item.items {
-        if let TraitItem::Fn(f) = trait_item {
-            f.attrs.retain(|a| !attr::is_helper(a));
-            for input in &mut f.sig.inputs {
-                if let FnArg::Typed(t) = input {
-                    t.attrs.retain(|a| !attr::is_helper(a));
-                }
-            }
-        }
-    }
-    item.attrs.retain(|a| !attr::is_helper(a));
 }
 
 impl Method {
-    fn from_fn(f: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
-        let helpers = attr::method_attrs(&f.attrs, errors);
+    fn from_fn(f: &TraitItemFn, errors: &mut Errors) -> Method {
         let sig = &f.sig;
-        let mut args = Vec::new();
-        let mut receiver_ok = false;
-        for (i, input) in sig.inputs.iter().enumerate() {
-            match input {
-                FnArg::Receiver(r) if i == 0 => receiver_ok = crate::check::receiver(r, errors),
-                FnArg::Receiver(r) => errors.push_spanned(r, "`self` must be the first argument"),
-                FnArg::Typed(pt) => {
-                    attr::reject_misplaced(&pt.attrs, "an argument", errors);
-                    let ident = match &*pt.pat {
-                        Pat::Ident(p)
-                            if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() =>
-                        {
-                            Some(p.ident.clone())
-                        }
-                        other => {
-                            errors.push_spanned(
-                                other,
-                                "RPC arguments must be plain identifiers, e.g. `point: Point`; destructure inside the method body",
-                            );
-                            None
-                        }
-                    };
-                    crate::check::owned_type(&pt.ty, errors);
-                    if let Some(ident) = ident {
-                        args.push(Arg { ident, ty: (*pt.ty).clone() });
-                    }
-                }
-            }
-        }
-        if !receiver_ok && !sig.inputs.first().is_some_and(|i| matches!(i, FnArg::Receiver(_))) {
-            errors.push(syn::Error::new(
-                sig.paren_token.span.join(),
-                "RPC methods take `&self` first, e.g. `async fn get(&self, key: String) -> Value`",
-            ));
-        }
-        crate::check::signature(f, errors);
+        let helpers = attr::method_attrs(&f.attrs, errors);
+        check::async_fn(sig, errors);
+        check::variadic(sig, errors);
+        check::method_generics(sig, errors);
+        check::receiver(sig, errors);
+        check::default_body(f, errors);
+        check::arg_count(sig, errors);
+        let args = sig.inputs.iter().filter_map(|input| Arg::from_input(input, errors)).collect();
         let output = match &sig.output {
             ReturnType::Default => syn::parse_quote!(()),
             ReturnType::Type(_, ty) => {
-                crate::check::owned_type(ty, errors);
+                check::wire_type(ty, Role::Result, errors);
                 (**ty).clone()
             }
         };
-        if let Some(oneway) = &helpers.oneway {
-            if !is_unit(&output) {
-                errors.push_spanned(
-                    oneway,
-                    "a `#[oneway]` method cannot return a value: the client does not wait for a reply; remove the return type or `#[oneway]`",
-                );
-            }
-        }
         let plain = sig.ident.unraw().to_string();
         let wire_name = helpers.name.unwrap_or_else(|| LitStr::new(&plain, sig.ident.span()));
         let variant = format_ident!("{}", upper_camel(&plain), span = sig.ident.span());
         let (docs, rest): (Vec<_>, Vec<_>) =
             f.attrs.iter().filter(|a| !attr::is_helper(a)).cloned().partition(|a| a.path().is_ident("doc"));
-        let (cfgs, attrs): (Vec<_>, Vec<_>) = rest.into_iter().partition(|a| a.path().is_ident("cfg"));
-        Some(Method {
+        let (cfgs, attrs) = rest.into_iter().partition(|a| a.path().is_ident("cfg"));
+        let method = Method {
             ident: sig.ident.clone(),
             wire_name,
             variant,
             args,
             output,
             oneway: helpers.oneway,
-            run_to_completion: helpers.run_to_completion,
+            run_to_completion: helpers.run_to_completion.is_some(),
             docs,
             cfgs,
             attrs,
             original: f.clone(),
-        })
+        };
+        check::duplicate_args(&method, errors);
+        check::oneway_result(&method, errors);
+        method
     }
 
     /// The span of the method's name, for generated items that belong to it.
@@ -172,6 +115,7 @@ impl Method {
         self.ident.span()
     }
 
+    /// The span of the declared return type, or of the name when there is none.
     pub(crate) fn output_span(&self) -> Span {
         match &self.original.sig.output {
             ReturnType::Default => self.ident.span(),
@@ -180,7 +124,16 @@ impl Method {
     }
 }
 
-use syn::ext::IdentExt;
+impl Arg {
+    /// A typed argument with a plain name; `None` for the receiver or a rejected pattern.
+    fn from_input(input: &FnArg, errors: &mut Errors) -> Option<Arg> {
+        let FnArg::Typed(pt) = input else { return None };
+        attr::reject_misplaced(&pt.attrs, "an argument", errors);
+        check::wire_type(&pt.ty, Role::Argument, errors);
+        let ident = check::arg_pattern(&pt.pat, errors)?;
+        Some(Arg { ident, ty: (*pt.ty).clone() })
+    }
+}
 
 pub(crate) fn is_unit(ty: &Type) -> bool {
     matches!(ty, Type::Tuple(t) if t.elems.is_empty())

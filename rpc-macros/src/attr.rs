@@ -1,6 +1,7 @@
 //! The helper attributes a service method may carry: `#[oneway]` and `#[rpc(...)]`.
 
-use syn::{Attribute, LitStr};
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, LitStr, Token};
 
 use crate::errors::Errors;
 
@@ -19,7 +20,10 @@ const RUN_TO_COMPLETION: &str = "run_to_completion";
 pub(crate) struct MethodAttrs {
     pub(crate) oneway: Option<Attribute>,
     pub(crate) name: Option<LitStr>,
-    pub(crate) run_to_completion: bool,
+    /// The `name` key of `name = "..."`, for "first given here".
+    name_key: Option<syn::Path>,
+    /// The `run_to_completion` key, when given.
+    pub(crate) run_to_completion: Option<syn::Path>,
 }
 
 pub(crate) fn is_helper(attr: &Attribute) -> bool {
@@ -31,53 +35,93 @@ pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAt
     let mut out = MethodAttrs::default();
     for attr in attrs {
         if attr.path().is_ident(ONEWAY) {
-            if let Err(e) = attr.meta.require_path_only() {
-                errors.push(syn::Error::new(e.span(), "`#[oneway]` takes no arguments"));
-            } else if let Some(first) = &out.oneway {
-                let mut e = syn::Error::new_spanned(attr, "`#[oneway]` is given twice; keep one");
-                e.combine(syn::Error::new_spanned(first, "first given here"));
-                errors.push(e);
-            } else {
-                out.oneway = Some(attr.clone());
-            }
+            oneway(attr, &mut out, errors);
         } else if attr.path().is_ident(RPC) {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident(NAME) {
-                    let lit: LitStr = meta.value()?.parse()?;
-                    if out.name.is_some() {
-                        return Err(meta.error("`name` is given twice; keep one"));
-                    }
-                    if lit.value().is_empty() {
-                        return Err(syn::Error::new_spanned(&lit, "the wire name must not be empty"));
-                    }
-                    out.name = Some(lit);
-                    Ok(())
-                } else if meta.path.is_ident(RUN_TO_COMPLETION) {
-                    if out.run_to_completion {
-                        return Err(meta.error("`run_to_completion` is given twice; keep one"));
-                    }
-                    out.run_to_completion = true;
-                    Ok(())
-                } else {
-                    Err(meta.error(
-                        "unknown `rpc` option; expected `name = \"wire_name\"` or `run_to_completion`",
-                    ))
-                }
-            });
-            if let Err(e) = result {
-                errors.push(e);
-            }
+            rpc(attr, &mut out, errors);
         }
     }
     out
 }
 
+/// `#[oneway(x)]`, or `#[oneway]` twice.
+fn oneway(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
+    if attr.meta.require_path_only().is_err() {
+        errors.push_spanned(attr, "`#[oneway]` takes no arguments; write `#[oneway]`");
+    } else if let Some(first) = &out.oneway {
+        errors.push_conflict(attr, "`#[oneway]` is given twice; keep one", first, "first given here");
+    } else {
+        out.oneway = Some(attr.clone());
+    }
+}
+
+/// `#[rpc]`, `#[rpc(nmae = "x")]`, or a bad option (see `name` and `run_to_completion`).
+fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
+    if let syn::Meta::Path(path) = &attr.meta {
+        errors.push_spanned(
+            path,
+            "`#[rpc]` needs an option: `#[rpc(name = \"wire_name\")]` or `#[rpc(run_to_completion)]`",
+        );
+        return;
+    }
+    let result = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident(NAME) {
+            name(&meta, out, errors)
+        } else if meta.path.is_ident(RUN_TO_COMPLETION) {
+            run_to_completion(&meta, out, errors)
+        } else {
+            Err(meta.error("unknown `rpc` option; expected `name = \"wire_name\"` or `run_to_completion`"))
+        }
+    });
+    if let Err(e) = result {
+        errors.push(e);
+    }
+}
+
+/// `#[rpc(name = 5)]`, `#[rpc(name = "")]`, or `name` twice.
+fn name(meta: &ParseNestedMeta<'_>, out: &mut MethodAttrs, errors: &mut Errors) -> syn::Result<()> {
+    let lit: LitStr = meta.value()?.parse().map_err(|e| {
+        syn::Error::new(e.span(), "`name` takes a string, e.g. `#[rpc(name = \"wire_name\")]`")
+    })?;
+    if let Some(first) = &out.name_key {
+        errors.push_conflict(&meta.path, "`name` is given twice; keep one", first, "first given here");
+    } else if lit.value().is_empty() {
+        errors.push_spanned(&lit, "the wire name must not be empty; write `name = \"wire_name\"`");
+    } else {
+        out.name = Some(lit);
+        out.name_key = Some(meta.path.clone());
+    }
+    Ok(())
+}
+
+/// `#[rpc(run_to_completion = true)]`, or `run_to_completion` twice.
+fn run_to_completion(
+    meta: &ParseNestedMeta<'_>,
+    out: &mut MethodAttrs,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+        return Err(meta.error("`run_to_completion` takes no value; write `#[rpc(run_to_completion)]`"));
+    }
+    if let Some(first) = &out.run_to_completion {
+        errors.push_conflict(
+            &meta.path,
+            "`run_to_completion` is given twice; keep one",
+            first,
+            "first given here",
+        );
+    } else {
+        out.run_to_completion = Some(meta.path.clone());
+    }
+    Ok(())
+}
+
 /// Reports helper attributes where they do not belong (on the trait, on an argument).
 pub(crate) fn reject_misplaced(attrs: &[Attribute], place: &str, errors: &mut Errors) {
     for attr in attrs.iter().filter(|a| is_helper(a)) {
+        let name = if attr.path().is_ident(ONEWAY) { "#[oneway]" } else { "#[rpc(...)]" };
         errors.push_spanned(
             attr,
-            format!("not expected on {place}; `#[oneway]` and `#[rpc(...)]` belong on a method of the trait"),
+            format!("`{name}` is not expected on {place}; it belongs on a method of the service trait"),
         );
     }
 }

@@ -1,21 +1,127 @@
-//! Rules the trait must follow, one function per rule, each with an example of what it rejects.
+//! The rules a service trait must follow: one function per rule, each with an example of what it
+//! rejects. Each reports one error per misuse, on the smallest wrong token, and says what to
+//! write instead.
 
 use std::collections::HashMap;
 
-use syn::{Receiver, TraitItemFn, Type};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::{FnArg, GenericArgument, ItemTrait, Pat, PathArguments, Signature, TraitItem, TraitItemFn, Type};
 
-use crate::ast::Service;
+use crate::ast::{Method, Service};
 use crate::errors::Errors;
 
 /// Methods the generated client has besides the trait's; a trait method with one of these names
 /// would collide with it.
 pub(crate) const RESERVED_CLIENT_METHODS: &[&str] = &["new", "from_client", "with_timeout", "as_client"];
 
-/// `&mut self`, `self`, `self: Box<Self>` → only `&self` is accepted. Returns whether it is `&self`.
-pub(crate) fn receiver(r: &Receiver, errors: &mut Errors) -> bool {
+/// The most arguments a method may take: they travel as one tuple, and serde implements its
+/// traits for tuples of up to 16 elements.
+pub(crate) const MAX_ARGS: usize = 16;
+
+/// `trait Svc<T>`, `trait Svc where Self: Sized`
+pub(crate) fn trait_generics(item: &ItemTrait, errors: &mut Errors) {
+    if !item.generics.params.is_empty() {
+        errors.push_spanned(
+            &item.generics,
+            "service traits cannot be generic: both ends must agree on every type; use concrete types in the methods",
+        );
+    }
+    if let Some(w) = &item.generics.where_clause {
+        errors.push_spanned(w, "service traits cannot have a `where` clause; remove it");
+    }
+}
+
+/// `unsafe trait Svc`, `auto trait Svc`
+pub(crate) fn trait_qualifiers(item: &ItemTrait, errors: &mut Errors) {
+    if let Some(u) = &item.unsafety {
+        errors.push_spanned(u, "service traits cannot be `unsafe`; remove `unsafe`");
+    }
+    if let Some(a) = &item.auto_token {
+        errors.push_spanned(a, "service traits cannot be `auto` traits; remove `auto`");
+    }
+}
+
+/// `type Item;`, `const N: u8;`, `my_macro!();` inside the trait
+pub(crate) fn non_method(item: &TraitItem, errors: &mut Errors) {
+    let (token, what) = match item {
+        TraitItem::Fn(_) => return,
+        TraitItem::Const(c) => (c.const_token.to_token_stream(), "an associated const"),
+        TraitItem::Type(t) => (t.type_token.to_token_stream(), "an associated type"),
+        TraitItem::Macro(m) => (m.mac.path.to_token_stream(), "a macro call"),
+        other => (other.to_token_stream(), "this item"),
+    };
+    errors.push_spanned(
+        token,
+        format!("only `async fn` items are allowed in a service trait, not {what}; move it to another trait"),
+    );
+}
+
+/// `fn ping(&self)`, `const fn ping(&self)`, `unsafe fn ping(&self)`, `extern "C" fn ping(&self)`
+///
+/// One error per method, on the first wrong qualifier, or on `fn` when `async` is missing.
+pub(crate) fn async_fn(sig: &Signature, errors: &mut Errors) {
+    let name = sig.ident.unraw();
+    if let Some(c) = &sig.constness {
+        errors.push_spanned(c, format!("RPC methods cannot be `const`; write `async fn {name}`"));
+    } else if let Some(u) = &sig.unsafety {
+        errors.push_spanned(u, format!("RPC methods cannot be `unsafe`; write `async fn {name}`"));
+    } else if let Some(abi) = &sig.abi {
+        errors.push_spanned(abi, format!("RPC methods cannot have an ABI; write `async fn {name}`"));
+    } else if sig.asyncness.is_none() {
+        errors.push_spanned(sig.fn_token, format!("RPC methods must be `async fn`; write `async fn {name}`"));
+    }
+}
+
+/// `async fn log(&self, format: String, ...)`
+pub(crate) fn variadic(sig: &Signature, errors: &mut Errors) {
+    if let Some(v) = &sig.variadic {
+        errors.push_spanned(v.dots, "RPC methods cannot be variadic; take a `Vec` instead");
+    }
+}
+
+/// `async fn get<T>(&self, key: T)`, `async fn get(&self) where Self: Sized`
+pub(crate) fn method_generics(sig: &Signature, errors: &mut Errors) {
+    if !sig.generics.params.is_empty() {
+        errors.push_spanned(
+            &sig.generics,
+            "RPC methods cannot be generic: the server must know every argument type to decode it; use concrete types",
+        );
+    }
+    if let Some(w) = &sig.generics.where_clause {
+        errors.push_spanned(w, "RPC methods cannot have a `where` clause; remove it");
+    }
+}
+
+/// `async fn ping(&self) { ... }`
+pub(crate) fn default_body(f: &TraitItemFn, errors: &mut Errors) {
+    if let Some(body) = &f.default {
+        errors.push(syn::Error::new(
+            body.brace_token.span.open(),
+            "RPC methods cannot have a default body: the server runs the implementor's; end the declaration with `;` and move the body to your impl",
+        ));
+    }
+}
+
+/// `async fn get(key: String)`, `async fn get(self)`, `async fn set(&mut self)`,
+/// `async fn get(self: Box<Self>)`, `async fn get(key: String, &self)`
+///
+/// Returns whether the method has a usable `&self` first.
+pub(crate) fn receiver(sig: &Signature, errors: &mut Errors) -> bool {
+    for input in sig.inputs.iter().skip(1) {
+        if let FnArg::Receiver(r) = input {
+            errors.push_spanned(r, "`self` must be the first argument; write `&self` first");
+        }
+    }
+    let Some(FnArg::Receiver(r)) = sig.inputs.first() else {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.open(),
+            "RPC methods take `&self` first; add it, e.g. `async fn get(&self, key: String)`",
+        ));
+        return false;
+    };
     if r.colon_token.is_some() {
-        errors
-            .push_spanned(r, "RPC methods take `&self`; an explicit `self: Type` receiver is not supported");
+        errors.push_spanned(r, "RPC methods take `&self`; a typed receiver such as `self: Box<Self>` is not supported; write `&self`");
         return false;
     }
     match (&r.reference, &r.mutability) {
@@ -23,161 +129,255 @@ pub(crate) fn receiver(r: &Receiver, errors: &mut Errors) -> bool {
         (Some(_), Some(m)) => {
             errors.push_spanned(
                 m,
-                "RPC methods take `&self`, not `&mut self`: calls run concurrently; use interior mutability (a `Mutex` or atomics) for state",
+                "RPC methods take `&self`, not `&mut self`: calls run concurrently; keep state behind interior mutability (a `Mutex` or atomics) and write `&self`",
             );
             false
         }
         (None, _) => {
             errors.push_spanned(
                 r,
-                "RPC methods take `&self`, not `self`: the server calls the method many times",
+                "RPC methods take `&self`, not `self`: the server calls the method many times on one value; write `&self`",
             );
             false
         }
     }
 }
 
-/// `fn f(&self)`, `unsafe fn`, `const fn`, `extern "C" fn`, generics, `where`, a default body.
-pub(crate) fn signature(f: &TraitItemFn, errors: &mut Errors) {
-    let sig = &f.sig;
-    if sig.asyncness.is_none() {
-        errors.push_spanned(
-            sig.fn_token,
-            format!("RPC methods must be `async fn`; write `async fn {}`", sig.ident),
-        );
+/// `(a, b): (u8, u8)`, `_: u8`, `mut x: u8`, `ref x: u8`
+///
+/// Returns the argument's name when it is a plain identifier.
+pub(crate) fn arg_pattern(pat: &Pat, errors: &mut Errors) -> Option<syn::Ident> {
+    match pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+            return Some(p.ident.clone());
+        }
+        Pat::Ident(p) if p.mutability.is_some() || p.by_ref.is_some() => {
+            let token = match (&p.by_ref, &p.mutability) {
+                (Some(r), _) => r.to_token_stream(),
+                (None, m) => m.to_token_stream(),
+            };
+            errors.push_spanned(
+                token,
+                format!(
+                    "RPC arguments must be plain identifiers; write `{}` here and bind it as you like in your impl",
+                    p.ident
+                ),
+            );
+        }
+        Pat::Wild(w) => errors.push_spanned(
+            w,
+            "RPC arguments must be named: the name is used in the generated client and messages; write e.g. `value: u8`",
+        ),
+        other => errors.push_spanned(
+            other,
+            "RPC arguments must be plain identifiers, e.g. `point: Point`; destructure inside your impl",
+        ),
     }
-    if let Some(c) = &sig.constness {
-        errors.push_spanned(c, "RPC methods cannot be `const`; remove `const`");
-    }
-    if let Some(u) = &sig.unsafety {
-        errors.push_spanned(u, "RPC methods cannot be `unsafe`; remove `unsafe`");
-    }
-    if let Some(abi) = &sig.abi {
-        errors.push_spanned(abi, "RPC methods cannot have an ABI; remove the `extern`");
-    }
-    if let Some(v) = &sig.variadic {
-        errors.push_spanned(v, "RPC methods cannot be variadic; pass a `Vec` instead");
-    }
-    if !sig.generics.params.is_empty() {
-        errors.push_spanned(
-            &sig.generics.params,
-            "RPC methods cannot be generic: the server must know every argument type; use concrete types",
-        );
-    }
-    if let Some(w) = &sig.generics.where_clause {
-        errors.push_spanned(w, "RPC methods cannot have a `where` clause; use concrete types");
-    }
-    if let Some(body) = &f.default {
-        errors.push_spanned(body, "RPC methods cannot have a default body; end the declaration with `;`");
+    None
+}
+
+/// `async fn f(&self, a: u8, a: u8)`
+pub(crate) fn duplicate_args(method: &Method, errors: &mut Errors) {
+    let mut seen: HashMap<String, &syn::Ident> = HashMap::new();
+    for arg in &method.args {
+        let name = arg.ident.unraw().to_string();
+        match seen.get(&name) {
+            Some(first) => errors.push_conflict(
+                &arg.ident,
+                format!("the argument `{name}` is declared twice; rename one"),
+                first,
+                "first declared here",
+            ),
+            None => {
+                seen.insert(name, &arg.ident);
+            }
+        }
     }
 }
 
-/// `&str`, `&[u8]`, `impl Trait`, `dyn Trait` → arguments and results must be owned.
-pub(crate) fn owned_type(ty: &Type, errors: &mut Errors) {
+/// `async fn f(&self, a0: u8, ..., a16: u8)`: 17 arguments
+pub(crate) fn arg_count(sig: &Signature, errors: &mut Errors) {
+    let mut typed = sig.inputs.iter().filter(|i| matches!(i, FnArg::Typed(_)));
+    if let Some(extra) = typed.nth(MAX_ARGS) {
+        errors.push_spanned(
+            extra,
+            format!("RPC methods take at most {MAX_ARGS} arguments; group some of them in a struct"),
+        );
+    }
+}
+
+/// Whether a type is checked as an argument or a result, for messages.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    Argument,
+    Result,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Argument => "RPC arguments",
+            Role::Result => "RPC results",
+        }
+    }
+}
+
+/// `key: &str`, `data: &[u8]`, `-> impl Display`, `x: Box<dyn Any>`, `x: Self`,
+/// `x: Cow<'a, str>`
+///
+/// Arguments and results cross the wire: they must be concrete and owned. Whether they
+/// implement serde's traits is left to rustc (see `assert_wire`).
+pub(crate) fn wire_type(ty: &Type, role: Role, errors: &mut Errors) {
+    let what = role.name();
     match ty {
         Type::Reference(r) => errors.push_spanned(
             r.and_token,
             format!(
-                "RPC arguments and results are sent over the wire and must be owned; use {} instead of a reference",
+                "{what} are sent over the wire and must be owned; use {} instead of a reference",
                 owned_suggestion(&r.elem)
             ),
         ),
         Type::ImplTrait(t) => errors.push_spanned(
             t.impl_token,
-            "RPC arguments and results must be concrete owned types, not `impl Trait`",
+            format!("{what} must have a concrete type, not `impl Trait`: the other end must know what to decode; name the type"),
         ),
-        Type::TraitObject(t) => errors.push_spanned(t, "RPC arguments and results must be concrete owned types, not `dyn Trait`"),
-        Type::Paren(p) => owned_type(&p.elem, errors),
-        Type::Group(g) => owned_type(&g.elem, errors),
-        Type::Tuple(t) => t.elems.iter().for_each(|e| owned_type(e, errors)),
-        Type::Array(a) => owned_type(&a.elem, errors),
-        Type::Slice(s) => owned_type(&s.elem, errors),
-        Type::Path(p) => {
-            for seg in &p.path.segments {
-                if let syn::PathArguments::AngleBracketed(args) = &seg.arguments {
-                    for arg in &args.args {
-                        match arg {
-                            syn::GenericArgument::Type(t) => owned_type(t, errors),
-                            syn::GenericArgument::Lifetime(l) => errors.push_spanned(
-                                l,
-                                "RPC arguments and results must be owned; they cannot borrow with a lifetime",
-                            ),
-                            _ => {}
-                        }
-                    }
-                }
-            }
+        Type::TraitObject(t) => errors.push_spanned(
+            t.dyn_token.map_or_else(|| t.to_token_stream(), |d| d.to_token_stream()),
+            format!("{what} must have a concrete type, not `dyn Trait`: the other end must know what to decode; use an enum or a struct"),
+        ),
+        Type::Paren(p) => wire_type(&p.elem, role, errors),
+        Type::Group(g) => wire_type(&g.elem, role, errors),
+        Type::Tuple(t) => t.elems.iter().for_each(|e| wire_type(e, role, errors)),
+        Type::Array(a) => wire_type(&a.elem, role, errors),
+        Type::Slice(s) => wire_type(&s.elem, role, errors),
+        Type::Path(p) if p.qself.is_none() && p.path.segments.first().is_some_and(|s| s.ident == "Self") => {
+            errors.push_spanned(
+                &p.path.segments[0].ident,
+                format!("{what} cannot use `Self`: the other end does not know the implementing type; use a concrete type"),
+            );
         }
+        Type::Path(p) => p.path.segments.iter().for_each(|seg| generic_args(&seg.arguments, role, errors)),
         _ => {}
     }
 }
 
-fn owned_suggestion(elem: &Type) -> &'static str {
-    match elem {
-        Type::Path(p) if p.path.is_ident("str") => "`String`",
-        Type::Slice(s) if matches!(&*s.elem, Type::Path(p) if p.path.is_ident("u8")) => "`Vec<u8>`",
-        Type::Slice(_) => "a `Vec<T>`",
-        _ => "an owned type",
+fn generic_args(args: &PathArguments, role: Role, errors: &mut Errors) {
+    let PathArguments::AngleBracketed(args) = args else { return };
+    for arg in &args.args {
+        match arg {
+            GenericArgument::Type(t) => wire_type(t, role, errors),
+            GenericArgument::Lifetime(l) if l.ident != "static" => errors.push_spanned(
+                l,
+                format!("{} are sent over the wire and must be owned; they cannot borrow with `{l}`; use an owned type or `'static`", role.name()),
+            ),
+            _ => {}
+        }
     }
 }
 
-/// `fn foo_bar` next to `fn foo__bar` (both `FooBar`), two methods with one wire name, or a
-/// method named like a generated client method (`fn new`).
-pub(crate) fn names(service: &Service, errors: &mut Errors) {
-    let mut variants: HashMap<String, &syn::Ident> = HashMap::new();
-    let mut wire: HashMap<String, &syn::LitStr> = HashMap::new();
+/// What to suggest instead of `&elem`.
+fn owned_suggestion(elem: &Type) -> String {
+    match elem {
+        Type::Path(p) if p.path.is_ident("str") => "`String`".into(),
+        Type::Path(p) if p.path.is_ident("Path") => "`PathBuf`".into(),
+        Type::Path(p) if p.path.get_ident().is_some() => format!("`{}`", p.to_token_stream()),
+        Type::Slice(s) => match &*s.elem {
+            Type::Path(p) if p.path.get_ident().is_some() => format!("`Vec<{}>`", p.to_token_stream()),
+            _ => "a `Vec`".into(),
+        },
+        _ => "an owned type".into(),
+    }
+}
+
+/// `#[oneway] async fn get(&self) -> u32`
+pub(crate) fn oneway_result(method: &Method, errors: &mut Errors) {
+    if let (Some(oneway), false) = (&method.oneway, crate::ast::is_unit(&method.output)) {
+        errors.push_spanned(
+            oneway,
+            "a `#[oneway]` method cannot return a value: the client does not wait for a reply; remove the return type or `#[oneway]`",
+        );
+    }
+}
+
+/// `async fn get(&self)` twice
+pub(crate) fn duplicate_methods(service: &Service, errors: &mut Errors) {
+    let mut seen: HashMap<String, &syn::Ident> = HashMap::new();
     for m in &service.methods {
-        let plain = syn::ext::IdentExt::unraw(&m.ident).to_string();
-        if RESERVED_CLIENT_METHODS.contains(&plain.as_str()) {
-            errors.push_spanned(
+        let name = m.ident.unraw().to_string();
+        match seen.get(&name) {
+            Some(first) => errors.push_conflict(
                 &m.ident,
-                format!("a method named `{plain}` would collide with the generated client's `{plain}`; rename it (the wire name can stay with `#[rpc(name = \"{plain}\")]`)"),
-            );
+                format!("the method `{name}` is defined twice; rename or remove one"),
+                first,
+                "first defined here",
+            ),
+            None => {
+                seen.insert(name, &m.ident);
+            }
         }
-        if let Some(first) = variants.get(&m.variant.to_string()) {
-            let mut e = syn::Error::new_spanned(
+    }
+}
+
+/// `async fn foo_bar(&self)` next to `async fn foo__bar(&self)` (both become `FooBar`)
+pub(crate) fn variant_collisions(service: &Service, errors: &mut Errors) {
+    let mut seen: HashMap<String, &syn::Ident> = HashMap::new();
+    for m in &service.methods {
+        match seen.get(&m.variant.to_string()) {
+            // Same name twice is reported by `duplicate_methods`.
+            Some(first) if first.unraw() == m.ident.unraw() => {}
+            Some(first) => errors.push_conflict(
                 &m.ident,
                 format!(
                     "`{}` and `{}` both become the message variant `{}`; rename one",
-                    first, m.ident, m.variant
+                    first.unraw(),
+                    m.ident.unraw(),
+                    m.variant
                 ),
-            );
-            e.combine(syn::Error::new_spanned(first, "first defined here"));
-            errors.push(e);
-        } else {
-            variants.insert(m.variant.to_string(), &m.ident);
-        }
-        if let Some(first) = wire.get(&m.wire_name.value()) {
-            let mut e = syn::Error::new_spanned(
-                &m.wire_name,
-                format!(
-                    "two methods use the wire name \"{}\"; give one another `#[rpc(name = ...)]`",
-                    m.wire_name.value()
-                ),
-            );
-            e.combine(syn::Error::new_spanned(first, "first defined here"));
-            errors.push(e);
-        } else {
-            wire.insert(m.wire_name.value(), &m.wire_name);
+                first,
+                "first defined here",
+            ),
+            None => {
+                seen.insert(m.variant.to_string(), &m.ident);
+            }
         }
     }
 }
 
-/// `trait Svc<T>`, `unsafe trait`, `auto trait` → not supported.
-pub(crate) fn trait_shape(item: &syn::ItemTrait, errors: &mut Errors) {
-    if !item.generics.params.is_empty() {
-        errors.push_spanned(
-            &item.generics.params,
-            "service traits cannot be generic; use concrete types in the methods",
-        );
+/// `#[rpc(name = "get")] async fn fetch(&self)` next to `async fn get(&self)`
+pub(crate) fn wire_name_collisions(service: &Service, errors: &mut Errors) {
+    let mut seen: HashMap<String, &Method> = HashMap::new();
+    for m in &service.methods {
+        let name = m.wire_name.value();
+        match seen.get(&name) {
+            // Two methods of the same name: reported by `duplicate_methods`.
+            Some(first) if first.ident.unraw() == m.ident.unraw() => {}
+            Some(first) => errors.push_conflict(
+                &m.wire_name,
+                format!(
+                    "two methods use the wire name \"{name}\"; give one another `#[rpc(name = \"...\")]`"
+                ),
+                &first.wire_name,
+                "first used here",
+            ),
+            None => {
+                seen.insert(name, m);
+            }
+        }
     }
-    if let Some(w) = &item.generics.where_clause {
-        errors.push_spanned(w, "service traits cannot have a `where` clause");
-    }
-    if let Some(u) = &item.unsafety {
-        errors.push_spanned(u, "service traits cannot be `unsafe`");
-    }
-    if let Some(a) = &item.auto_token {
-        errors.push_spanned(a, "service traits cannot be `auto` traits");
+}
+
+/// `async fn new(&self)`: the generated client already has `new`
+pub(crate) fn reserved_names(service: &Service, errors: &mut Errors) {
+    for m in &service.methods {
+        let name = m.ident.unraw().to_string();
+        if RESERVED_CLIENT_METHODS.contains(&name.as_str()) {
+            errors.push_spanned(
+                &m.ident,
+                format!(
+                    "a method named `{name}` would collide with the generated `{}Client::{name}`; rename it (the wire name can stay with `#[rpc(name = \"{name}\")]`)",
+                    service.ident
+                ),
+            );
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! `#![no_implicit_prelude]`, or with its own `Result`, `Box` or `Option`, still compiles.
 
 pub use ::serde;
+use std::future::Future;
+use std::marker::PhantomData;
+
 pub use std::boxed::Box;
 pub use std::string::String;
 pub use std::sync::Arc;
@@ -11,16 +14,11 @@ pub use std::time::Duration;
 pub use std::vec::Vec;
 
 pub use crate::client::Client;
-pub use crate::codec::{Arg, Decoded};
+use crate::codec::{Args, ArgsRef, WireArgs};
 pub use crate::service::{Handler, ResponseBuf, Service};
 pub use crate::transport::framed::FrameBuf;
 pub use crate::transport::Connection;
 pub use crate::RpcError;
-
-/// Decodes a method's arguments strictly (no trailing bytes).
-pub fn decode_args<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, RpcError> {
-    crate::codec::decode(payload)
-}
 
 /// The error for a method this service does not have.
 pub fn unknown_method(method: &str) -> RpcError {
@@ -28,14 +26,147 @@ pub fn unknown_method(method: &str) -> RpcError {
 }
 
 /// Marks a type that crosses the wire. Generated code asserts it for every argument and return
-/// type, spanned on the user's type, so a missing serde derive is reported there.
+/// type, spanned on the user's type, so a missing serde derive is reported there, once.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent over the wire by an RPC method",
-    label = "this type must implement `Serialize` and `Deserialize`",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or use an owned type that has them"
+    label = "RPC arguments and results must be `Serialize + DeserializeOwned + Send + 'static`",
+    note = "RPC arguments and results must be owned serde types: add `#[derive(serde::Serialize, serde::Deserialize)]` to your types, or use types that have them"
 )]
 pub trait Wire: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+
+// `do_not_recommend` makes rustc report a failure as the root `T: Wire` (one error, with the
+// message above) rather than one error per missing serde trait.
+#[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Wire for T {}
 
 /// Fails to compile, on the caller's span, unless `T` implements [`Wire`].
 pub const fn assert_wire<T: Wire>() {}
+
+/// Compile-time dispatch on whether a method's types can cross the wire, so that a type that
+/// cannot is reported once, by [`assert_wire`], and not again by every use of serde in the
+/// generated code.
+///
+/// `A` is the method's arguments as a tuple, `R` its result. Generated code calls an operation
+/// as `(&Probe::<A, R>::new()).decode(..)` with both traits in scope: method resolution picks
+/// [`WireOps`](dispatch::WireOps) (implemented for `Probe`) when `A` and `R` are [`Wire`], and otherwise, one
+/// auto-ref later, [`NotWire`](dispatch::NotWire) (implemented for `&Probe`), which needs no serde bounds. The
+/// fallback is never run: whenever it is chosen, an `assert_wire` fails to compile.
+#[derive(Debug)]
+pub struct Probe<A, R>(PhantomData<fn() -> (A, R)>);
+
+#[allow(clippy::new_without_default)] // built only by generated code, always with `new`
+impl<A, R> Probe<A, R> {
+    /// The probe for a method with arguments `A` and result `R`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+/// The operations generated code needs on a method's arguments and result.
+pub mod dispatch {
+    use super::*;
+
+    /// The real operations, for types that are [`Wire`].
+    pub trait WireOps {
+        /// The arguments, as a tuple.
+        type Args;
+        /// The result.
+        type Output;
+
+        /// Decodes the arguments of a call from its payload.
+        fn decode(&self, payload: &[u8]) -> Result<Self::Args, RpcError>;
+        /// Encodes a result into its response frame.
+        fn encode(&self, response: ResponseBuf, value: &Self::Output) -> Result<FrameBuf, RpcError>;
+        /// Makes a call and waits for its result.
+        fn call<'a>(
+            &self,
+            client: &'a Client,
+            method: &'static str,
+            args: &'a Self::Args,
+        ) -> impl Future<Output = Result<Self::Output, RpcError>> + 'a;
+        /// Sends a one-way call.
+        fn notify<'a>(
+            &self,
+            client: &'a Client,
+            method: &'static str,
+            args: &'a Self::Args,
+        ) -> impl Future<Output = Result<(), RpcError>> + 'a;
+    }
+
+    // Arguments go through `WireArgs` (each element as by `Arg`/`Decoded`: a `Vec<u8>` is one
+    // copy), results through `ResponseBuf::encode` and `Client::call`, which do the same.
+    impl<A: Wire + WireArgs, R: Wire> WireOps for Probe<A, R> {
+        type Args = A;
+        type Output = R;
+
+        fn decode(&self, payload: &[u8]) -> Result<A, RpcError> {
+            crate::codec::decode::<Args<A>>(payload).map(|args| args.0)
+        }
+
+        fn encode(&self, response: ResponseBuf, value: &R) -> Result<FrameBuf, RpcError> {
+            response.encode(value)
+        }
+
+        // Not `async fn`: the future borrows the client and the arguments, never the probe.
+        #[allow(clippy::manual_async_fn)]
+        fn call<'a>(
+            &self,
+            client: &'a Client,
+            method: &'static str,
+            args: &'a A,
+        ) -> impl Future<Output = Result<R, RpcError>> + 'a {
+            async move { client.call(method, &ArgsRef(args)).await }
+        }
+
+        #[allow(clippy::manual_async_fn)]
+        fn notify<'a>(
+            &self,
+            client: &'a Client,
+            method: &'static str,
+            args: &'a A,
+        ) -> impl Future<Output = Result<(), RpcError>> + 'a {
+            async move { client.notify(method, &ArgsRef(args)).await }
+        }
+    }
+
+    /// The same operations without serde bounds, chosen only when a type is not [`Wire`], so
+    /// that the failed `assert_wire` is the only error. Never run.
+    pub trait NotWire {
+        /// The arguments, as a tuple.
+        type Args;
+        /// The result.
+        type Output;
+
+        /// Not reachable: see [`Probe`].
+        fn decode(&self, _payload: &[u8]) -> Result<Self::Args, RpcError> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn encode(&self, _response: ResponseBuf, _value: &Self::Output) -> Result<FrameBuf, RpcError> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn call<'a>(
+            &self,
+            _client: &'a Client,
+            _method: &'static str,
+            _args: &'a Self::Args,
+        ) -> impl Future<Output = Result<Self::Output, RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
+        }
+        /// Not reachable: see [`Probe`].
+        fn notify<'a>(
+            &self,
+            _client: &'a Client,
+            _method: &'static str,
+            _args: &'a Self::Args,
+        ) -> impl Future<Output = Result<(), RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
+        }
+    }
+
+    impl<A, R> NotWire for &Probe<A, R> {
+        type Args = A;
+        type Output = R;
+    }
+}

@@ -1,8 +1,8 @@
 //! Postcard encoding straight into an outgoing frame, and strict, bounded decoding.
 //!
 //! Decoding rejects trailing bytes, bounds nesting depth ([`MAX_DECODE_DEPTH`]) and the number of
-//! sequence and map elements (one per byte of input plus [`ZERO_SIZED_ELEMENT_SLACK`]), and never
-//! reserves memory for a length the peer merely declared: see [`limits`].
+//! zero-sized elements ([`MAX_ZERO_SIZED_ELEMENTS`]), and never reserves memory for a length the
+//! peer merely declared: see [`limits`].
 
 mod limits;
 
@@ -79,17 +79,17 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 /// thread cannot overflow; postcard alone overflows at about 50,000 levels.
 pub const MAX_DECODE_DEPTH: usize = 128;
 
-/// Sequence and map elements a message may hold beyond one per byte of its encoding. Every value
-/// that is not zero-sized takes at least one byte, so only zero-sized elements (`Vec<()>`) can
-/// use this slack; it bounds the time a forged `u64::MAX` count of them takes.
-pub const ZERO_SIZED_ELEMENT_SLACK: usize = 1024;
+/// The most elements that take no bytes on the wire (`()` in a `Vec<()>`, a unit struct) one
+/// message may hold. Other elements are bounded by the message's length; this bounds the time a
+/// forged `u64::MAX` count of zero-sized ones would take.
+pub const MAX_ZERO_SIZED_ELEMENTS: usize = 1024;
 
 /// Decodes a whole payload; trailing bytes are an error, not silently ignored, so a message from
 /// a mismatched schema is caught instead of half-read. Nesting and element counts are bounded,
 /// and the error names the limit that was broken.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    let budget = limits::Budget::new(MAX_DECODE_DEPTH, bytes.len().saturating_add(ZERO_SIZED_ELEMENT_SLACK));
-    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let budget = limits::Budget::new(MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS);
+    let mut de = postcard::Deserializer::from_flavor(limits::Tracked::new(bytes, &budget));
     let value =
         T::deserialize(limits::Limited::new(&mut de, &budget)).map_err(|e| match budget.broken() {
             Some(broken) => RpcError::Decode(broken.to_string()),
@@ -103,7 +103,8 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
 }
 
 /// Writes a value for the wire: a `Vec<u8>` as a byte string, anything else through its own
-/// serde impl.
+/// serde impl. Results go through it in [`crate::ResponseBuf::encode`], arguments through
+/// [`WireArgs`].
 ///
 /// serde hands a `Vec<u8>` to a serializer one `u8` at a time, and back one `u8` at a time; as a
 /// byte string it is one copy each way. postcard encodes both forms alike (a varint length, then
@@ -112,7 +113,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
 /// type (`TypeId`, resolved at compile time), so it applies to a `Vec<u8>` argument or result
 /// as written, not to one nested in another type (use `serde_bytes` there).
 #[derive(Debug)]
-pub struct Arg<'a, T>(pub &'a T);
+pub(crate) struct Arg<'a, T>(pub &'a T);
 
 impl<T: Serialize + 'static> Serialize for Arg<'_, T> {
     #[inline]
@@ -126,7 +127,7 @@ impl<T: Serialize + 'static> Serialize for Arg<'_, T> {
 
 /// Reads a value written by [`Arg`] (or by a peer that wrote a `Vec<u8>` element by element).
 #[derive(Debug)]
-pub struct Decoded<T>(pub T);
+pub(crate) struct Decoded<T>(pub T);
 
 impl<'de, T: Deserialize<'de> + 'static> Deserialize<'de> for Decoded<T> {
     #[inline]
@@ -171,6 +172,104 @@ impl<'de> serde::de::Visitor<'de> for ByteVec {
     }
 }
 
+/// A method's arguments, as the tuple the macro builds, with each element written as by [`Arg`]
+/// and read as by [`Decoded`] (so a `Vec<u8>` argument is one copy, not a call per byte). The
+/// encoding is exactly the tuple's own: postcard writes a tuple as its elements in order.
+pub trait WireArgs: Sized {
+    /// Writes the arguments.
+    fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+    /// Reads the arguments.
+    fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+}
+
+/// Writes arguments by reference, through [`WireArgs`].
+#[derive(Debug)]
+pub(crate) struct ArgsRef<'a, A>(pub &'a A);
+
+impl<A: WireArgs> Serialize for ArgsRef<'_, A> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_args(serializer)
+    }
+}
+
+/// Reads arguments, through [`WireArgs`].
+#[derive(Debug)]
+pub(crate) struct Args<A>(pub A);
+
+impl<'de, A: WireArgs> Deserialize<'de> for Args<A> {
+    #[inline]
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        A::deserialize_args(deserializer).map(Args)
+    }
+}
+
+impl WireArgs for () {
+    fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+
+    fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <()>::deserialize(deserializer)
+    }
+}
+
+/// Reads a tuple of `N` elements, each through [`Decoded`].
+struct TupleVisitor<T>(std::marker::PhantomData<T>);
+
+macro_rules! wire_args {
+    ($len:expr => $($T:ident $i:tt),+) => {
+        impl<$($T: Serialize + DeserializeOwned + 'static),+> WireArgs for ($($T,)+) {
+            #[inline]
+            fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut tuple = serializer.serialize_tuple($len)?;
+                $(tuple.serialize_element(&Arg(&self.$i))?;)+
+                tuple.end()
+            }
+
+            #[inline]
+            fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_tuple($len, TupleVisitor::<Self>(std::marker::PhantomData))
+            }
+        }
+
+        impl<'de, $($T: DeserializeOwned + 'static),+> serde::de::Visitor<'de> for TupleVisitor<($($T,)+)> {
+            type Value = ($($T,)+);
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a tuple of {} arguments", $len)
+            }
+
+            #[inline]
+            fn visit_seq<V: serde::de::SeqAccess<'de>>(self, mut seq: V) -> Result<Self::Value, V::Error> {
+                Ok(($(
+                    seq.next_element::<Decoded<$T>>()?
+                        .ok_or_else(|| serde::de::Error::invalid_length($i, &self))?
+                        .0,
+                )+))
+            }
+        }
+    };
+}
+
+wire_args!(1 => A0 0);
+wire_args!(2 => A0 0, A1 1);
+wire_args!(3 => A0 0, A1 1, A2 2);
+wire_args!(4 => A0 0, A1 1, A2 2, A3 3);
+wire_args!(5 => A0 0, A1 1, A2 2, A3 3, A4 4);
+wire_args!(6 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5);
+wire_args!(7 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6);
+wire_args!(8 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7);
+wire_args!(9 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8);
+wire_args!(10 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9);
+wire_args!(11 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10);
+wire_args!(12 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11);
+wire_args!(13 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12);
+wire_args!(14 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12, A13 13);
+wire_args!(15 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12, A13 13, A14 14);
+wire_args!(16 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12, A13 13, A14 14, A15 15);
+
 /// postcard's description of an error, with its variant name so logs and tests can match it.
 fn describe(e: &postcard::Error) -> String {
     format!("{e} ({e:?})")
@@ -199,6 +298,18 @@ mod tests {
             let (plain, n): (Vec<u8>, u32) = decode(&as_bytes).unwrap();
             assert_eq!((plain, n), (v, 7));
         }
+    }
+
+    #[test]
+    fn argument_tuples_are_encoded_as_tuples() {
+        let args = (vec![3u8; 200], 7u32, String::from("x"), vec![1u16, 2]);
+        let bytes = encode(&ArgsRef(&args));
+        assert_eq!(bytes, encode(&args));
+        let Args(back): Args<(Vec<u8>, u32, String, Vec<u16>)> = decode(&bytes).unwrap();
+        assert_eq!(back, args);
+        assert_eq!(encode(&ArgsRef(&())), encode(&()));
+        let Args(()) = decode::<Args<()>>(&[]).unwrap();
+        assert!(decode::<Args<(u8, u8)>>(&[1]).is_err(), "a missing argument is an error");
     }
 
     #[test]

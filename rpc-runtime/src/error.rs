@@ -92,7 +92,12 @@ impl RpcError {
                 (ErrorCode::Internal, format!("the server could not encode the response: {m}"))
             }
             RpcError::Protocol(m) => (ErrorCode::Protocol, m.clone()),
-            other => (ErrorCode::Internal, other.to_string()),
+            // I/O and connection errors describe this side's environment (paths, addresses):
+            // they go to the log, never to the peer.
+            other => {
+                tracing::debug!("reporting an internal error to the peer: {other}");
+                (ErrorCode::Internal, "internal error".into())
+            }
         }
     }
 
@@ -121,5 +126,24 @@ impl RpcError {
 impl From<io::Error> for RpcError {
     fn from(e: io::Error) -> Self {
         RpcError::Io(Arc::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// G4: errors about this side's environment reach the peer without their details.
+    #[test]
+    fn environment_errors_are_not_sent_to_peers() {
+        let secret = "/srv/app/secret.sock";
+        for e in [
+            RpcError::Io(Arc::new(io::Error::new(io::ErrorKind::NotFound, secret))),
+            RpcError::closed(format!("connect {secret}: refused")),
+            RpcError::Remote { code: 99, message: secret.into() },
+        ] {
+            let (code, message) = e.to_wire();
+            assert_eq!((code, message.as_str()), (ErrorCode::Internal, "internal error"), "{e}");
+        }
     }
 }

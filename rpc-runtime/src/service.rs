@@ -64,7 +64,7 @@ pub struct ResponseBuf {
 impl ResponseBuf {
     /// Appends `value`'s encoding and returns the finished frame buffer.
     ///
-    /// A `Vec<u8>` result is written as a byte string (see `__private::Arg`).
+    /// A `Vec<u8>` result is written as a byte string, in one copy (see `codec::Arg`).
     pub fn encode<T: serde::Serialize + 'static>(mut self, value: &T) -> Result<FrameBuf, RpcError> {
         crate::codec::encode_into(&mut self.buf, &crate::codec::Arg(value), self.max_frame_len)?;
         Ok(self.buf)

@@ -34,7 +34,9 @@ pub enum Peer {
         /// The child's process id, when this side spawned it.
         pid: Option<u32>,
     },
-    /// A peer reached through a pair of FIFOs; the path is the FIFO this side reads from.
+    /// A peer reached through a pair of FIFOs. For a pair named by the user, the path is the FIFO
+    /// this side reads from; a listener's client sees the listener's well-known path, and the
+    /// listener sees the client's private FIFO.
     Fifo(PathBuf),
     /// The other end of an in-memory pair.
     Memory,
@@ -120,7 +122,9 @@ pub trait Listener: Send + 'static {
     /// Waits for the next peer and returns its connection.
     ///
     /// An error concerns one attempt only (a peer that vanished during the handshake, a
-    /// transient `EMFILE`); servers log it and keep accepting.
+    /// transient `EMFILE`); servers log it and keep accepting, except for
+    /// [`std::io::ErrorKind::NotConnected`], which means the listener has failed for good (its
+    /// connectors are gone, its FIFO was removed): the server stops accepting.
     fn accept(&mut self) -> impl Future<Output = io::Result<Connection>> + Send + '_;
 
     /// A human-readable description of where this listener listens.

@@ -18,7 +18,8 @@
 
 use std::fmt;
 use std::io;
-
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -63,6 +64,14 @@ pub enum FrameError {
         /// How long a frame may take.
         limit: Duration,
     },
+    /// The peer announced a frame larger than [`UNBUDGETED_FRAME_LEN`] and the
+    /// [`ReceiveBudget`] shared with other connections has no room for it now.
+    BudgetExhausted {
+        /// The length the header declared.
+        declared: u64,
+        /// The size of the shared budget.
+        budget: usize,
+    },
     /// The underlying stream failed.
     Io(io::Error),
 }
@@ -85,6 +94,10 @@ impl fmt::Display for FrameError {
                     "frame not completed within the frame timeout of {limit:?} ({received} bytes received)"
                 )
             }
+            FrameError::BudgetExhausted { declared, budget } => write!(
+                f,
+                "frame of {declared} bytes does not fit in the receive budget of {budget} bytes shared by all connections"
+            ),
             FrameError::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -105,6 +118,54 @@ impl From<io::Error> for FrameError {
     }
 }
 
+/// Frames up to this long are received without reserving from a [`ReceiveBudget`]: with a cap on
+/// connections, they are bounded anyway, and checking them would cost every small call.
+pub const UNBUDGETED_FRAME_LEN: usize = 64 * 1024;
+
+/// Bytes of large frames being received, shared by the readers of many connections (a server's).
+///
+/// A frame's length caps what one connection can make the process buffer; a connection cap bounds
+/// how many connections there are; but `connections × max frame length` is still large (4 GiB
+/// with 1024 connections and 4 MiB frames) if every peer announces a maximal frame and fills it.
+/// A reader given a budget reserves the declared length of every frame longer than
+/// [`UNBUDGETED_FRAME_LEN`] before buffering its body, and returns it when the frame is complete
+/// or the reader is dropped; when the budget has no room, the read fails with
+/// [`FrameError::BudgetExhausted`] at once, so the connection can be shed instead of waiting.
+#[derive(Debug)]
+pub struct ReceiveBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl ReceiveBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(ReceiveBudget { limit, used: AtomicUsize::new(0) })
+    }
+
+    /// The budget's size.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes reserved now.
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn try_reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// Reads frames from a byte stream.
 #[derive(Debug)]
 pub struct FrameReader<R> {
@@ -114,6 +175,25 @@ pub struct FrameReader<R> {
     frame_timeout: Option<Duration>,
     /// When the first byte of the frame now being received arrived.
     partial_since: Option<Instant>,
+    reservation: Reservation,
+}
+
+/// Bytes reserved from a shared [`ReceiveBudget`] for the frame being received, given back on
+/// drop. A separate type so that [`FrameReader`] itself has no `Drop` and can be taken apart.
+#[derive(Debug, Default)]
+struct Reservation {
+    budget: Option<Arc<ReceiveBudget>>,
+    reserved: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let (Some(budget), reserved) = (&self.budget, self.reserved) {
+            if reserved > 0 {
+                budget.release(reserved);
+            }
+        }
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -125,7 +205,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max: max_frame_len,
             frame_timeout: None,
             partial_since: None,
+            reservation: Reservation::default(),
         }
+    }
+
+    /// Makes frames longer than [`UNBUDGETED_FRAME_LEN`] reserve their length from `budget`
+    /// before their body is buffered.
+    pub fn set_budget(&mut self, budget: Option<Arc<ReceiveBudget>>) {
+        self.release_budget();
+        self.reservation.budget = budget;
+    }
+
+    /// Returns what the frame being received had reserved.
+    fn release_budget(&mut self) {
+        if let Some(budget) = &self.reservation.budget {
+            if self.reservation.reserved > 0 {
+                budget.release(self.reservation.reserved);
+            }
+        }
+        self.reservation.reserved = 0;
     }
 
     /// Limits how long a frame may take from its first byte to its last; a peer that stalls
@@ -202,8 +300,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(FrameError::TooLarge { declared: len as u64, max: self.max });
         }
         if self.buf.len() < HEADER_LEN + len {
+            if let Some(budget) = &self.reservation.budget {
+                if len > UNBUDGETED_FRAME_LEN && self.reservation.reserved == 0 {
+                    if !budget.try_reserve(len) {
+                        return Err(FrameError::BudgetExhausted {
+                            declared: len as u64,
+                            budget: budget.limit(),
+                        });
+                    }
+                    self.reservation.reserved = len;
+                }
+            }
             return Ok(None);
         }
+        self.release_budget();
         self.buf.advance(HEADER_LEN);
         let frame = self.buf.split_to(len).freeze();
         // Bytes of the next frame may already be here; its clock starts now.
@@ -236,6 +346,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The wrapped stream.
     pub fn get_ref(&self) -> &R {
         &self.inner
+    }
+
+    /// The wrapped stream, dropping any bytes buffered but not yet returned as a frame.
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 }
 
@@ -373,6 +488,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.batch = BytesMut::new();
         }
         self.inner.flush().await
+    }
+
+    /// The wrapped stream, dropping any bytes queued but not yet written.
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 
     /// Flushes and shuts down the write side, so the peer sees EOF.

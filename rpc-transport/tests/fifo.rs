@@ -140,8 +140,15 @@ async fn open_pair_works_with_a_shell_peer_opening_in_either_order() {
         let (to_sh, from_sh) = (dir.path().join("to-sh"), dir.path().join("from-sh"));
         mkfifo(&to_sh, 0o600);
         mkfifo(&from_sh, 0o600);
-        let mut sh =
-            Command::new("sh").arg("-c").arg(script).arg("sh").arg(&to_sh).arg(&from_sh).spawn().unwrap();
+        let mut sh = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(&to_sh)
+            .arg(&from_sh)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
         guard(async {
             let conn = fifo::open_pair(&from_sh, &to_sh).await.unwrap();
             let (mut r, mut w, _g) = framed(conn);
@@ -314,7 +321,11 @@ async fn listener_accepts_a_client_and_cleans_up_everything() {
         assert!(
             matches!(server.peer(), Peer::Fifo(p) if p.starts_with(private.path()) && p.ends_with("c2s"))
         );
-        assert!(matches!(client.peer(), Peer::Fifo(p) if p.ends_with("s2c")));
+        assert_eq!(
+            client.peer(),
+            &Peer::Fifo(path.clone()),
+            "the client names the server by its well-known path"
+        );
         // The client removed its private pair as soon as both sides had it open.
         assert_eq!(fs::read_dir(private.path()).unwrap().count(), 0);
         let (mut client, mut server) = exchange(client, server).await;
@@ -381,6 +392,34 @@ async fn connect_times_out_naming_the_path() {
         io::ErrorKind::TimedOut,
         &[&shown, "nobody opened it for reading"],
     );
+    // A reader that takes the registration but never opens the client's pair.
+    let _mute_server = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).unwrap();
+    let private = tempfile::tempdir().unwrap();
+    let mut opts = options(Duration::from_secs(3));
+    opts.private_dir(private.path());
+    assert_err(
+        opts.connect(&path).await,
+        io::ErrorKind::TimedOut,
+        &[&shown, "did not open this client's pair"],
+    );
+    assert_eq!(fs::read_dir(private.path()).unwrap().count(), 0, "the private pair is removed");
+}
+
+/// A timeout too long to represent as a deadline waits without overflowing.
+#[tokio::test]
+async fn an_unrepresentable_timeout_does_not_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ab, ba) = (dir.path().join("ab"), dir.path().join("ba"));
+    let forever = options(Duration::MAX);
+    guard(async {
+        let (a, b) = tokio::join!(forever.open_pair(&ba, &ab), forever.open_pair(&ab, &ba));
+        exchange(a.unwrap(), b.unwrap()).await;
+        let path = dir.path().join("server.fifo");
+        let mut listener = forever.bind(&path).await.unwrap();
+        let (client, server) = tokio::join!(forever.connect(&path), listener.accept());
+        exchange(client.unwrap(), server.unwrap()).await;
+    })
+    .await;
 }
 
 /// F2: once every client has closed its end of the well-known FIFO, the listener neither ends
@@ -531,10 +570,12 @@ impl HandClient {
         }
     }
 
-    /// Steps 5 and 6: open c2s and confirm with the nonce.
-    async fn confirm(&self) -> File {
+    /// Steps 5 and 6: open c2s and confirm with the nonce, followed at once by `first` (in the
+    /// same write, so the bytes are in the FIFO before the server reads any of them).
+    async fn confirm(&self, first: &[u8]) -> File {
         let mut c2s = self.open_c2s().await;
-        assert_eq!(c2s.write(&self.nonce).unwrap(), self.nonce.len());
+        let bytes = [&self.nonce[..], first].concat();
+        assert_eq!(c2s.write(&bytes).unwrap(), bytes.len());
         c2s
     }
 }
@@ -635,11 +676,14 @@ async fn a_repeated_registration_cannot_claim_a_pair_twice() {
     guard(async {
         write_once(&path, &client.registration());
         write_once(&path, &client.registration());
-        let (c2s, server) = tokio::join!(client.confirm(), listener.accept());
+        // A second reader on c2s would take (part of) this frame, or the nonce.
+        let (c2s, server) = tokio::join!(client.confirm(b"\0\0\0\x05hello"), listener.accept());
         let server = server.unwrap();
         assert_eq!(server.peer(), &Peer::Fifo(client.path("c2s")));
-        let conn = rpc_transport::pipe::from_fds(s2c.into(), c2s.into()).unwrap();
-        exchange(conn, server).await;
+        let mut server = ends(server);
+        assert_eq!(recv(&mut server.r).await, &b"hello"[..]);
+        let mut conn = ends(rpc_transport::pipe::from_fds(s2c.into(), c2s.into()).unwrap());
+        exchange_ends(&mut conn, &mut server).await;
         // The next connection is a new client's, not a duplicate of this one.
         let (other, next) = tokio::join!(fifo::connect(&path), listener.accept());
         let next = next.unwrap();
@@ -668,6 +712,8 @@ async fn killed_clients_do_not_break_the_listener() {
             .env("MSG", msg)
             .env("NONCE", nonce)
             .env("WK", &path)
+            // Do not outlive a failing test.
+            .kill_on_drop(true)
             .spawn()
             .unwrap()
     };

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_runtime::transport::memory::{self, MemoryConnector};
-use rpc_runtime::transport::{tcp, unix, Connection, Listener};
+use rpc_runtime::transport::{fifo, pipe, tcp, unix, Connection, Listener};
 use rpc_runtime::{Client, Server, ServerHandle};
+use tokio::sync::mpsc;
 
 use crate::probe::{ProbeClient, ProbeImpl, ProbeServer, ProbeState};
 use crate::wire::RawPeer;
@@ -22,10 +23,15 @@ pub enum Kind {
     Unix,
     /// The in-memory transport.
     Memory,
+    /// A pair of OS pipes per connection (`pipe::pair`), handed to the server through a channel.
+    Pipe,
+    /// A FIFO listener (`fifo::bind`) in a fresh temporary directory; each client registers and
+    /// gets its own pair of FIFOs.
+    Fifo,
 }
 
-/// Every stream transport (pipes and FIFOs join when they exist).
-pub const STREAMS: [Kind; 3] = [Kind::Tcp, Kind::Unix, Kind::Memory];
+/// Every transport a connection-level case runs over.
+pub const STREAMS: [Kind; 5] = [Kind::Tcp, Kind::Unix, Kind::Memory, Kind::Pipe, Kind::Fifo];
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,6 +39,8 @@ impl fmt::Display for Kind {
             Kind::Tcp => "tcp",
             Kind::Unix => "unix",
             Kind::Memory => "memory",
+            Kind::Pipe => "pipe",
+            Kind::Fifo => "fifo",
         })
     }
 }
@@ -46,6 +54,10 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// An in-memory listener's connector.
     Memory(MemoryConnector),
+    /// Hands one end of a new pipe pair to a [`PipeListener`].
+    Pipe(mpsc::UnboundedSender<Connection>),
+    /// A FIFO listener's path.
+    Fifo(PathBuf),
 }
 
 impl Endpoint {
@@ -55,7 +67,37 @@ impl Endpoint {
             Endpoint::Tcp(addr) => tcp::connect(*addr).await,
             Endpoint::Unix(path) => unix::connect(path).await,
             Endpoint::Memory(connector) => connector.connect(),
+            Endpoint::Pipe(tx) => {
+                let (ours, theirs) = pipe::pair()?;
+                tx.send(theirs).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "the pipe listener was dropped",
+                    )
+                })?;
+                Ok(ours)
+            }
+            Endpoint::Fifo(path) => fifo::connect(path).await,
         }
+    }
+}
+
+/// Accepts the pipe pairs made by [`Endpoint::Pipe`]: OS pipes, with no rendezvous point.
+#[derive(Debug)]
+pub struct PipeListener {
+    rx: mpsc::UnboundedReceiver<Connection>,
+}
+
+impl Listener for PipeListener {
+    async fn accept(&mut self) -> std::io::Result<Connection> {
+        self.rx
+            .recv()
+            .await
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no connector left"))
+    }
+
+    fn describe(&self) -> String {
+        "pipe pairs".to_string()
     }
 }
 
@@ -68,6 +110,10 @@ pub enum AnyListener {
     Unix(unix::UnixListener),
     /// In-memory.
     Memory(memory::MemoryListener),
+    /// Pipe pairs.
+    Pipe(PipeListener),
+    /// A FIFO listener.
+    Fifo(fifo::FifoListener),
 }
 
 impl Listener for AnyListener {
@@ -76,6 +122,8 @@ impl Listener for AnyListener {
             AnyListener::Tcp(l) => l.accept().await,
             AnyListener::Unix(l) => l.accept().await,
             AnyListener::Memory(l) => l.accept().await,
+            AnyListener::Pipe(l) => l.accept().await,
+            AnyListener::Fifo(l) => l.accept().await,
         }
     }
 
@@ -84,6 +132,8 @@ impl Listener for AnyListener {
             AnyListener::Tcp(l) => l.describe(),
             AnyListener::Unix(l) => l.describe(),
             AnyListener::Memory(l) => l.describe(),
+            AnyListener::Pipe(l) => l.describe(),
+            AnyListener::Fifo(l) => l.describe(),
         }
     }
 }
@@ -105,6 +155,16 @@ pub async fn bind(kind: Kind) -> (AnyListener, Endpoint, Option<tempfile::TempDi
         Kind::Memory => {
             let (l, c) = memory::listener();
             (AnyListener::Memory(l), Endpoint::Memory(c), None)
+        }
+        Kind::Pipe => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (AnyListener::Pipe(PipeListener { rx }), Endpoint::Pipe(tx), None)
+        }
+        Kind::Fifo => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("rpc");
+            let l = fifo::bind(&path).await.expect("bind fifo");
+            (AnyListener::Fifo(l), Endpoint::Fifo(path), Some(dir))
         }
     }
 }

@@ -547,10 +547,30 @@ fn a6_declared_lengths_do_not_allocate() {
     check::<NestedMaps>("nested HashMaps, u64::MAX entries each", &nested);
 
     let err = decode_payload::<Vec<()>>(&max64).unwrap_err();
-    assert!(matches!(&err, RpcError::Decode(m) if m.contains("element limit")), "{err:?}");
+    assert!(
+        matches!(&err, RpcError::Decode(m) if m.contains("more zero-sized elements than the limit of 1024")),
+        "{err:?}"
+    );
     // Legitimate zero-sized elements within the slack still decode.
     let ok = [varint(1000)].concat();
     assert_eq!(decode_payload::<Vec<()>>(&ok).unwrap().len(), 1000);
+}
+
+/// A6: the zero-sized element limit does not depend on how the input was encoded (found by the
+/// `envelope` fuzzer: 1024 units with an overlong varint decoded, their canonical re-encoding did
+/// not, when the limit was counted per input byte).
+#[test]
+fn a6_zero_sized_limit_is_encoding_independent() {
+    // (Vec<()> of 1024, Vec<i64> of 0 as the overlong varint [0x80, 0x00]).
+    let overlong = [0x80, 0x08, 0x80, 0x00];
+    let value = decode_payload::<(Vec<()>, Vec<i64>)>(&overlong).unwrap();
+    let canonical = encode_payload(&value, 64).unwrap();
+    assert_eq!(canonical, [0x80, 0x08, 0x00]);
+    assert_eq!(decode_payload::<(Vec<()>, Vec<i64>)>(&canonical).unwrap(), value);
+    // One more is over the limit, however it is encoded.
+    assert!(decode_payload::<Vec<()>>(&varint(1025)).is_err());
+    assert!(decode_payload::<Vec<()>>(&[0x81, 0x88, 0x80, 0x80, 0x00]).is_err());
+    assert_eq!(decode_payload::<Vec<()>>(&[0x80, 0x88, 0x80, 0x80, 0x00]).unwrap().len(), 1024);
 }
 
 /// A6 over every transport: each forged length gets a typed error for its call, fast, within the

@@ -326,5 +326,5 @@ async fn b3_slowloris() {
 #[test]
 fn kinds_are_covered() {
     // The connection-fault cases above run over every stream transport.
-    assert_eq!(STREAMS, [Kind::Tcp, Kind::Unix, Kind::Memory]);
+    assert_eq!(STREAMS, [Kind::Tcp, Kind::Unix, Kind::Memory, Kind::Pipe, Kind::Fifo]);
 }

@@ -5,7 +5,7 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rpc_runtime::transport::framed::DEFAULT_MAX_FRAME_LEN;
 use rpc_runtime::transport::{unix, Listener, Peer};
 use rpc_runtime::{
-    client, service, Client, RpcError, Server, ServerConfig, MAX_DECODE_DEPTH, ZERO_SIZED_ELEMENT_SLACK,
+    client, service, Client, RpcError, Server, ServerConfig, MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS,
 };
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{Fixture, STREAMS};
@@ -96,31 +96,39 @@ async fn g1_permissions_are_set_before_the_path_is_reachable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU32::new(0));
     let watcher = {
-        let (stop, path) = (Arc::clone(&stop), path.clone());
+        let (stop, seen, path) = (Arc::clone(&stop), Arc::clone(&seen), path.clone());
         std::thread::spawn(move || {
-            let (mut seen, mut bad) = (0u32, Vec::new());
+            let mut bad = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(meta) = std::fs::symlink_metadata(&path) {
-                    seen += 1;
+                    seen.fetch_add(1, Ordering::Relaxed);
                     let m = meta.permissions().mode() & 0o777;
                     if m != 0o600 {
                         bad.push(m);
                     }
                 }
             }
-            (seen, bad)
+            bad
         })
     };
-    for _ in 0..200 {
+    for i in 0..200 {
         let l = unix::bind(&path).await.unwrap();
         assert_eq!(mode(&path), 0o600);
+        if i == 0 {
+            // Make sure the watcher is really watching (it has seen the first socket).
+            let t0 = std::time::Instant::now();
+            while seen.load(Ordering::Relaxed) == 0 {
+                assert!(t0.elapsed() < Duration::from_secs(20), "hang guard: the watcher never ran");
+                std::thread::yield_now();
+            }
+        }
         drop(l);
     }
     stop.store(true, Ordering::Relaxed);
-    let (seen, bad) = watcher.join().unwrap();
+    let bad = watcher.join().unwrap();
     assert!(bad.is_empty(), "the socket was visible with modes {bad:?} (octal values printed in decimal)");
-    assert!(seen > 0, "the watcher saw the socket at least once");
     // Nothing else was left in the directory (no staging leftovers).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
@@ -262,7 +270,7 @@ async fn g3_unknown_and_arbitrary_methods() {
 #[test]
 fn g4_defaults_are_pinned_and_finite() {
     let c = ServerConfig::default();
-    let pinned: [(&str, u128, u128); 10] = [
+    let pinned: [(&str, u128, u128); 11] = [
         ("max_frame_len", c.max_frame_len as u128, 4 * MIB as u128),
         ("max_in_flight", c.max_in_flight as u128, 128),
         ("max_connections", c.max_connections as u128, 1024),
@@ -273,6 +281,7 @@ fn g4_defaults_are_pinned_and_finite() {
         ("max_deadline ms", c.max_deadline.as_millis(), 24 * 3600 * 1000),
         ("outbound_queue", c.outbound_queue as u128, 128),
         ("max_control_frames_per_sec", c.max_control_frames_per_sec as u128, 1000),
+        ("max_receive_budget", c.max_receive_budget as u128, 256 * MIB as u128),
     ];
     for (name, got, want) in pinned {
         assert_eq!(got, want, "ServerConfig::{name}");
@@ -281,6 +290,10 @@ fn g4_defaults_are_pinned_and_finite() {
     // Finite, in the sense that matters: far below what "unlimited" settings use.
     assert!(c.max_frame_len <= 64 * MIB, "tarpc's example uses usize::MAX");
     assert!(c.max_in_flight <= 10_000 && c.max_connections <= 100_000 && c.outbound_queue <= 10_000);
+    assert!(
+        c.max_receive_budget < c.max_connections * c.max_frame_len,
+        "the budget must bind before the cap does"
+    );
     for (name, d) in [
         ("idle", c.idle_timeout),
         ("frame", c.frame_timeout),
@@ -296,7 +309,7 @@ fn g4_defaults_are_pinned_and_finite() {
     assert_eq!(client::DEFAULT_OUTBOUND_QUEUE, 1024);
     assert_eq!(client::DEFAULT_WRITE_TIMEOUT, Duration::from_secs(30));
     assert_eq!(MAX_DECODE_DEPTH, 128);
-    assert_eq!(ZERO_SIZED_ELEMENT_SLACK, 1024);
+    assert_eq!(MAX_ZERO_SIZED_ELEMENTS, 1024);
     let builder = format!("{:?}", Client::builder());
     for want in ["timeout: Some(30s)", "max_frame_len: 4194304", "outbound_queue: 1024", "write_timeout: 30s"]
     {

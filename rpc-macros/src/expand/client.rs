@@ -6,9 +6,10 @@ use quote::{quote, quote_spanned};
 use crate::ast::Service;
 
 /// Input: `trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
-/// Output: `struct CalcClient` with `new`, `from_client`, `with_timeout`, `as_client` and
+/// Output: `struct CalcClient`, and (for the hidden `const _` block) its `Clone` and `Debug`
+/// impls and an inherent impl with `new`, `from_client`, `with_timeout`, `as_client` and
 /// `async fn add(&self, a: i64, b: i64) -> Result<i64, RpcError>`.
-pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
+pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
     let client = super::suffixed(service, "Client");
@@ -16,29 +17,38 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
     let methods = service.methods.iter().map(|m| {
         let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
         let (args, tys) = super::arg_lists(m);
-        let body = if m.oneway.is_some() {
-            quote! { self.client.notify(#wire, &(#(#p::Arg(&#args),)*)).await }
-        } else {
-            quote! { self.client.call::<_, #output>(#wire, &(#(#p::Arg(&#args),)*)).await }
+        let probe = super::probe(krate, m);
+        let op = if m.oneway.is_some() { quote!(notify) } else { quote!(call) };
+        let ret = quote_spanned! {super::user_span(m.output_span())=>
+            ::core::result::Result<#output, #p::RpcError>
         };
-        let ret = quote_spanned! {m.output_span()=> ::core::result::Result<#output, #p::RpcError> };
-        let span = m.span();
-        quote_spanned! {span=>
+        quote_spanned! {super::user_span(m.span())=>
             #(#docs)*
             #(#cfgs)*
             // The argument list is the user's, already linted on the trait.
             #[allow(clippy::too_many_arguments)]
-            pub async fn #name(&self, #(#args: #tys),*) -> #ret {
-                #body
+            #[inline]
+            #vis async fn #name(&self, #(#args: #tys),*) -> #ret {
+                #probe.#op(&self.client, #wire, &(#(#args,)*)).await
             }
         }
     });
-    let doc = format!("The client of the [`{trait_name}`] service: one async method per trait method.\n\nClones share one connection; calls from many tasks are multiplexed on it.");
-    quote! {
+    let doc = format!(
+        "The client of the [`{trait_name}`] service: one async method per trait method.\n\n\
+         Clones share one connection; calls from many tasks are multiplexed on it."
+    );
+    let ty = quote! {
         #[doc = #doc]
-        #[derive(::core::clone::Clone)]
         #vis struct #client {
             client: #p::Client,
+        }
+    };
+    let impls = quote! {
+        #[automatically_derived]
+        impl ::core::clone::Clone for #client {
+            fn clone(&self) -> Self {
+                #client { client: ::core::clone::Clone::clone(&self.client) }
+            }
         }
 
         #[automatically_derived]
@@ -55,27 +65,28 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
             /// # Panics
             ///
             /// Panics if called outside a Tokio runtime.
-            pub fn new(conn: #p::Connection) -> Self {
+            #vis fn new(conn: #p::Connection) -> Self {
                 #client { client: #p::Client::new(conn) }
             }
 
             /// Wraps a runtime client, built with custom settings.
-            pub fn from_client(client: #p::Client) -> Self {
+            #vis fn from_client(client: #p::Client) -> Self {
                 #client { client }
             }
 
             /// A handle on the same connection whose calls use `timeout` as their deadline
             /// (`None`: no deadline).
-            pub fn with_timeout(&self, timeout: impl ::core::convert::Into<::core::option::Option<#p::Duration>>) -> Self {
+            #vis fn with_timeout(&self, timeout: impl ::core::convert::Into<::core::option::Option<#p::Duration>>) -> Self {
                 #client { client: self.client.with_timeout(timeout) }
             }
 
             /// The runtime client underneath.
-            pub fn as_client(&self) -> &#p::Client {
+            #vis fn as_client(&self) -> &#p::Client {
                 &self.client
             }
 
             #(#methods)*
         }
-    }
+    };
+    (ty, impls)
 }

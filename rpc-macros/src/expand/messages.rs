@@ -6,17 +6,18 @@ use quote::quote;
 use crate::ast::Service;
 
 /// Input: `trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
-/// Output: `enum CalcRequest { Add { a: i64, b: i64 } }` with `method_name` and `decode`, and
-/// `enum CalcResponse { Add(i64) }`, both serde types.
+/// Output: `enum CalcRequest { Add { a: i64, b: i64 } }` and `enum CalcResponse { Add(i64) }`,
+/// and (for the hidden `const _` block) `CalcRequest::method_name` and `CalcRequest::decode`.
 ///
 /// On the wire a request is its method's name plus the arguments as a postcard tuple, never the
-/// enum's variant index, so adding or reordering methods does not break older peers.
-pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
+/// enum's variant index, so adding or reordering methods does not break older peers. The enums
+/// themselves are the in-process form (`CalcServer::handle`) and derive nothing: a serde derive
+/// would cost compile time for no use, and would report a non-serde type a second time.
+pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
     let request = super::suffixed(service, "Request");
     let response = super::suffixed(service, "Response");
-    let serde_path = quote!(#krate::__private::serde).to_string().replace(' ', "");
     let p = quote!(#krate::__private);
 
     let request_variants = service.methods.iter().map(|m| {
@@ -34,11 +35,12 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
     });
     let decoders = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
-        let (args, tys) = super::arg_lists(m);
+        let (args, _) = super::arg_lists(m);
+        let probe = super::probe(krate, m);
         quote! {
             #(#cfgs)*
             #wire => {
-                let (#(#p::Decoded(#args),)*): (#(#p::Decoded<#tys>,)*) = #p::decode_args(payload)?;
+                let (#(#args,)*) = #probe.decode(payload)?;
                 ::core::result::Result::Ok(#request::#variant { #(#args),* })
             }
         }
@@ -48,25 +50,39 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
     let response_doc = format!(
         "A result of the [`{trait_name}`] service: one variant per method, holding what it returned."
     );
-    quote! {
+    let types = quote! {
         #[doc = #request_doc]
-        #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
-        #[serde(crate = #serde_path)]
         #vis enum #request {
             #(#request_variants,)*
         }
 
         #[doc = #response_doc]
-        #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
-        #[serde(crate = #serde_path)]
         #vis enum #response {
             #(#response_variants,)*
+        }
+    };
+    let request_name = request.to_string();
+    let response_name = response.to_string();
+    let impls = quote! {
+        // `Debug` without bounds on the user's types: the method, not the values.
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #request {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#request_name).field("method", &self.method_name()).finish_non_exhaustive()
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #response {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#response_name).finish_non_exhaustive()
+            }
         }
 
         #[automatically_derived]
         impl #request {
             /// The wire name of the method this request calls.
-            pub fn method_name(&self) -> &'static str {
+            #vis fn method_name(&self) -> &'static str {
                 match *self {
                     #(#names)*
                 }
@@ -74,12 +90,19 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
 
             /// Decodes a call to the method named `method` from its payload (the arguments as a
             /// postcard tuple).
-            pub fn decode(method: &str, payload: &[u8]) -> ::core::result::Result<Self, #p::RpcError> {
+            ///
+            /// # Errors
+            ///
+            /// `RpcError::UnknownMethod` if the service has no such method, `RpcError::Decode`
+            /// if the arguments do not decode.
+            #[inline]
+            #vis fn decode(method: &str, payload: &[u8]) -> ::core::result::Result<Self, #p::RpcError> {
                 match method {
                     #(#decoders)*
                     _ => ::core::result::Result::Err(#p::unknown_method(method)),
                 }
             }
         }
-    }
+    };
+    (types, impls)
 }

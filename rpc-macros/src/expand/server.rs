@@ -6,9 +6,14 @@ use quote::quote;
 use crate::ast::Service;
 
 /// Input: `trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
-/// Output: `struct CalcServer<S>` implementing the runtime's `Service` for any `S: Calc`, plus
-/// `handle(CalcRequest) -> CalcResponse` for dispatching in-process.
-pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
+/// Output: `struct CalcServer<S>`, and (for the hidden `const _` block) `new`, `from_arc`,
+/// `get_ref` and `handle(CalcRequest) -> CalcResponse` for any `S: Calc`, and the runtime's
+/// `Service` trait.
+///
+/// The impls name the implementation `__S`, not `S`: the user's trait or argument types may be
+/// called `S` (tarpc's generic `S` breaks on them). Methods are called as `<__S as Calc>::add`,
+/// so a method named like one of `Arc`'s (`clone`) still calls the user's.
+pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
     let server = super::suffixed(service, "Server");
@@ -18,9 +23,13 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
     let encode_arms = service.methods.iter().map(|m| {
         let (cfgs, variant, name) = (&m.cfgs, &m.variant, &m.ident);
         let (args, _) = super::arg_lists(m);
+        let probe = super::probe(krate, m);
         quote! {
             #(#cfgs)*
-            #request::#variant { #(#args),* } => __rpc_response.encode(&__rpc_service.#name(#(#args),*).await),
+            #request::#variant { #(#args),* } => #probe.encode(
+                __rpc_response,
+                &<__S as #trait_name>::#name(&*__rpc_service, #(#args),*).await,
+            ),
         }
     });
     let handle_arms = service.methods.iter().map(|m| {
@@ -28,53 +37,53 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
         let (args, _) = super::arg_lists(m);
         quote! {
             #(#cfgs)*
-            #request::#variant { #(#args),* } => #response::#variant(self.service.#name(#(#args),*).await),
+            #request::#variant { #(#args),* } => #response::#variant(<__S as #trait_name>::#name(&*self.service, #(#args),*).await),
         }
     });
-    let completion_arms = service.methods.iter().map(|m| {
-        let (cfgs, variant, complete) = (&m.cfgs, &m.variant, m.run_to_completion);
-        quote! { #(#cfgs)* #request::#variant { .. } => #complete, }
-    });
-    let doc = format!("Serves the [`{trait_name}`] service with an implementation `S`; pass it to `rpc_runtime::Server::new`.");
-    quote! {
+    let complete = run_to_completion(service, &request);
+    let doc = format!(
+        "Serves the [`{trait_name}`] service with an implementation `S`; pass it to `rpc_runtime::Server::new`."
+    );
+    let ty = quote! {
         #[doc = #doc]
         #vis struct #server<S> {
             service: #p::Arc<S>,
         }
-
+    };
+    let impls = quote! {
         #[automatically_derived]
-        impl<S> ::core::clone::Clone for #server<S> {
+        impl<__S> ::core::clone::Clone for #server<__S> {
             fn clone(&self) -> Self {
-                #server { service: #p::Arc::clone(&self.service) }
+                #server { service: ::core::clone::Clone::clone(&self.service) }
             }
         }
 
         #[automatically_derived]
-        impl<S> ::core::fmt::Debug for #server<S> {
+        impl<__S> ::core::fmt::Debug for #server<__S> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.write_str(::core::stringify!(#server))
             }
         }
 
         #[automatically_derived]
-        impl<S: #trait_name> #server<S> {
+        impl<__S: #trait_name> #server<__S> {
             /// Wraps an implementation of the service.
-            pub fn new(service: S) -> Self {
+            #vis fn new(service: __S) -> Self {
                 #server { service: #p::Arc::new(service) }
             }
 
             /// Wraps an implementation that is already shared.
-            pub fn from_arc(service: #p::Arc<S>) -> Self {
+            #vis fn from_arc(service: #p::Arc<__S>) -> Self {
                 #server { service }
             }
 
             /// The implementation.
-            pub fn get_ref(&self) -> &S {
+            #vis fn get_ref(&self) -> &__S {
                 &self.service
             }
 
             /// Runs one request against the implementation, in-process.
-            pub async fn handle(&self, request: #request) -> #response {
+            #vis async fn handle(&self, request: #request) -> #response {
                 match request {
                     #(#handle_arms)*
                 }
@@ -82,9 +91,9 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
         }
 
         #[automatically_derived]
-        impl<S> #p::Service for #server<S>
+        impl<__S> #p::Service for #server<__S>
         where
-            S: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
+            __S: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
         {
             fn call(
                 &self,
@@ -94,16 +103,41 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
             ) -> ::core::result::Result<#p::Handler, #p::RpcError> {
                 let __rpc_request = #request::decode(method, payload)?;
                 let __rpc_name = __rpc_request.method_name();
-                let __rpc_complete = match __rpc_request {
-                    #(#completion_arms)*
-                };
-                let __rpc_service = #p::Arc::clone(&self.service);
+                let __rpc_complete = #complete;
+                let __rpc_service = ::core::clone::Clone::clone(&self.service);
                 ::core::result::Result::Ok(#p::Handler::new(__rpc_name, async move {
                     match __rpc_request {
                         #(#encode_arms)*
                     }
                 }).run_to_completion(__rpc_complete))
             }
+        }
+    };
+    (ty, impls)
+}
+
+/// Input: the methods, some marked `#[rpc(run_to_completion)]`.
+/// Output: an expression telling whether `__rpc_request` calls one of those: `false` when there
+/// are none (no `match` on a request enum that may be empty), else a `match` with a `_` arm.
+fn run_to_completion(service: &Service, request: &syn::Ident) -> TokenStream {
+    let arms: Vec<_> = service
+        .methods
+        .iter()
+        .filter(|m| m.run_to_completion)
+        .map(|m| {
+            let (cfgs, variant) = (&m.cfgs, &m.variant);
+            quote! { #(#cfgs)* #request::#variant { .. } => true, }
+        })
+        .collect();
+    if arms.is_empty() {
+        return quote!(false);
+    }
+    quote! {
+        match __rpc_request {
+            #(#arms)*
+            // Unreachable when every method runs to completion.
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 }

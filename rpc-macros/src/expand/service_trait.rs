@@ -23,7 +23,7 @@ pub(super) fn generate(service: &Service) -> TokenStream {
         let (args, tys) = super::arg_lists(m);
         let output = &m.output;
         let fn_token = &m.original.sig.fn_token;
-        let future = quote_spanned! {m.output_span()=>
+        let future = quote_spanned! {super::user_span(m.output_span())=>
             impl ::core::future::Future<Output = #output> + ::core::marker::Send
         };
         quote! {

@@ -349,7 +349,7 @@ impl Client {
         let reply = rx.await;
         guard.done = true;
         match reply {
-            // A `Vec<u8>` result arrives as a byte string in one copy (see `__private::Decoded`).
+            // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
             Ok(Ok(payload)) => codec::decode::<codec::Decoded<R>>(&payload).map(|d| d.0),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(shared.closed_error()),

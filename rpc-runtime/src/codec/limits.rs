@@ -11,9 +11,11 @@
 //! - every step into a nested value (`Some`, a newtype, a sequence or map element, an enum
 //!   variant's content) spends one level of a depth budget, and running out is an error, not a
 //!   stack overflow;
-//! - every sequence or map element spends one unit of an element budget sized from the input
-//!   (a non-zero-sized value takes at least one byte, so a valid message never runs out), which
-//!   bounds the time spent on zero-sized elements;
+//! - every sequence, tuple or map element that took no input bytes (a zero-sized value, such as
+//!   `()`) spends one unit of a budget: elements that take bytes are bounded by the input's
+//!   length anyway, and zero-sized ones would otherwise let a declared `u64::MAX` run for ever.
+//!   Whether an element takes bytes depends only on its type, never on how the input happened to
+//!   be encoded, so a message within the limits stays within them when re-encoded;
 //! - size hints are hidden (`None`), so collections grow as elements actually arrive instead of
 //!   reserving what the peer declared: memory follows the bytes received, not the bytes claimed.
 //!
@@ -32,33 +34,41 @@ use serde::de::{
 pub(crate) enum Broken {
     /// Nesting went deeper than the depth limit.
     Depth(usize),
-    /// The message declared more sequence or map elements than the element budget.
-    Elements(usize),
+    /// The message holds more zero-sized elements than the budget.
+    ZeroSized(usize),
 }
 
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Broken::Depth(max) => write!(f, "message nesting exceeds the depth limit of {max} levels"),
-            Broken::Elements(max) => {
-                write!(f, "message declares more elements than the element limit of {max} for its size")
+            Broken::ZeroSized(max) => {
+                write!(f, "message holds more zero-sized elements than the limit of {max}")
             }
         }
     }
 }
 
-/// The budgets shared by every wrapper of one decode.
+/// The budgets shared by every wrapper of one decode, and the input position.
 #[derive(Debug)]
 pub(crate) struct Budget {
     max_depth: usize,
-    max_elements: usize,
-    elements_left: Cell<usize>,
+    max_zero_sized: usize,
+    zero_sized_left: Cell<usize>,
     broken: Cell<Option<Broken>>,
+    /// Input bytes consumed so far, kept up to date by [`Tracked`].
+    consumed: Cell<usize>,
 }
 
 impl Budget {
-    pub(crate) fn new(max_depth: usize, max_elements: usize) -> Self {
-        Budget { max_depth, max_elements, elements_left: Cell::new(max_elements), broken: Cell::new(None) }
+    pub(crate) fn new(max_depth: usize, max_zero_sized: usize) -> Self {
+        Budget {
+            max_depth,
+            max_zero_sized,
+            zero_sized_left: Cell::new(max_zero_sized),
+            broken: Cell::new(None),
+            consumed: Cell::new(0),
+        }
     }
 
     /// The limit that was broken, if the decode failed because of one.
@@ -76,13 +86,59 @@ impl Budget {
         depth.checked_sub(1).ok_or_else(|| self.fail(Broken::Depth(self.max_depth)))
     }
 
-    fn spend_element<E: de::Error>(&self) -> Result<(), E> {
-        let left = self.elements_left.get();
-        if left == 0 {
-            return Err(self.fail(Broken::Elements(self.max_elements)));
+    /// Runs `read` (one element) and charges it to the budget if it consumed no input.
+    fn element<T, E: de::Error>(&self, read: impl FnOnce() -> Result<Option<T>, E>) -> Result<Option<T>, E> {
+        let before = self.consumed.get();
+        let element = read()?;
+        if element.is_some() && self.consumed.get() == before {
+            let left = self.zero_sized_left.get();
+            if left == 0 {
+                return Err(self.fail(Broken::ZeroSized(self.max_zero_sized)));
+            }
+            self.zero_sized_left.set(left - 1);
         }
-        self.elements_left.set(left - 1);
-        Ok(())
+        Ok(element)
+    }
+}
+
+/// postcard's slice flavor, counting the bytes it hands out into a [`Budget`].
+pub(crate) struct Tracked<'de, 'b> {
+    inner: postcard::de_flavors::Slice<'de>,
+    budget: &'b Budget,
+}
+
+impl<'de, 'b> Tracked<'de, 'b> {
+    pub(crate) fn new(input: &'de [u8], budget: &'b Budget) -> Self {
+        Tracked { inner: postcard::de_flavors::Slice::new(input), budget }
+    }
+
+    fn advance(&self, n: usize) {
+        self.budget.consumed.set(self.budget.consumed.get() + n);
+    }
+}
+
+impl<'de, 'b: 'de> postcard::de_flavors::Flavor<'de> for Tracked<'de, 'b> {
+    type Remainder = &'de [u8];
+    type Source = &'de [u8];
+
+    fn pop(&mut self) -> postcard::Result<u8> {
+        let byte = self.inner.pop()?;
+        self.advance(1);
+        Ok(byte)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+
+    fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
+        let bytes = self.inner.try_take_n(ct)?;
+        self.advance(ct);
+        Ok(bytes)
+    }
+
+    fn finalize(self) -> postcard::Result<&'de [u8]> {
+        self.inner.finalize()
     }
 }
 
@@ -285,10 +341,8 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, A> {
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
         let depth = self.budget.descend(self.depth)?;
-        // Spent before asking whether there is an element: one unit more than the elements
-        // really read, which keeps the check simple and changes no real message's outcome.
-        self.budget.spend_element()?;
-        self.inner.next_element_seed(Wrap::new(seed, depth, self.budget))
+        let (inner, budget) = (&mut self.inner, self.budget);
+        budget.element(|| inner.next_element_seed(Wrap::new(seed, depth, budget)))
     }
 
     /// Hidden, so that collections grow with the elements that really arrive rather than
@@ -302,9 +356,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        // A zero-sized key makes a map of at most one entry, but counts like any element.
         let depth = self.budget.descend(self.depth)?;
-        self.budget.spend_element()?;
-        self.inner.next_key_seed(Wrap::new(seed, depth, self.budget))
+        let (inner, budget) = (&mut self.inner, self.budget);
+        budget.element(|| inner.next_key_seed(Wrap::new(seed, depth, budget)))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {

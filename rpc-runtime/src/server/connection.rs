@@ -9,7 +9,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rpc_transport::framed::{Frame, FrameError, FrameReader};
+use rpc_transport::framed::{Frame, FrameError, FrameReader, ReceiveBudget};
 use rpc_transport::{BoxRead, Connection, Peer};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
@@ -85,6 +85,7 @@ pub(super) async fn serve<S: Service>(
     config: Arc<ServerConfig>,
     signals: Signals,
     _slot: Option<OwnedSemaphorePermit>,
+    budget: Arc<ReceiveBudget>,
 ) {
     let (read, write, peer, _guard) = conn.into_parts();
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
@@ -102,6 +103,7 @@ pub(super) async fn serve<S: Service>(
     });
     let mut reader = FrameReader::new(read, config.max_frame_len);
     reader.set_frame_timeout(Some(config.frame_timeout));
+    reader.set_budget(Some(budget));
     let mut conn = ServerConn {
         slots: Arc::new(Semaphore::new(config.max_in_flight)),
         parked: VecDeque::new(),
@@ -254,6 +256,9 @@ impl<S: Service> ServerConn<S> {
                                 return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
                             }
                             Err(e @ FrameError::Timeout { .. }) => return Close::GoAway(ErrorCode::Idle, e.to_string()),
+                            Err(e @ FrameError::BudgetExhausted { .. }) => {
+                                return Close::GoAway(ErrorCode::Overloaded, e.to_string())
+                            }
                             Err(e) => return Close::Failed(e.to_string()),
                         }
                         if self.parked.len() >= PARKED_REQUESTS {

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::DEFAULT_MAX_FRAME_LEN;
+use rpc_transport::framed::{ReceiveBudget, DEFAULT_MAX_FRAME_LEN};
 use rpc_transport::{Connection, Listener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,11 @@ pub struct ServerConfig {
     /// the count, so keepalives beside real traffic are never cut off. (Cancels have their own
     /// rule: at most one per request received, plus 1024.) Default 1000.
     pub max_control_frames_per_sec: u32,
+    /// Bytes of large frames (over 64 KiB) that all connections together may be receiving at
+    /// once; a connection announcing a frame that does not fit gets a goaway (`Overloaded`) and
+    /// is closed. Bounds what peers that announce maximal frames and trickle them can make the
+    /// server hold, which would otherwise be `max_connections × max_frame_len`. Default 256 MiB.
+    pub max_receive_budget: usize,
     /// Whether a call starts on its connection's task (default `true`), moving to a task of its
     /// own only at its first wait. A handler that finishes without waiting then costs no task,
     /// which makes cheap calls several times cheaper; but a handler that computes for long
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             max_deadline: Duration::from_secs(24 * 60 * 60),
             outbound_queue: 128,
             max_control_frames_per_sec: 1000,
+            max_receive_budget: 256 * 1024 * 1024,
             inline_handlers: true,
         }
     }
@@ -181,6 +187,12 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// See [`ServerConfig::max_receive_budget`].
+    pub fn max_receive_budget(&mut self, bytes: usize) -> &mut Self {
+        self.config.max_receive_budget = bytes;
+        self
+    }
+
     /// See [`ServerConfig::inline_handlers`].
     pub fn inline_handlers(&mut self, yes: bool) -> &mut Self {
         self.config.inline_handlers = yes;
@@ -220,6 +232,7 @@ impl<S: Service> Server<S> {
             Arc::new(self.config.clone()),
             handle.signals(),
             None,
+            ReceiveBudget::new(self.config.max_receive_budget),
         );
         handle.shared.tracker.spawn(fut);
         handle.shared.tracker.close();
@@ -235,6 +248,7 @@ async fn accept_loop<L: Listener, S: Service>(
     tracker: &TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let budget = ReceiveBudget::new(config.max_receive_budget);
     let mut backoff = Duration::from_millis(5);
     let name = listener.describe();
     tracing::debug!(listener = %name, "serving");
@@ -254,6 +268,7 @@ async fn accept_loop<L: Listener, S: Service>(
                             Arc::clone(&config),
                             signals.clone(),
                             Some(slot),
+                            Arc::clone(&budget),
                         );
                         tracker.spawn(fut);
                     }

@@ -4,12 +4,13 @@
 //! probe-server tcp [IDLE_MS]        # prints "ready tcp 127.0.0.1:PORT"
 //! probe-server unix PATH [IDLE_MS]  # prints "ready unix PATH"
 //! probe-server call-unix PATH       # connects, calls add(2, 3), prints "ok 5" or "err KIND: TEXT"
+//! probe-server stdio                # serves on stdin/stdout (the child side of a pipe)
 //! ```
 
 use std::io::Write;
 use std::time::Duration;
 
-use rpc_runtime::transport::{tcp, unix};
+use rpc_runtime::transport::{pipe, tcp, unix};
 use rpc_runtime::{RpcError, Server};
 use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
 
@@ -41,6 +42,10 @@ async fn main() {
             ready(format!("unix {}", args[1]));
             server(args.get(2)).serve(listener).wait().await;
         }
+        Some("stdio") => {
+            let conn = pipe::stdio().expect("stdio");
+            server(None).serve_connection(conn).wait().await;
+        }
         Some("call-unix") => {
             let outcome = match unix::connect(&args[1]).await {
                 Err(e) => format!("err connect {:?}: {e}", e.kind()),
@@ -53,7 +58,7 @@ async fn main() {
             println!("{outcome}");
         }
         _ => {
-            eprintln!("usage: probe-server tcp|unix PATH [IDLE_MS] | call-unix PATH");
+            eprintln!("usage: probe-server tcp|unix PATH [IDLE_MS] | call-unix PATH | stdio");
             std::process::exit(2);
         }
     }

@@ -1,0 +1,10 @@
+use rpc_runtime::service;
+
+#[service]
+pub trait Store {
+    async fn get(&self, key: String) -> Option<String>
+    where
+        Self: Sized;
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use rpc_runtime::service;
+
+#[service]
+pub trait Log {
+    #[oneway]
+    #[oneway]
+    async fn log(&self, line: String);
+}
+
+fn main() {}

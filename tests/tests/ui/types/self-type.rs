@@ -1,0 +1,8 @@
+use rpc_runtime::service;
+
+#[service]
+pub trait Node {
+    async fn copy(&self) -> Self;
+}
+
+fn main() {}

@@ -1,9 +1,5 @@
 //! This framework: the benchmark service, its server, and its client as a [`Caller`].
 
-// `#[service]` declares the client's methods `pub` whatever the trait's visibility; in this
-// binary crate nothing is reachable from outside, so the lint fires on them.
-#![allow(unreachable_pub)]
-
 use std::io;
 
 use rpc_runtime::transport::Listener;

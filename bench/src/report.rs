@@ -162,8 +162,10 @@ impl Report {
         let p = &self.plan;
         let _ = writeln!(
             out,
-            "\nEach figure: {} ms warmup, {} ms measured, {} repetitions with the implementations interleaved \
-             (the best repetition is reported: the machine is shared, and interference only slows a run down); (d) uses {} connections, (e) {} idle connections.\n",
+            "\nEach figure: {} ms warmup, {} ms measured, {} repetitions with the implementations interleaved\n\
+             (the best repetition is reported: the machine is shared, and interference only slows a run\n\
+             down); (d) uses {} connections, (e) {} idle connections. The 1-minute load average (other\n\
+             processes' work on the machine) is given with each table.\n",
             p.warmup.as_millis(),
             p.measure.as_millis(),
             p.reps,

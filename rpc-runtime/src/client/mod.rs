@@ -178,6 +178,23 @@ pub struct Client {
     explicit_timeout: bool,
 }
 
+/// A connection borrowed from a fixed client or held for the length of one call.
+enum SharedRef<'a> {
+    Borrowed(&'a Shared),
+    Owned(Arc<Shared>),
+}
+
+impl std::ops::Deref for SharedRef<'_> {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        match self {
+            SharedRef::Borrowed(shared) => shared,
+            SharedRef::Owned(shared) => shared,
+        }
+    }
+}
+
 /// How a client reaches its connection.
 #[derive(Clone)]
 enum Link {
@@ -280,6 +297,15 @@ impl Client {
         }
     }
 
+    /// The connection a new call uses: the fixed one (borrowed, no reference count touched), or
+    /// a reconnecting client's current one, made anew if it broke.
+    async fn connection(&self) -> Result<SharedRef<'_>, RpcError> {
+        match &self.link {
+            Link::Fixed(shared) => Ok(SharedRef::Borrowed(shared)),
+            Link::Reconnecting(r) => Ok(SharedRef::Owned(r.connection().await?)),
+        }
+    }
+
     fn current(&self) -> Option<Arc<Shared>> {
         match &self.link {
             Link::Fixed(shared) => Some(Arc::clone(shared)),
@@ -330,14 +356,8 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned + 'static,
     {
-        let connected;
-        let shared: &Shared = match &self.link {
-            Link::Fixed(shared) => shared,
-            Link::Reconnecting(r) => {
-                connected = r.connection().await?;
-                &connected
-            }
-        };
+        let shared = self.connection().await?;
+        let shared: &Shared = &shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = shared.encode(id, method, args, deadline, false)?;
         let rx = shared.in_flight.register(id)?;
@@ -364,14 +384,8 @@ impl Client {
     {
         let deadline = self.deadline();
         let send = async {
-            let connected;
-            let shared: &Shared = match &self.link {
-                Link::Fixed(shared) => shared,
-                Link::Reconnecting(r) => {
-                    connected = r.connection().await?;
-                    &connected
-                }
-            };
+            let shared = self.connection().await?;
+            let shared: &Shared = &shared;
             if let Some(err) = shared.in_flight.closed_reason() {
                 return Err(err);
             }

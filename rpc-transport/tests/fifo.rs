@@ -10,10 +10,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rpc_transport::fifo::{self, FifoListener};
-use rpc_transport::framed::{FrameBuf, FrameReader, FrameWriter, DEFAULT_MAX_FRAME_LEN};
-use rpc_transport::{BoxRead, BoxWrite, Connection, Listener, Peer};
+use rpc_transport::framed::{FrameReader, FrameWriter, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::{Connection, Listener, Peer};
 use tokio::process::Command;
 
 /// A hang guard only: every test finishes in well under a second when it passes.
@@ -22,8 +21,8 @@ const GUARD: Duration = Duration::from_secs(60);
 /// serving the next one would trip the guard.
 const PATIENT: Duration = Duration::from_secs(600);
 
-type Reader = FrameReader<BoxRead>;
-type Writer = FrameWriter<BoxWrite>;
+mod common;
+use common::{recv, send, Reader, Writer};
 
 async fn guard<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(GUARD, f).await.expect("test hung past its guard")
@@ -32,16 +31,6 @@ async fn guard<F: Future>(f: F) -> F::Output {
 fn framed(conn: Connection) -> (Reader, Writer, Option<Box<dyn std::any::Any + Send + Sync>>) {
     let (r, w, _peer, guard) = conn.into_parts();
     (FrameReader::new(r, DEFAULT_MAX_FRAME_LEN), FrameWriter::new(w), guard)
-}
-
-async fn send(w: &mut Writer, body: &[u8]) -> io::Result<()> {
-    let mut frame = FrameBuf::with_capacity(body.len());
-    frame.extend_from_slice(body);
-    w.send(&mut vec![frame.finish(DEFAULT_MAX_FRAME_LEN).unwrap()]).await
-}
-
-async fn recv(r: &mut Reader) -> Bytes {
-    r.read_frame().await.expect("read a frame").expect("a frame, not end of stream")
 }
 
 /// A connection split into framed halves, keeping its guard alive.

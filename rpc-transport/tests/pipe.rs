@@ -9,10 +9,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
 use libtest_mimic::{Arguments, Trial};
-use rpc_transport::framed::{FrameBuf, FrameError, FrameReader, FrameWriter, DEFAULT_MAX_FRAME_LEN};
-use rpc_transport::{pipe, BoxRead, BoxWrite, Connection, Peer};
+use rpc_transport::framed::{FrameError, FrameReader, FrameWriter, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::{pipe, Connection, Peer};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -22,23 +21,13 @@ const GUARD: Duration = Duration::from_secs(60);
 /// Bigger than a pipe's 64 KiB buffer many times over.
 const BIG: usize = 1024 * 1024;
 
-type Reader = FrameReader<BoxRead>;
-type Writer = FrameWriter<BoxWrite>;
+mod common;
+use common::{recv, send, Reader, Writer};
 
 fn framed(conn: Connection) -> (Reader, Writer) {
     let (r, w, _peer, guard) = conn.into_parts();
     assert!(guard.is_none(), "pipe connections need no guard");
     (FrameReader::new(r, DEFAULT_MAX_FRAME_LEN), FrameWriter::new(w))
-}
-
-async fn send(w: &mut Writer, body: &[u8]) -> io::Result<()> {
-    let mut frame = FrameBuf::with_capacity(body.len());
-    frame.extend_from_slice(body);
-    w.send(&mut vec![frame.finish(DEFAULT_MAX_FRAME_LEN).unwrap()]).await
-}
-
-async fn recv(r: &mut Reader) -> Bytes {
-    r.read_frame().await.expect("read a frame").expect("a frame, not end of stream")
 }
 
 fn child(mode: &str) -> Command {

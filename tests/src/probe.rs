@@ -312,3 +312,17 @@ impl Probe for ProbeImpl {
         self.state.notes.fetch_add(n as usize, Ordering::SeqCst);
     }
 }
+
+/// Starts `n` `hold` calls (tags `0..n`) on tasks of their own; they stay in flight until the
+/// probe releases them, the call is cancelled, or the connection dies.
+pub fn spawn_holds(
+    client: &ProbeClient,
+    n: u64,
+) -> Vec<tokio::task::JoinHandle<Result<u64, rpc_runtime::RpcError>>> {
+    (0..n)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move { c.hold(i).await })
+        })
+        .collect()
+}

@@ -10,7 +10,7 @@ use rpc_runtime::transport::Listener;
 use rpc_tests::fixture::{
     assert_in_flight_empty, bind, fake_server, settle, ChildServer, Fixture, Kind, STREAMS,
 };
-use rpc_tests::probe::ProbeClient;
+use rpc_tests::probe::{spawn_holds, ProbeClient};
 use rpc_tests::wire::RawPeer;
 use rpc_tests::wire::{self, code, Frame};
 use rpc_tests::{logs, within};
@@ -129,12 +129,7 @@ async fn b1_server_process_killed() {
         let server = ChildServer::spawn(PROBE_SERVER, &args);
         let client = ProbeClient::new(server.endpoint.connect().await.unwrap());
         // `hold` never returns by itself: the calls stay in flight until the process dies.
-        let calls: Vec<_> = (0..100)
-            .map(|i| {
-                let c = client.clone();
-                tokio::spawn(async move { c.hold(i).await })
-            })
-            .collect();
+        let calls = spawn_holds(&client, 100);
         assert_eq!(client.add(1, 1).await.unwrap(), 2, "the server is up");
         let started = std::time::Instant::now();
         server.signal(libc::SIGKILL);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rpc_runtime::{Client, RpcError};
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Endpoint, Fixture, STREAMS};
-use rpc_tests::probe::ProbeClient;
+use rpc_tests::probe::{spawn_holds, ProbeClient};
 use rpc_tests::wire::{self, code, Frame};
 use rpc_tests::{logs, within};
 use tokio::time::Instant;
@@ -30,12 +30,7 @@ async fn c1_handler_panics() {
         // server's, so it stays outside the measured scope.
         assert!(matches!(client.boom("warm-up".into()).await, Err(RpcError::HandlerPanicked)));
         let mem = MemScope::start();
-        let others: Vec<_> = (0..10)
-            .map(|i| {
-                let c = client.clone();
-                tokio::spawn(async move { c.hold(i).await })
-            })
-            .collect();
+        let others = spawn_holds(&client, 10);
         fx.state.wait_running(10).await;
         let t0 = Instant::now();
         let secret = "secret /etc/shadow at src/main.rs:12:5";
@@ -168,12 +163,7 @@ async fn c3_graceful_shutdown_with_enough_grace() {
     for kind in STREAMS {
         let fx = Fixture::start(kind).await;
         let client = fx.client().await;
-        let calls: Vec<_> = (0..3)
-            .map(|i| {
-                let c = client.clone();
-                tokio::spawn(async move { c.hold(i).await })
-            })
-            .collect();
+        let calls = spawn_holds(&client, 3);
         let mut peer = fx.raw().await;
         peer.send_frame(&wire::request(1, "hold", None, &[77])).await.unwrap();
         fx.state.wait_running(4).await;
@@ -221,12 +211,7 @@ async fn c3_graceful_shutdown_grace_runs_out() {
     for kind in STREAMS {
         let fx = Fixture::start(kind).await;
         let client = fx.client().await;
-        let calls: Vec<_> = (0..3)
-            .map(|i| {
-                let c = client.clone();
-                tokio::spawn(async move { c.hold(i).await })
-            })
-            .collect();
+        let calls = spawn_holds(&client, 3);
         fx.state.wait_running(3).await;
         let t0 = Instant::now();
         fx.handle.shutdown(Duration::from_secs(2)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rpc_runtime::transport::{fifo, pipe, Listener};
 use rpc_runtime::{Client, RpcError, Server};
 use rpc_tests::fixture::assert_in_flight_empty;
-use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
+use rpc_tests::probe::{spawn_holds, ProbeClient, ProbeImpl, ProbeServer};
 use rpc_tests::within;
 
 const PROBE_SERVER: &str = env!("CARGO_BIN_EXE_probe-server");
@@ -110,12 +110,7 @@ async fn f2_either_side_closes() {
     let (conn, accepted) = tokio::join!(fifo::connect(&path), listener.accept());
     let client = ProbeClient::new(conn.unwrap());
     let served = server().serve_connection(accepted.unwrap());
-    let calls: Vec<_> = (0..10)
-        .map(|i| {
-            let c = client.clone();
-            tokio::spawn(async move { c.hold(i).await })
-        })
-        .collect();
+    let calls = spawn_holds(&client, 10);
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
     let t0 = std::time::Instant::now();
     served.shutdown(Duration::ZERO).await;
@@ -210,12 +205,7 @@ async fn f5_child_death_on_pipes() {
     let mut sibling = tokio::process::Command::new("sleep").arg("60").kill_on_drop(true).spawn().unwrap();
     let client = ProbeClient::new(conn);
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
-    let calls: Vec<_> = (0..10)
-        .map(|i| {
-            let c = client.clone();
-            tokio::spawn(async move { c.hold(i).await })
-        })
-        .collect();
+    let calls = spawn_holds(&client, 10);
     assert_eq!(client.add(2, 2).await.unwrap(), 4, "the holds were sent before this");
     let t0 = std::time::Instant::now();
     child.start_kill().unwrap();

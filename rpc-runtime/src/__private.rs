@@ -9,12 +9,13 @@ use std::marker::PhantomData;
 
 pub use std::boxed::Box;
 pub use std::string::String;
-pub use std::sync::Arc;
+pub use std::sync::{Arc, OnceLock};
 pub use std::time::Duration;
 pub use std::vec::Vec;
 
 pub use crate::client::Client;
 use crate::codec::{Args, ArgsRef, WireArgs};
+pub use crate::describe::{Described, MethodDescriptor, MethodKind, ServiceDescriptor};
 pub use crate::service::{Handler, ResponseBuf, Service};
 pub use crate::transport::framed::FrameBuf;
 pub use crate::transport::Connection;
@@ -91,6 +92,13 @@ pub mod dispatch {
             method: &'static str,
             args: &'a Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> + 'a;
+        /// Describes the method: its argument names are `arg_names`, in order.
+        fn describe(
+            &self,
+            method: &'static str,
+            kind: MethodKind,
+            arg_names: &[&'static str],
+        ) -> MethodDescriptor;
     }
 
     // Arguments go through `WireArgs` (each element as by `Arg`/`Decoded`: a `Vec<u8>` is one
@@ -127,6 +135,16 @@ pub mod dispatch {
         ) -> impl Future<Output = Result<(), RpcError>> + 'a {
             async move { client.notify(method, &ArgsRef(args)).await }
         }
+
+        fn describe(
+            &self,
+            method: &'static str,
+            kind: MethodKind,
+            arg_names: &[&'static str],
+        ) -> MethodDescriptor {
+            let args = arg_names.iter().copied().zip(A::describe_args());
+            MethodDescriptor::new(method, kind, args, crate::describe::describe::<R>())
+        }
     }
 
     /// The same operations without serde bounds, chosen only when a type is not [`Wire`], so
@@ -162,6 +180,15 @@ pub mod dispatch {
             _args: &'a Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> {
             async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
+        }
+        /// Not reachable: see [`Probe`].
+        fn describe(
+            &self,
+            _method: &'static str,
+            _kind: MethodKind,
+            _arg_names: &[&'static str],
+        ) -> MethodDescriptor {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
     }
 

@@ -180,6 +180,8 @@ pub trait WireArgs: Sized {
     fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
     /// Reads the arguments.
     fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+    /// Describes each argument's type, in order.
+    fn describe_args() -> Vec<crate::describe::TypeDescription>;
 }
 
 /// Writes arguments by reference, through [`WireArgs`].
@@ -212,6 +214,10 @@ impl WireArgs for () {
     fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         <()>::deserialize(deserializer)
     }
+
+    fn describe_args() -> Vec<crate::describe::TypeDescription> {
+        Vec::new()
+    }
 }
 
 /// Reads a tuple of `N` elements, each through [`Decoded`].
@@ -231,6 +237,10 @@ macro_rules! wire_args {
             #[inline]
             fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 deserializer.deserialize_tuple($len, TupleVisitor::<Self>(std::marker::PhantomData))
+            }
+
+            fn describe_args() -> Vec<crate::describe::TypeDescription> {
+                vec![$(crate::describe::describe::<$T>()),+]
             }
         }
 

@@ -59,6 +59,7 @@ extern crate self as rpc_runtime;
 pub mod client;
 mod codec;
 mod context;
+pub mod describe;
 mod error;
 mod protocol;
 pub mod server;

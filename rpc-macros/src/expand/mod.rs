@@ -1,6 +1,7 @@
 //! Code generation: reads only the IR built in `ast.rs`.
 
 mod client;
+mod descriptor;
 mod fallback;
 mod messages;
 mod server;
@@ -28,6 +29,7 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
         Err(_) => return with_errors(input, errors),
     };
     let service = Service::from_trait(item, &mut errors);
+    descriptor::check_default_name(&args, &service, &mut errors);
     match errors.finish() {
         Ok(()) => generate(&args, &service),
         Err(e) => fallback::generate(service.original, e),
@@ -40,6 +42,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let (message_types, message_impls) = messages::generate(krate, service);
     let (client_type, client_impls) = client::generate(krate, service);
     let (server_type, server_impls) = server::generate(krate, service);
+    let descriptor = descriptor::generate(krate, args, service);
     let assertions = wire_assertions(krate, service);
     quote! {
         #service_trait
@@ -55,6 +58,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
             #message_impls
             #client_impls
             #server_impls
+            #descriptor
             #assertions
         };
     }

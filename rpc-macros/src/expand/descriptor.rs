@@ -1,0 +1,94 @@
+//! The service descriptor: the service's name and, per method, its kind, argument names and
+//! the descriptions and signature hash the runtime computes from the types.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ext::IdentExt;
+
+use crate::args::{self, ServiceArgs};
+use crate::ast::Service;
+use crate::errors::Errors;
+
+/// `#[service] trait Café`: with no `name = "..."`, the trait's name is the wire name, so it
+/// must be a valid one too.
+pub(super) fn check_default_name(args: &ServiceArgs, service: &Service, errors: &mut Errors) {
+    if args.name.is_some() {
+        return;
+    }
+    if let Some(why) = args::service_name_error(&service.ident.unraw().to_string()) {
+        errors.push_spanned(
+            &service.ident,
+            format!("the trait's name is the service's wire name, and it is invalid: {why}; give another with `#[service(name = \"...\")]`"),
+        );
+    }
+}
+
+/// Input: `#[service(name = "math.Calc")] trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
+/// Output (for the hidden `const _` block): `CalcServer::<S>::descriptor()` and
+/// `CalcClient::descriptor()`, both also as `Described` impls, returning one
+/// `&'static ServiceDescriptor` built on first use:
+/// `ServiceDescriptor::new("math.Calc", [probe.describe("add", MethodKind::Unary, &["a", "b"])])`.
+pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service) -> TokenStream {
+    let vis = &service.vis;
+    let server = super::suffixed(service, "Server");
+    let client = super::suffixed(service, "Client");
+    let p = quote!(#krate::__private);
+    let name = match &args.name {
+        Some(name) => name.value(),
+        None => service.ident.unraw().to_string(),
+    };
+    let methods = service.methods.iter().map(|m| {
+        let (cfgs, wire) = (&m.cfgs, &m.wire_name);
+        let probe = super::probe(krate, m);
+        let kind = if m.oneway.is_some() { quote!(Oneway) } else { quote!(Unary) };
+        let arg_names = m.args.iter().map(|a| a.ident.unraw().to_string());
+        quote! {
+            #(#cfgs)*
+            __rpc_methods.push(#probe.describe(#wire, #p::MethodKind::#kind, &[#(#arg_names),*]));
+        }
+    });
+    let doc = format!(
+        "The `{name}` service's descriptor: its methods, their kinds, argument and result types \
+         and signature hashes. Built on first use, then shared."
+    );
+    quote! {
+        fn __rpc_descriptor() -> &'static #p::ServiceDescriptor {
+            static __RPC_DESCRIPTOR: #p::OnceLock<#p::ServiceDescriptor> = #p::OnceLock::new();
+            __RPC_DESCRIPTOR.get_or_init(|| {
+                let mut __rpc_methods = #p::Vec::new();
+                #(#methods)*
+                #p::ServiceDescriptor::new(#name, __rpc_methods)
+            })
+        }
+
+        #[automatically_derived]
+        impl<__S> #server<__S> {
+            #[doc = #doc]
+            #vis fn descriptor() -> &'static #p::ServiceDescriptor {
+                __rpc_descriptor()
+            }
+        }
+
+        #[automatically_derived]
+        impl<__S> #p::Described for #server<__S> {
+            fn descriptor() -> &'static #p::ServiceDescriptor {
+                __rpc_descriptor()
+            }
+        }
+
+        #[automatically_derived]
+        impl #client {
+            #[doc = #doc]
+            #vis fn descriptor() -> &'static #p::ServiceDescriptor {
+                __rpc_descriptor()
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::Described for #client {
+            fn descriptor() -> &'static #p::ServiceDescriptor {
+                __rpc_descriptor()
+            }
+        }
+    }
+}

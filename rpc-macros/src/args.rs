@@ -61,7 +61,12 @@ impl ServiceArgs {
         for arg in parsed {
             if arg.key == NAME {
                 if let Some(first) = &seen_name {
-                    errors.push_conflict(&arg.key, "`name` is given twice; keep one", first, "first given here");
+                    errors.push_conflict(
+                        &arg.key,
+                        "`name` is given twice; keep one",
+                        first,
+                        "first given here",
+                    );
                     continue;
                 }
                 seen_name = Some(arg.key.clone());
@@ -69,10 +74,8 @@ impl ServiceArgs {
                 continue;
             }
             if arg.key != CRATE {
-                errors.push_spanned(
-                    &arg.key,
-                    format!("unknown `service` argument `{}`; {EXPECTED}", arg.key),
-                );
+                errors
+                    .push_spanned(&arg.key, format!("unknown `service` argument `{}`; {EXPECTED}", arg.key));
                 continue;
             }
             if let Some(first) = &seen_crate {
@@ -98,13 +101,15 @@ impl ServiceArgs {
 /// `name = "..."`: a string that [`service_name_error`] accepts.
 fn parse_name(arg: &Arg, errors: &mut Errors) -> Option<syn::LitStr> {
     match &arg.value {
-        Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. })) => match service_name_error(&s.value()) {
-            None => Some(s.clone()),
-            Some(why) => {
-                errors.push_spanned(s, format!("invalid service name: {why}"));
-                None
+        Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. })) => {
+            match service_name_error(&s.value()) {
+                None => Some(s.clone()),
+                Some(why) => {
+                    errors.push_spanned(s, format!("invalid service name: {why}"));
+                    None
+                }
             }
-        },
+        }
         Some(other) => {
             errors.push_spanned(other, "`name` takes a string, e.g. `name = \"billing.Invoices\"`");
             None
@@ -136,9 +141,7 @@ pub(crate) fn service_name_error(name: &str) -> Option<String> {
         ));
     }
     if name.split('.').any(str::is_empty) {
-        return Some(
-            "a `.` must separate two non-empty segments, e.g. `name = \"billing.Invoices\"`".into(),
-        );
+        return Some("a `.` must separate two non-empty segments, e.g. `name = \"billing.Invoices\"`".into());
     }
     None
 }

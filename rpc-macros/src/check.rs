@@ -13,7 +13,8 @@ use crate::errors::Errors;
 
 /// Methods the generated client has besides the trait's; a trait method with one of these names
 /// would collide with it.
-pub(crate) const RESERVED_CLIENT_METHODS: &[&str] = &["new", "from_client", "with_timeout", "as_client", "descriptor"];
+pub(crate) const RESERVED_CLIENT_METHODS: &[&str] =
+    &["new", "from_client", "with_timeout", "as_client", "descriptor"];
 
 /// The most arguments a method may take: they travel as one tuple, and serde implements its
 /// traits for tuples of up to 16 elements.

@@ -115,12 +115,60 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
 
 /// Decodes a payload as the runtime does (strict, depth- and element-bounded).
 pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    crate::codec::decode(bytes)
+    crate::codec::decode(crate::codec::Format::Postcard, bytes)
 }
 
 /// Encodes a payload as the runtime does, failing past `max` bytes.
 pub fn encode_payload<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Vec<u8>, RpcError> {
     let mut buf = rpc_transport::framed::FrameBuf::default();
-    crate::codec::encode_into(&mut buf, value, max)?;
+    crate::codec::encode_into(crate::codec::Format::Postcard, &mut buf, value, max)?;
     Ok(buf.body().to_vec())
+}
+
+/// Decodes a payload in `format` as the runtime does (strict, depth- and element-bounded).
+pub fn decode_payload_as<T: DeserializeOwned>(format: crate::Format, bytes: &[u8]) -> Result<T, RpcError> {
+    crate::codec::decode(format, bytes)
+}
+
+/// Encodes a payload in `format` as the runtime does, failing past `max` bytes.
+pub fn encode_payload_as<T: Serialize + ?Sized>(
+    format: crate::Format,
+    value: &T,
+    max: usize,
+) -> Result<Vec<u8>, RpcError> {
+    let mut buf = rpc_transport::framed::FrameBuf::default();
+    crate::codec::encode_into(format, &mut buf, value, max)?;
+    Ok(buf.body().to_vec())
+}
+
+/// Encodes a method's arguments (a tuple) in `format`, as a client does: each `Vec<u8>`
+/// argument through the byte fast path, no arguments as an empty tuple.
+pub fn encode_args_as<A: crate::codec::WireArgs>(
+    format: crate::Format,
+    args: &A,
+    max: usize,
+) -> Result<Vec<u8>, RpcError> {
+    encode_payload_as(format, &crate::codec::ArgsRef(args), max)
+}
+
+/// Decodes a method's arguments (a tuple) in `format`, as a server does.
+pub fn decode_args_as<A: crate::codec::WireArgs>(format: crate::Format, bytes: &[u8]) -> Result<A, RpcError> {
+    crate::codec::decode::<crate::codec::Args<A>>(format, bytes).map(|a| a.0)
+}
+
+/// Encodes a method's result in `format`, as a server does (a `Vec<u8>` through the fast path).
+pub fn encode_result_as<R: Serialize + 'static>(
+    format: crate::Format,
+    value: &R,
+    max: usize,
+) -> Result<Vec<u8>, RpcError> {
+    encode_payload_as(format, &crate::codec::Arg(value), max)
+}
+
+/// Decodes a method's result in `format`, as a client does.
+pub fn decode_result_as<R: DeserializeOwned + 'static>(
+    format: crate::Format,
+    bytes: &[u8],
+) -> Result<R, RpcError> {
+    crate::codec::decode::<crate::codec::Decoded<R>>(format, bytes).map(|d| d.0)
 }

@@ -14,6 +14,7 @@ pub use std::time::Duration;
 pub use std::vec::Vec;
 
 pub use crate::client::Client;
+pub use crate::codec::Format;
 use crate::codec::{Args, ArgsRef, WireArgs};
 pub use crate::describe::{Described, MethodDescriptor, MethodKind, ServiceDescriptor};
 pub use crate::service::{Handler, ResponseBuf, Service};
@@ -74,8 +75,8 @@ pub mod dispatch {
         /// The result.
         type Output;
 
-        /// Decodes the arguments of a call from its payload.
-        fn decode(&self, payload: &[u8]) -> Result<Self::Args, RpcError>;
+        /// Decodes the arguments of a call from its payload, in `format`.
+        fn decode(&self, format: Format, payload: &[u8]) -> Result<Self::Args, RpcError>;
         /// Encodes a result into its response frame.
         fn encode(&self, response: ResponseBuf, value: &Self::Output) -> Result<FrameBuf, RpcError>;
         /// Makes a call and waits for its result.
@@ -107,8 +108,8 @@ pub mod dispatch {
         type Args = A;
         type Output = R;
 
-        fn decode(&self, payload: &[u8]) -> Result<A, RpcError> {
-            crate::codec::decode::<Args<A>>(payload).map(|args| args.0)
+        fn decode(&self, format: Format, payload: &[u8]) -> Result<A, RpcError> {
+            crate::codec::decode::<Args<A>>(format, payload).map(|args| args.0)
         }
 
         fn encode(&self, response: ResponseBuf, value: &R) -> Result<FrameBuf, RpcError> {
@@ -156,7 +157,7 @@ pub mod dispatch {
         type Output;
 
         /// Not reachable: see [`Probe`].
-        fn decode(&self, _payload: &[u8]) -> Result<Self::Args, RpcError> {
+        fn decode(&self, _format: Format, _payload: &[u8]) -> Result<Self::Args, RpcError> {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].

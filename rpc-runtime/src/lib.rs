@@ -73,7 +73,7 @@ pub mod __private;
 pub mod __fuzz;
 
 pub use client::{Client, ClientBuilder};
-pub use codec::{MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
+pub use codec::{Format, MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
 pub use context::Context;
 pub use error::RpcError;
 pub use server::{Server, ServerConfig, ServerHandle};

@@ -338,11 +338,11 @@ mod tests {
     #[test]
     fn protocol_md_example() {
         let mut req = request_header(1, "add", Some(Duration::from_secs(1)), false);
-        crate::codec::encode_into(&mut req, &(1i64, 2i64), 1 << 20).unwrap();
+        crate::codec::encode_into(crate::codec::Format::Postcard, &mut req, &(1i64, 2i64), 1 << 20).unwrap();
         let frame = req.finish(1 << 20).unwrap();
         assert_eq!(frame.as_bytes(), [0, 0, 0, 0x0c, 1, 1, 1, 0xc0, 0x84, 0x3d, 3, b'a', b'd', b'd', 2, 4]);
         let mut resp = response_header(1);
-        crate::codec::encode_into(&mut resp, &3i64, 1 << 20).unwrap();
+        crate::codec::encode_into(crate::codec::Format::Postcard, &mut resp, &3i64, 1 << 20).unwrap();
         assert_eq!(resp.finish(1 << 20).unwrap().as_bytes(), [0, 0, 0, 3, 2, 1, 6]);
         assert_eq!(PREFACE, [0x89, 0x52, 0x50, 0x43, 0x0d, 0x0a, 0x01, 0x00]);
     }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use rpc_transport::framed::FrameBuf;
 
+use crate::codec::Format;
 use crate::RpcError;
 
 /// The future that runs one call and produces its encoded response frame.
@@ -54,11 +55,14 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, method: &str, payload: &[u8], response: ResponseBuf) -> Result<Handler, RpcError>;
 }
 
-/// The frame a handler's result is encoded into, with the runtime's maximum frame length.
+/// The frame a handler's result is encoded into, with the runtime's maximum frame length and
+/// the connection's format.
 #[derive(Debug)]
 pub struct ResponseBuf {
     pub(crate) buf: FrameBuf,
     pub(crate) max_frame_len: usize,
+    /// The connection's format: the call's arguments arrived in it, the result leaves in it.
+    pub(crate) format: Format,
 }
 
 impl ResponseBuf {
@@ -66,7 +70,12 @@ impl ResponseBuf {
     ///
     /// A `Vec<u8>` result is written as a byte string, in one copy (see `codec::Arg`).
     pub fn encode<T: serde::Serialize + 'static>(mut self, value: &T) -> Result<FrameBuf, RpcError> {
-        crate::codec::encode_into(&mut self.buf, &crate::codec::Arg(value), self.max_frame_len)?;
+        crate::codec::encode_into(self.format, &mut self.buf, &crate::codec::Arg(value), self.max_frame_len)?;
         Ok(self.buf)
+    }
+
+    /// The format the call's arguments are in and its result will be encoded in.
+    pub fn format(&self) -> Format {
+        self.format
     }
 }

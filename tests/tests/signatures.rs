@@ -98,10 +98,7 @@ fn the_descriptor_lists_the_service_and_its_methods() {
     assert_eq!(add.signature(), "unary (i32,i32)->i32");
 
     let div = d.method("div").unwrap();
-    assert_eq!(
-        div.result().canonical(),
-        "enum{Ok:i64,Err:enum{DivideByZero,Overflow:{at:i64},Other:str}}"
-    );
+    assert_eq!(div.result().canonical(), "enum{Ok:i64,Err:enum{DivideByZero,Overflow:{at:i64},Other:str}}");
     let centre = d.method("centre").unwrap();
     assert_eq!(centre.signature(), "unary (seq<{x:i32,y:i32}>)->option<{x:i32,y:i32}>");
     let log = d.method("log").unwrap();

@@ -9,7 +9,7 @@ use crate::ast::Service;
 /// Output: `enum CalcRequest { Add { a: i64, b: i64 } }` and `enum CalcResponse { Add(i64) }`,
 /// and (for the hidden `const _` block) `CalcRequest::method_name` and `CalcRequest::decode`.
 ///
-/// On the wire a request is its method's name plus the arguments as a postcard tuple, never the
+/// On the wire a request is its method's name plus the arguments as a tuple, never the
 /// enum's variant index, so adding or reordering methods does not break older peers. The enums
 /// themselves are the in-process form (`CalcServer::handle`) and derive nothing: a serde derive
 /// would cost compile time for no use, and would report a non-serde type a second time.
@@ -40,7 +40,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         quote! {
             #(#cfgs)*
             #wire => {
-                let (#(#args,)*) = #probe.decode(payload)?;
+                let (#(#args,)*) = #probe.decode(format, payload)?;
                 ::core::result::Result::Ok(#request::#variant { #(#args),* })
             }
         }
@@ -89,14 +89,18 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             }
 
             /// Decodes a call to the method named `method` from its payload (the arguments as a
-            /// postcard tuple).
+            /// tuple, in `format`: the connection's).
             ///
             /// # Errors
             ///
             /// `RpcError::UnknownMethod` if the service has no such method, `RpcError::Decode`
             /// if the arguments do not decode.
             #[inline]
-            #vis fn decode(method: &str, payload: &[u8]) -> ::core::result::Result<Self, #p::RpcError> {
+            #vis fn decode(
+                format: #p::Format,
+                method: &str,
+                payload: &[u8],
+            ) -> ::core::result::Result<Self, #p::RpcError> {
                 match method {
                     #(#decoders)*
                     _ => ::core::result::Result::Err(#p::unknown_method(method)),

@@ -101,7 +101,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
                 payload: &[u8],
                 __rpc_response: #p::ResponseBuf,
             ) -> ::core::result::Result<#p::Handler, #p::RpcError> {
-                let __rpc_request = #request::decode(method, payload)?;
+                let __rpc_request = #request::decode(__rpc_response.format(), method, payload)?;
                 let __rpc_name = __rpc_request.method_name();
                 let __rpc_complete = #complete;
                 let __rpc_service = ::core::clone::Clone::clone(&self.service);

@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::codec::{self, Format};
 use crate::context::Context;
-use crate::{codec, protocol, RpcError};
+use crate::{protocol, RpcError};
 use in_flight::InFlight;
 use reconnect::Reconnector;
 
@@ -148,6 +149,8 @@ impl ClientBuilder {
             tx,
             next_id: AtomicU64::new(1),
             max_frame_len: self.max_frame_len,
+            // Protocol v1 is postcard only; the v2 handshake will choose per connection.
+            format: Format::Postcard,
             reader: reader_task.abort_handle(),
             peer,
         }
@@ -209,6 +212,8 @@ struct Shared {
     tx: mpsc::Sender<Frame>,
     next_id: AtomicU64,
     max_frame_len: usize,
+    /// How calls and results are encoded on this connection.
+    format: Format,
     reader: AbortHandle,
     peer: Peer,
 }
@@ -329,7 +334,8 @@ impl Client {
         }
     }
 
-    /// Calls `method` with `args` (encoded as a postcard tuple) and decodes the response.
+    /// Calls `method` with `args` (a tuple, encoded in the connection's format) and decodes the
+    /// response.
     pub async fn call<A, R>(&self, method: &'static str, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
@@ -370,7 +376,7 @@ impl Client {
         guard.done = true;
         match reply {
             // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
-            Ok(Ok(payload)) => codec::decode::<codec::Decoded<R>>(&payload).map(|d| d.0),
+            Ok(Ok(payload)) => codec::decode::<codec::Decoded<R>>(shared.format, &payload).map(|d| d.0),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(shared.closed_error()),
         }
@@ -412,7 +418,7 @@ impl Shared {
         let max = self.max_frame_len;
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut buf = protocol::request_header(id, method, remaining, oneway);
-        codec::encode_into(&mut buf, args, max)?;
+        codec::encode_into(self.format, &mut buf, args, max)?;
         finish(buf, max)
     }
 

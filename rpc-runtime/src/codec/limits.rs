@@ -1,4 +1,5 @@
-//! A serde `Deserializer` wrapper that bounds nesting depth and element counts.
+//! A serde `Deserializer` wrapper that bounds nesting depth and element counts, around any
+//! format's deserializer (postcard's and serde_json's alike).
 //!
 //! postcard has no nesting limit: a peer that sends 100,000 nested `Some`s to a recursive type
 //! overflows the decoding thread's stack and aborts the process. It also trusts declared lengths
@@ -6,16 +7,21 @@
 //! first entry is read, and a `Vec<()>` claiming `u64::MAX` zero-sized elements loops for as long
 //! as the CPU lets it.
 //!
-//! [`Limited`] wraps postcard's deserializer and every visitor, access and seed that serde passes
-//! through it, so that:
+//! [`Limited`] wraps the format's deserializer and every visitor, access and seed that serde
+//! passes through it, so that:
 //! - every step into a nested value (`Some`, a newtype, a sequence or map element, an enum
 //!   variant's content) spends one level of a depth budget, and running out is an error, not a
 //!   stack overflow;
-//! - every sequence, tuple or map element that took no input bytes (a zero-sized value, such as
-//!   `()`) spends one unit of a budget: elements that take bytes are bounded by the input's
-//!   length anyway, and zero-sized ones would otherwise let a declared `u64::MAX` run for ever.
-//!   Whether an element takes bytes depends only on its type, never on how the input happened to
-//!   be encoded, so a message within the limits stays within them when re-encoded;
+//! - every sequence, tuple or map element whose type reads nothing from the input (a zero-sized
+//!   value, such as `()` or a unit struct) spends one unit of a budget: other elements are
+//!   bounded by the input's length anyway, and zero-sized ones would otherwise let a declared
+//!   `u64::MAX` run for ever. "Reads nothing" is judged by the requests the type makes, not by
+//!   the bytes a format happened to consume: a request for a primitive, a string, an option, a
+//!   sequence, a map, an enum or an identifier reads (in postcard each takes at least one
+//!   byte); a unit, unit struct, newtype, tuple or struct of such things does not (in postcard
+//!   they take no bytes). So the rule depends only on the type, and a message within the limits
+//!   stays within them in every format and when re-encoded (JSON's `null` for `()` counts as
+//!   zero-sized too);
 //! - size hints are hidden (`None`), so collections grow as elements actually arrive instead of
 //!   reserving what the peer declared: memory follows the bytes received, not the bytes claimed.
 //!
@@ -56,8 +62,8 @@ pub(crate) struct Budget {
     max_zero_sized: usize,
     zero_sized_left: Cell<usize>,
     broken: Cell<Option<Broken>>,
-    /// Input bytes consumed so far, kept up to date by [`Tracked`].
-    consumed: Cell<usize>,
+    /// Reading requests made so far (see the module's doc).
+    reads: Cell<usize>,
 }
 
 impl Budget {
@@ -67,7 +73,7 @@ impl Budget {
             max_zero_sized,
             zero_sized_left: Cell::new(max_zero_sized),
             broken: Cell::new(None),
-            consumed: Cell::new(0),
+            reads: Cell::new(0),
         }
     }
 
@@ -86,11 +92,17 @@ impl Budget {
         depth.checked_sub(1).ok_or_else(|| self.fail(Broken::Depth(self.max_depth)))
     }
 
-    /// Runs `read` (one element) and charges it to the budget if it consumed no input.
+    /// Counts one request that reads input.
+    #[inline]
+    fn read(&self) {
+        self.reads.set(self.reads.get().wrapping_add(1));
+    }
+
+    /// Runs `read` (one element) and charges it to the budget if it made no reading request.
     fn element<T, E: de::Error>(&self, read: impl FnOnce() -> Result<Option<T>, E>) -> Result<Option<T>, E> {
-        let before = self.consumed.get();
+        let before = self.reads.get();
         let element = read()?;
-        if element.is_some() && self.consumed.get() == before {
+        if element.is_some() && self.reads.get() == before {
             let left = self.zero_sized_left.get();
             if left == 0 {
                 return Err(self.fail(Broken::ZeroSized(self.max_zero_sized)));
@@ -98,47 +110,6 @@ impl Budget {
             self.zero_sized_left.set(left - 1);
         }
         Ok(element)
-    }
-}
-
-/// postcard's slice flavor, counting the bytes it hands out into a [`Budget`].
-pub(crate) struct Tracked<'de, 'b> {
-    inner: postcard::de_flavors::Slice<'de>,
-    budget: &'b Budget,
-}
-
-impl<'de, 'b> Tracked<'de, 'b> {
-    pub(crate) fn new(input: &'de [u8], budget: &'b Budget) -> Self {
-        Tracked { inner: postcard::de_flavors::Slice::new(input), budget }
-    }
-
-    fn advance(&self, n: usize) {
-        self.budget.consumed.set(self.budget.consumed.get() + n);
-    }
-}
-
-impl<'de, 'b: 'de> postcard::de_flavors::Flavor<'de> for Tracked<'de, 'b> {
-    type Remainder = &'de [u8];
-    type Source = &'de [u8];
-
-    fn pop(&mut self) -> postcard::Result<u8> {
-        let byte = self.inner.pop()?;
-        self.advance(1);
-        Ok(byte)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
-    }
-
-    fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
-        let bytes = self.inner.try_take_n(ct)?;
-        self.advance(ct);
-        Ok(bytes)
-    }
-
-    fn finalize(self) -> postcard::Result<&'de [u8]> {
-        self.inner.finalize()
     }
 }
 
@@ -168,9 +139,11 @@ impl<'b, T> Wrap<'b, T> {
     }
 }
 
+/// Forwards requests that read input, counting each.
 macro_rules! forward_deserialize {
     ($($method:ident),* $(,)?) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.budget.read();
             self.inner.$method(Wrap::new(visitor, self.depth, self.budget))
         }
     )*};
@@ -200,12 +173,17 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         deserialize_bytes,
         deserialize_byte_buf,
         deserialize_option,
-        deserialize_unit,
         deserialize_seq,
         deserialize_map,
         deserialize_identifier,
         deserialize_ignored_any,
     );
+
+    // The requests below read nothing by themselves (see the module's doc): not counted.
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner.deserialize_unit(Wrap::new(visitor, self.depth, self.budget))
+    }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
@@ -245,12 +223,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         self.inner.deserialize_struct(name, fields, Wrap::new(visitor, self.depth, self.budget))
     }
 
+    /// Reads a variant index or name.
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         name: &'static str,
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        self.budget.read();
         self.inner.deserialize_enum(name, variants, Wrap::new(visitor, self.depth, self.budget))
     }
 

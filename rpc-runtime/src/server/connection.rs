@@ -383,8 +383,12 @@ impl<S: Service> ServerConn<S> {
             }
             return;
         }
-        let response =
-            ResponseBuf { buf: protocol::response_header(id), max_frame_len: self.config.max_frame_len };
+        let response = ResponseBuf {
+            buf: protocol::response_header(id),
+            max_frame_len: self.config.max_frame_len,
+            // Protocol v1 is postcard only; the v2 handshake will choose per connection.
+            format: crate::codec::Format::Postcard,
+        };
         let prepared =
             std::panic::catch_unwind(AssertUnwindSafe(|| self.service.call(method, payload, response)));
         let handler = match prepared {

@@ -1,0 +1,208 @@
+//! How a method's arguments and results meet serde: the argument tuple, and the `Vec<u8>` fast
+//! path. Format-independent: every codec serializes through these.
+
+use std::any::{Any, TypeId};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Writes a value for the wire: a `Vec<u8>` as a byte string, anything else through its own
+/// serde impl. Results go through it in [`crate::ResponseBuf::encode`], arguments through
+/// [`WireArgs`].
+///
+/// serde hands a `Vec<u8>` to a serializer one `u8` at a time, and back one `u8` at a time; as a
+/// byte string it is one copy each way. postcard encodes both forms alike (a varint length, then
+/// the bytes), so this changes the speed, never the bytes on the wire: a peer that encodes the
+/// sequence element by element reads and writes the same messages. The test is on the exact
+/// type (`TypeId`, resolved at compile time), so it applies to a `Vec<u8>` argument or result
+/// as written, not to one nested in another type (use `serde_bytes` there).
+#[derive(Debug)]
+pub(crate) struct Arg<'a, T>(pub &'a T);
+
+impl<T: Serialize + 'static> Serialize for Arg<'_, T> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.0 as &dyn Any).downcast_ref::<Vec<u8>>() {
+            Some(bytes) => serializer.serialize_bytes(bytes),
+            None => self.0.serialize(serializer),
+        }
+    }
+}
+
+/// Reads a value written by [`Arg`] (or by a peer that wrote a `Vec<u8>` element by element).
+#[derive(Debug)]
+pub(crate) struct Decoded<T>(pub T);
+
+impl<'de, T: Deserialize<'de> + 'static> Deserialize<'de> for Decoded<T> {
+    #[inline]
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A human-readable format (JSON) writes bytes as an array of numbers anyway, and reading
+        // them as a byte string would also accept a JSON string: keep the plain path there.
+        if TypeId::of::<T>() != TypeId::of::<Vec<u8>>() || deserializer.is_human_readable() {
+            return T::deserialize(deserializer).map(Decoded);
+        }
+        let bytes = deserializer.deserialize_byte_buf(ByteVec)?;
+        // `T` is `Vec<u8>`: move the bytes into a `T` through `Any`, without unsafe code.
+        let mut value: Option<T> = None;
+        if let Some(slot) = (&mut value as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+            *slot = Some(bytes);
+        }
+        value.map(Decoded).ok_or_else(|| serde::de::Error::custom("byte vector type mismatch"))
+    }
+}
+
+/// Accepts a byte string, or a sequence of `u8` from formats that write one.
+struct ByteVec;
+
+impl<'de> serde::de::Visitor<'de> for ByteVec {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(b) = seq.next_element()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
+/// A method's arguments, as the tuple the macro builds, with each element written as by [`Arg`]
+/// and read as by [`Decoded`] (so a `Vec<u8>` argument is one copy, not a call per byte). The
+/// encoding is exactly the tuple's own: postcard writes a tuple as its elements in order.
+pub trait WireArgs: Sized {
+    /// Writes the arguments.
+    fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+    /// Reads the arguments.
+    fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+    /// Describes each argument's type, in order.
+    fn describe_args() -> Vec<crate::describe::TypeDescription>;
+}
+
+/// Writes arguments by reference, through [`WireArgs`].
+#[derive(Debug)]
+pub(crate) struct ArgsRef<'a, A>(pub &'a A);
+
+impl<A: WireArgs> Serialize for ArgsRef<'_, A> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_args(serializer)
+    }
+}
+
+/// Reads arguments, through [`WireArgs`].
+#[derive(Debug)]
+pub(crate) struct Args<A>(pub A);
+
+impl<'de, A: WireArgs> Deserialize<'de> for Args<A> {
+    #[inline]
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        A::deserialize_args(deserializer).map(Args)
+    }
+}
+
+/// No arguments: an empty tuple, so JSON writes `[]` like any other argument list (postcard
+/// writes nothing either way).
+impl WireArgs for () {
+    fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        serializer.serialize_tuple(0)?.end()
+    }
+
+    fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_tuple(0, NoArgs)
+    }
+
+    fn describe_args() -> Vec<crate::describe::TypeDescription> {
+        Vec::new()
+    }
+}
+
+/// Reads an empty argument list, rejecting any element.
+struct NoArgs;
+
+impl<'de> serde::de::Visitor<'de> for NoArgs {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no arguments")
+    }
+
+    fn visit_seq<V: serde::de::SeqAccess<'de>>(self, mut seq: V) -> Result<(), V::Error> {
+        match seq.next_element::<serde::de::IgnoredAny>()? {
+            None => Ok(()),
+            Some(_) => Err(serde::de::Error::invalid_length(1, &self)),
+        }
+    }
+}
+
+/// Reads a tuple of `N` elements, each through [`Decoded`].
+struct TupleVisitor<T>(std::marker::PhantomData<T>);
+
+macro_rules! wire_args {
+    ($len:expr => $($T:ident $i:tt),+) => {
+        impl<$($T: Serialize + DeserializeOwned + 'static),+> WireArgs for ($($T,)+) {
+            #[inline]
+            fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut tuple = serializer.serialize_tuple($len)?;
+                $(tuple.serialize_element(&Arg(&self.$i))?;)+
+                tuple.end()
+            }
+
+            #[inline]
+            fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_tuple($len, TupleVisitor::<Self>(std::marker::PhantomData))
+            }
+
+            fn describe_args() -> Vec<crate::describe::TypeDescription> {
+                vec![$(crate::describe::describe::<$T>()),+]
+            }
+        }
+
+        impl<'de, $($T: DeserializeOwned + 'static),+> serde::de::Visitor<'de> for TupleVisitor<($($T,)+)> {
+            type Value = ($($T,)+);
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a tuple of {} arguments", $len)
+            }
+
+            #[inline]
+            fn visit_seq<V: serde::de::SeqAccess<'de>>(self, mut seq: V) -> Result<Self::Value, V::Error> {
+                Ok(($(
+                    seq.next_element::<Decoded<$T>>()?
+                        .ok_or_else(|| serde::de::Error::invalid_length($i, &self))?
+                        .0,
+                )+))
+            }
+        }
+    };
+}
+
+wire_args!(1 => A0 0);
+wire_args!(2 => A0 0, A1 1);
+wire_args!(3 => A0 0, A1 1, A2 2);
+wire_args!(4 => A0 0, A1 1, A2 2, A3 3);
+wire_args!(5 => A0 0, A1 1, A2 2, A3 3, A4 4);
+wire_args!(6 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5);
+wire_args!(7 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6);
+wire_args!(8 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7);
+wire_args!(9 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8);
+wire_args!(10 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9);
+wire_args!(11 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10);
+wire_args!(12 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11);
+wire_args!(13 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12);
+wire_args!(14 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12, A13 13);
+wire_args!(15 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12, A13 13, A14 14);
+wire_args!(16 => A0 0, A1 1, A2 2, A3 3, A4 4, A5 5, A6 6, A7 7, A8 8, A9 9, A10 10, A11 11, A12 12, A13 13, A14 14, A15 15);

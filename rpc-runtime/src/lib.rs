@@ -47,6 +47,10 @@
 //!   limits, graceful shutdown).
 //! - [`Context`]: what a handler can learn about its call.
 //! - [`RpcError`]: how a call can fail, apart from the method's own errors.
+//! - [`describe`]: service descriptors, readable type descriptions and signature hashes (see
+//!   `docs/signatures.md`).
+//! - [`Format`]: the wire formats, postcard (the default) and JSON (cargo feature `json`, on by
+//!   default).
 //! - [`transport`]: the connections and listeners, re-exported from `rpc-transport`.
 //!
 //! The wire format is specified in `PROTOCOL.md` at the repository root.

@@ -190,8 +190,19 @@ fn never<'de, D: serde::Deserializer<'de>>(_: D) -> Result<u8, D::Error> {
     Err(serde::de::Error::custom("no synthetic values, please"))
 }
 
+#[derive(Serialize)]
+struct Panicky;
+
+impl<'de> Deserialize<'de> for Panicky {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("a Deserialize impl that panics")
+    }
+}
+
 #[test]
 fn types_that_cannot_be_traced_are_opaque() {
+    let d = describe::<Panicky>();
+    assert!(d.is_opaque(), "a panicking impl is opaque, not a panic");
     let d = describe::<Untagged>();
     assert!(d.is_opaque());
     assert_eq!(d.canonical(), format!("opaque<{}>", std::any::type_name::<Untagged>()));

@@ -106,15 +106,19 @@ impl fmt::Display for TypeDescription {
 /// Tracing fails for a type whose `Deserialize` asks the format what comes next
 /// (`deserialize_any`: untagged and internally tagged enums, `#[serde(flatten)]`,
 /// `serde_json::Value`), or rejects the probe's synthetic values (`1`, `""`, empty byte
-/// strings, `false`). Such a type is described as `opaque<RUST NAME>`: peers then agree only
-/// if they name the same Rust type, and a change inside it goes unnoticed.
+/// strings, `false`), or panics on them. Such a type is described as `opaque<RUST NAME>`: peers
+/// then agree only if they name the same Rust type, and a change inside it goes unnoticed.
 pub fn describe<T: DeserializeOwned>() -> TypeDescription {
     let rust = std::any::type_name::<T>();
-    match trace::trace::<T>() {
-        Ok((shape, trace)) => {
+    // A `Deserialize` impl that panics on a synthetic value must not take the caller (a server
+    // building its handshake) down with it: the type is then opaque. Nothing of the trace
+    // outlives the panic, so unwind safety holds.
+    let traced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(trace::trace::<T>));
+    match traced {
+        Ok(Ok((shape, trace))) => {
             TypeDescription { rust, canonical: canonical::render(&shape, &trace), opaque: false }
         }
-        Err(_) => TypeDescription { rust, canonical: format!("opaque<{rust}>"), opaque: true },
+        Ok(Err(_)) | Err(_) => TypeDescription { rust, canonical: format!("opaque<{rust}>"), opaque: true },
     }
 }
 

@@ -237,3 +237,46 @@ fn a6_json_zero_sized_elements_and_memory() {
     check::<HashMap<String, u32>>("a map of 50,000 entries", map.as_bytes(), true);
     check::<BTreeMap<String, u32>>("a map, truncated", &map.as_bytes()[..map.len() - 1], false);
 }
+
+#[rpc_runtime::service]
+trait Calc {
+    async fn add(&self, a: i32, b: i32) -> i32;
+    async fn label(&self, blob: Vec<u8>, tag: Option<String>) -> Result<String, String>;
+    async fn ping(&self);
+}
+
+struct CalcImpl;
+
+impl Calc for CalcImpl {
+    async fn add(&self, a: i32, b: i32) -> i32 {
+        a + b
+    }
+    async fn label(&self, blob: Vec<u8>, tag: Option<String>) -> Result<String, String> {
+        tag.map(|t| format!("{t}:{}", blob.len())).ok_or_else(|| "no tag".to_string())
+    }
+    async fn ping(&self) {}
+}
+
+/// Generated code decodes a request in the format it is given: the same call in JSON and in
+/// postcard gives the same request, and JSON's errors are typed.
+#[tokio::test]
+async fn generated_decoders_take_the_format() {
+    let json = CalcRequest::decode(Format::Json, "add", b"[2,3]").unwrap();
+    let postcard_body = encode_args_as(Format::Postcard, &(2i32, 3i32), MAX).unwrap();
+    let postcard = CalcRequest::decode(Format::Postcard, "add", &postcard_body).unwrap();
+    let server = CalcServer::new(CalcImpl);
+    for request in [json, postcard] {
+        assert!(matches!(server.handle(request).await, CalcResponse::Add(5)));
+    }
+    let request = CalcRequest::decode(Format::Json, "label", br#"[[1,2,3],"t"]"#).unwrap();
+    match server.handle(request).await {
+        CalcResponse::Label(Ok(s)) => assert_eq!(s, "t:3"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(CalcRequest::decode(Format::Json, "ping", b"[]").unwrap(), CalcRequest::Ping {}));
+    assert!(matches!(CalcRequest::decode(Format::Json, "ping", b"[1]"), Err(RpcError::Decode(_))));
+    assert!(matches!(CalcRequest::decode(Format::Json, "add", b"[2]"), Err(RpcError::Decode(_))));
+    assert!(
+        matches!(CalcRequest::decode(Format::Json, "sub", b"[2,3]"), Err(RpcError::UnknownMethod(m)) if m == "sub")
+    );
+}

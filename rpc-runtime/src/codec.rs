@@ -9,7 +9,7 @@
 //! per byte) is in `wire.rs`, taken by compact formats only.
 //!
 //! Nothing outside this module calls postcard or serde_json: the runtime and generated code
-//! call [`encode_into`] and [`decode`] with a format.
+//! call its (crate-private) `encode_into` and `decode` with a format.
 
 #[cfg(feature = "json")]
 mod json;

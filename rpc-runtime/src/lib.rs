@@ -49,8 +49,8 @@
 //! - [`RpcError`]: how a call can fail, apart from the method's own errors.
 //! - [`describe`]: service descriptors, readable type descriptions and signature hashes (see
 //!   `docs/signatures.md`).
-//! - [`Format`]: the wire formats, postcard (the default) and JSON (cargo feature `json`, on by
-//!   default).
+//! - [`codec`]: the wire formats ([`Format`]: postcard, the default, and JSON, cargo feature
+//!   `json`, on by default) and the decode limits every format shares.
 //! - [`transport`]: the connections and listeners, re-exported from `rpc-transport`.
 //!
 //! The wire format is specified in `PROTOCOL.md` at the repository root.
@@ -61,7 +61,7 @@
 extern crate self as rpc_runtime;
 
 pub mod client;
-mod codec;
+pub mod codec;
 mod context;
 pub mod describe;
 mod error;

@@ -57,6 +57,7 @@ impl Calculator for Calc {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    rpc_examples::logs::init();
     let listener = tcp::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr();
     let server = Server::new(CalculatorServer::new(Calc)).serve(listener);

@@ -13,6 +13,7 @@ use rpc_runtime::transport::fifo;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    rpc_examples::logs::init();
     let mut args = std::env::args_os().skip(1);
     let path = args.next().map(Into::into).unwrap_or_else(kv::default_path);
     let key = args.next().map(|k| k.to_string_lossy().into_owned()).unwrap_or_else(|| "visits".into());

@@ -18,6 +18,7 @@ use rpc_runtime::Server;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    rpc_examples::logs::init();
     let path = std::env::args_os().nth(1).map(Into::into).unwrap_or_else(kv::default_path);
     let listener = fifo::bind(&path).await?;
     println!("listening on {}; press Ctrl-C to stop", listener.describe());

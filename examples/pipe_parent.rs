@@ -38,6 +38,7 @@ impl Greeter for Greet {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    rpc_examples::logs::init();
     match std::env::args().nth(1).as_deref() {
         Some("child") => child().await,
         _ => parent().await,

@@ -12,6 +12,8 @@ pub trait KeyValue {
     async fn set(&self, key: String, value: String) -> Option<String>;
     /// Returns the value under `key`.
     async fn get(&self, key: String) -> Option<String>;
+    /// Describes the caller as the server sees it (for a Unix socket: its uid and pid).
+    async fn whoami(&self) -> String;
 }
 
 /// An in-memory store.
@@ -25,6 +27,10 @@ impl KeyValue for Store {
 
     async fn get(&self, key: String) -> Option<String> {
         self.0.lock().unwrap().get(&key).cloned()
+    }
+
+    async fn whoami(&self) -> String {
+        rpc_runtime::Context::current().map_or_else(|| "unknown".into(), |cx| cx.peer().to_string())
     }
 }
 

@@ -1,3 +1,5 @@
-//! Runnable examples live in this package's `examples/`-style targets; see the README.
+//! Shared pieces of the runnable examples (see the README): the key-value service that the FIFO
+//! and Unix-socket examples serve, and the log set-up every example uses.
 
 pub mod kv;
+pub mod logs;

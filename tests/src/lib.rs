@@ -13,6 +13,7 @@
 //! - [`wire`]: the wire protocol written out by hand (preface, frames, envelopes), independent of
 //!   the runtime's encoder, for byte-level tests; and [`wire::RawPeer`], a peer speaking it.
 //! - [`logs`]: captures the `tracing` events of the current thread, to check logged reasons.
+//! - [`panics`]: panics provoked on purpose, kept quiet so test logs show only real failures.
 //! - [`fuzz`]: the bodies of the fuzz targets in `fuzz/`, shared with the tests that replay their
 //!   corpus on stable.
 //!
@@ -23,6 +24,7 @@ pub mod alloc;
 pub mod fixture;
 pub mod fuzz;
 pub mod logs;
+pub mod panics;
 pub mod probe;
 pub mod wire;
 
@@ -269,7 +271,7 @@ impl Kitchen for KitchenImpl {
 
     async fn boom(&self, tag: u64) -> u64 {
         if tag != u64::MAX {
-            panic!("boom {tag}");
+            panics::deliberate(&format!("boom {tag}"));
         }
         tag
     }

@@ -245,7 +245,7 @@ impl Probe for ProbeImpl {
     }
 
     async fn boom(&self, message: String) -> u64 {
-        panic!("{message}");
+        crate::panics::deliberate(&message);
     }
 
     async fn spin(&self, ms: u64) -> u64 {

@@ -203,9 +203,10 @@ async fn silent_client_case(kind: Kind, idle: Duration, says: &str) {
     })
     .await;
     let mut peer = within(60, "raw peer", fx.raw()).await;
+    // The server last heard from this peer after this instant: a lower bound on its idle time.
+    let quiet_since = Instant::now();
     peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
     assert!(matches!(within(60, "the response", peer.expect_frame()).await, Frame::Response { id: 1, .. }));
-    let quiet_since = Instant::now();
     let (c, message) = within(600, "the idle goaway", peer.goaway_then_close()).await.expect("goaway");
     assert_eq!((c, message.as_str()), (code::IDLE, says));
     let waited = quiet_since.elapsed();
@@ -275,9 +276,10 @@ async fn b2_keepalive_detects_a_silent_server_real() {
 
 async fn keepalive_case(kind: Kind, interval: Duration) {
     let builder = Client::builder().timeout(Duration::from_secs(3600)).keepalive(interval).clone();
+    // The keepalive clock starts with the connection: measure from before it.
+    let t0 = Instant::now();
     let (mut server, client) = fake_server(kind, &builder).await;
     let typed = ProbeClient::from_client(client.clone());
-    let t0 = Instant::now();
     let calls = spawn_calls(&typed, 10);
     for _ in 0..10 {
         within(60, "the requests", server.expect_frame()).await;
@@ -425,8 +427,9 @@ async fn slowloris_case(kind: Kind, t: &Timers) {
     assert!(message.contains(&frame_secs), "{message}");
 
     // Nothing at all after connect: the handshake timeout.
-    let mut silent = rpc_tests::wire::RawPeer::new(fx.connect().await);
+    // The handshake clock starts when the server accepts: measure from before connecting.
     let t0 = Instant::now();
+    let mut silent = rpc_tests::wire::RawPeer::new(fx.connect().await);
     within(600, "the server's preface", silent.expect_preface()).await;
     assert!(within(600, "the silent peer's end", silent.until_closed()).await.is_empty());
     on_time(kind, t0.elapsed(), t.handshake, "handshake timeout");
@@ -446,8 +449,9 @@ async fn slowloris_case(kind: Kind, t: &Timers) {
         .await;
         &idle_fx
     };
-    let mut idle = within(600, "raw peer", idle_server.raw()).await;
+    // The idle clock may start before the handshake returns here: measure from before it.
     let t0 = Instant::now();
+    let mut idle = within(600, "raw peer", idle_server.raw()).await;
     let (c, message) = within(600, "the idle goaway", idle.goaway_then_close()).await.expect("goaway");
     assert_eq!((c, message.as_str()), (code::IDLE, format!("idle for {:?}", t.idle).as_str()));
     on_time(kind, t0.elapsed(), t.idle, "idle timeout");

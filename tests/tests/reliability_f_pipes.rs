@@ -277,6 +277,20 @@ async fn f5_errors_name_the_child_and_its_exit() {
         other => panic!("{other:?}"),
     }
 
+    // Closes its stdout and keeps running: the end-of-stream is reported with the child alive.
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg("exec 1>&-; exec sleep 600");
+    let (conn, mut child) = pipe::spawn(sh).unwrap();
+    let pid = child.pid();
+    let client = ProbeClient::new(conn);
+    match within(20, "a call to a child that closed its stdout", client.add(1, 2)).await {
+        Err(RpcError::ConnectionClosed(reason)) => {
+            assert!(reason.contains(&format!("child process {pid} is still running")), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    child.kill().await.unwrap();
+
     let missing = "/nonexistent/rpc-no-such-program";
     let err = pipe::spawn(std::process::Command::new(missing)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");

@@ -160,8 +160,9 @@ impl ClientBuilder {
         let writer_end_reason = end_reason.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::writer::write_loop(write, &protocol::PREFACE, rx, write_timeout).await {
-                let reason =
-                    reader::with_end_reason(format!("write failed: {e}"), writer_end_reason.as_ref()).await;
+                // A peer that stopped reading is alive: only a failed write says it may have ended.
+                let end = writer_end_reason.as_ref().filter(|_| e.kind() != io::ErrorKind::TimedOut);
+                let reason = reader::with_end_reason(format!("write failed: {e}"), end).await;
                 writer_in_flight.close(RpcError::closed(reason));
             }
         });

@@ -11,7 +11,7 @@ use crate::sys::{self, ChildExit};
 
 /// How long to wait for the child to finish exiting after its end of the pipe closed. A child
 /// closes its descriptors as it exits, a moment before it becomes waitable; one that closed its
-/// stdout and kept running is described as such after this bound.
+/// stdout (or stdin) and kept running is described as still running after this bound.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// `child process 1234 exited with status 3`, `... was killed by signal 9`, or what is known.
@@ -35,7 +35,7 @@ pub(super) async fn describe(pid: u32, reaped: Arc<Mutex<Option<ExitStatus>>>) -
             }
         }
         if Instant::now() >= deadline {
-            return Some(format!("child process {pid} closed its end of the pipe but has not exited"));
+            return Some(format!("child process {pid} is still running"));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));

@@ -174,8 +174,10 @@ async fn f3_many_writers_one_fifo() {
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert!(ok >= 1, "some of the burst connect");
     for e in results.into_iter().filter_map(Result::err) {
+        // Usually "refused the registration, or is overloaded"; on a loaded machine the 2 s may
+        // run out at another step of the handshake (writing the nonce), which names its FIFO.
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
-        assert!(e.to_string().contains("refused the registration, or is overloaded"), "{e}");
+        assert!(e.to_string().contains("timed out after 2s waiting for fifo"), "{e}");
     }
     handle.shutdown(Duration::from_secs(1)).await;
 }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::protocol::ErrorCode;
 
@@ -10,22 +11,39 @@ use crate::protocol::ErrorCode;
 /// Application errors are part of a method's declared return type (`Result<T, MyError>`) and
 /// arrive inside `Ok`; this type only describes what went wrong in getting the call there and
 /// back. It is cheap to clone, so one connection failure can be reported to every pending call.
+///
+/// To decide whether to retry, ask [`never_started`](RpcError::never_started): it is true only
+/// when the server certainly did not run the call.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// The connection is gone (or was never established); the call may or may not have run.
+    /// The connection is gone (or was never established); the call may or may not have run. The
+    /// reason says what ended it, including what the transport knows (a child process's exit
+    /// status, for [`pipe::spawn`](crate::transport::pipe::spawn)).
     #[error("connection closed: {0}")]
     ConnectionClosed(Arc<str>),
-    /// An I/O error while setting up a connection.
+    /// An I/O error while setting up a connection; it is also the [`source`](std::error::Error::source).
     #[error("i/o error: {0}")]
-    Io(Arc<io::Error>),
+    Io(#[source] Arc<io::Error>),
+    /// A reconnecting client has no connection: its last attempt failed with `source`, and the
+    /// next one is due in `retry_in` (zero when due now). The call never started.
+    ///
+    /// Returned at once when [`wait_for_ready`](crate::ClientBuilder::wait_for_ready) is off, or
+    /// when the next attempt would come after the call's deadline.
+    #[error("server unavailable: {source}; next connection attempt in {retry_in:?}")]
+    Unavailable {
+        /// Why the last connection attempt failed.
+        source: Arc<io::Error>,
+        /// How long after this error was made the next attempt is due.
+        retry_in: Duration,
+    },
     /// The call's deadline passed before a response arrived.
     #[error("deadline exceeded")]
     DeadlineExceeded,
     /// The server cancelled the call before it completed (for example when a shutdown's grace
     /// period ran out).
     #[error("call cancelled by the server: {0}")]
-    Cancelled(String),
+    Cancelled(Arc<str>),
     /// The server does not know the method (an older server, or another service).
     #[error("unknown method `{0}`")]
     UnknownMethod(String),
@@ -47,9 +65,10 @@ pub enum RpcError {
     /// The handler panicked; the panic's details are in the server's log, not on the wire.
     #[error("the handler panicked (details are in the server's log)")]
     HandlerPanicked,
-    /// The server refused the call because it is at a limit; the call never started.
+    /// The server refused the call because it is at a limit, which the message names; the call
+    /// never started.
     #[error("server overloaded: {0}")]
-    Overloaded(String),
+    Overloaded(Arc<str>),
     /// The server is shutting down and did not start the call; it is safe to retry elsewhere.
     #[error("server is shutting down; the call was not started")]
     ShuttingDown,
@@ -68,9 +87,28 @@ pub enum RpcError {
 
 impl RpcError {
     /// Whether the call certainly never started on the server, so retrying it cannot run it
-    /// twice.
+    /// twice: the server refused it ([`ShuttingDown`](RpcError::ShuttingDown),
+    /// [`Overloaded`](RpcError::Overloaded)), or there was no connection to send it on
+    /// ([`Unavailable`](RpcError::Unavailable)). A call that failed any other way may have run.
+    pub fn never_started(&self) -> bool {
+        matches!(self, RpcError::ShuttingDown | RpcError::Overloaded(_) | RpcError::Unavailable { .. })
+    }
+
+    /// Whether retrying the call is safe (it never started, see [`never_started`]) and may
+    /// succeed: true for the same errors.
+    ///
+    /// [`never_started`]: RpcError::never_started
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RpcError::ShuttingDown | RpcError::Overloaded(_))
+        self.never_started()
+    }
+
+    /// The I/O error underneath, for [`Io`](RpcError::Io) and [`Unavailable`](RpcError::Unavailable)
+    /// (its [`kind`](io::Error::kind) tells a refused connection from a missing path).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            RpcError::Io(e) | RpcError::Unavailable { source: e, .. } => Some(e),
+            _ => None,
+        }
     }
 
     pub(crate) fn closed(reason: impl Into<Arc<str>>) -> Self {
@@ -84,9 +122,9 @@ impl RpcError {
             RpcError::Decode(m) => (ErrorCode::BadRequest, m.clone()),
             RpcError::HandlerPanicked => (ErrorCode::Internal, "the handler panicked".into()),
             RpcError::DeadlineExceeded => (ErrorCode::DeadlineExceeded, "deadline exceeded".into()),
-            RpcError::Overloaded(m) => (ErrorCode::Overloaded, m.clone()),
+            RpcError::Overloaded(m) => (ErrorCode::Overloaded, m.to_string()),
             RpcError::ShuttingDown => (ErrorCode::ShuttingDown, "server is shutting down".into()),
-            RpcError::Cancelled(m) => (ErrorCode::Cancelled, m.clone()),
+            RpcError::Cancelled(m) => (ErrorCode::Cancelled, m.to_string()),
             RpcError::FrameTooLarge { len, max } => (ErrorCode::FrameTooLarge, format!("{len} {max}")),
             RpcError::Encode(m) => {
                 (ErrorCode::Internal, format!("the server could not encode the response: {m}"))
@@ -110,9 +148,9 @@ impl RpcError {
             }
             Some(ErrorCode::Internal) if message == "the handler panicked" => RpcError::HandlerPanicked,
             Some(ErrorCode::DeadlineExceeded) => RpcError::DeadlineExceeded,
-            Some(ErrorCode::Overloaded) => RpcError::Overloaded(message),
+            Some(ErrorCode::Overloaded) => RpcError::Overloaded(message.into()),
             Some(ErrorCode::ShuttingDown) => RpcError::ShuttingDown,
-            Some(ErrorCode::Cancelled) => RpcError::Cancelled(message),
+            Some(ErrorCode::Cancelled) => RpcError::Cancelled(message.into()),
             Some(ErrorCode::FrameTooLarge) => {
                 let mut parts = message.split(' ').map(|p| p.parse::<usize>().unwrap_or(0));
                 RpcError::FrameTooLarge { len: parts.next().unwrap_or(0), max: parts.next().unwrap_or(0) }
@@ -139,11 +177,54 @@ mod tests {
         let secret = "/srv/app/secret.sock";
         for e in [
             RpcError::Io(Arc::new(io::Error::new(io::ErrorKind::NotFound, secret))),
+            RpcError::Unavailable {
+                source: Arc::new(io::Error::new(io::ErrorKind::NotFound, secret)),
+                retry_in: Duration::from_secs(1),
+            },
             RpcError::closed(format!("connect {secret}: refused")),
             RpcError::Remote { code: 99, message: secret.into() },
         ] {
             let (code, message) = e.to_wire();
             assert_eq!((code, message.as_str()), (ErrorCode::Internal, "internal error"), "{e}");
+        }
+    }
+
+    #[test]
+    fn io_errors_have_a_source_and_say_when_to_retry() {
+        use std::error::Error as _;
+        let refused = Arc::new(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        let io = RpcError::Io(Arc::clone(&refused));
+        assert_eq!(io.source().map(|s| s.to_string()), Some("refused".to_string()));
+        let unavailable = RpcError::Unavailable { source: refused, retry_in: Duration::from_millis(1500) };
+        assert_eq!(unavailable.to_string(), "server unavailable: refused; next connection attempt in 1.5s");
+        assert_eq!(unavailable.io_error().map(io::Error::kind), Some(io::ErrorKind::ConnectionRefused));
+        assert!(unavailable.source().is_some());
+        assert!(unavailable.never_started() && unavailable.is_retryable());
+        assert!(!io.never_started(), "an i/o error says nothing about the call");
+        assert!(!RpcError::closed("eof").never_started(), "a closed connection may have run the call");
+        assert!(RpcError::Overloaded("limit".into()).never_started());
+    }
+
+    #[test]
+    fn display_is_lower_case() {
+        for e in [
+            RpcError::closed("x"),
+            RpcError::Io(Arc::new(io::Error::other("x"))),
+            RpcError::Unavailable { source: Arc::new(io::Error::other("x")), retry_in: Duration::ZERO },
+            RpcError::DeadlineExceeded,
+            RpcError::Cancelled("x".into()),
+            RpcError::UnknownMethod("x".into()),
+            RpcError::FrameTooLarge { len: 2, max: 1 },
+            RpcError::Encode("x".into()),
+            RpcError::Decode("x".into()),
+            RpcError::HandlerPanicked,
+            RpcError::Overloaded("x".into()),
+            RpcError::ShuttingDown,
+            RpcError::Protocol("x".into()),
+            RpcError::Remote { code: 1, message: "x".into() },
+        ] {
+            let text = e.to_string();
+            assert!(text.starts_with(|c: char| c.is_lowercase()), "{text}");
         }
     }
 }

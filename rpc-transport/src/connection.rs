@@ -6,6 +6,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -68,6 +70,7 @@ pub struct Connection {
     peer: Peer,
     local: Option<String>,
     guard: Option<Box<dyn Any + Send + Sync>>,
+    end_reason: Option<EndReason>,
 }
 
 impl fmt::Debug for Connection {
@@ -83,7 +86,14 @@ impl Connection {
         writer: impl AsyncWrite + Send + Unpin + 'static,
         peer: Peer,
     ) -> Self {
-        Connection { reader: Box::new(reader), writer: Box::new(writer), peer, local: None, guard: None }
+        Connection {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            peer,
+            local: None,
+            guard: None,
+            end_reason: None,
+        }
     }
 
     /// Attaches a value that lives as long as the connection (a child process handle, FIFO files
@@ -97,6 +107,19 @@ impl Connection {
     pub fn with_local(mut self, local: impl Into<String>) -> Self {
         self.local = Some(local.into());
         self
+    }
+
+    /// Attaches what the transport can say about why the connection ended, beyond end-of-stream
+    /// or a failed write (a child process's exit status); see [`EndReason`].
+    pub fn with_end_reason(mut self, reason: EndReason) -> Self {
+        self.end_reason = Some(reason);
+        self
+    }
+
+    /// What the transport can say about why the connection ended, if it attached anything.
+    /// Take it before [`into_parts`](Connection::into_parts).
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end_reason.clone()
     }
 
     /// The peer on the other end.
@@ -114,6 +137,40 @@ impl Connection {
     /// Keep the guard alive for as long as either half is in use.
     pub fn into_parts(self) -> (BoxRead, BoxWrite, Peer, Option<Box<dyn Any + Send + Sync>>) {
         (self.reader, self.writer, self.peer, self.guard)
+    }
+}
+
+type Describe = dyn Fn() -> Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync;
+
+/// Asks a transport why a connection ended, once its user has seen end-of-stream or an error.
+///
+/// The RPC runtime knows no transport, so when a connection ends it asks this hook (if the
+/// transport attached one with [`Connection::with_end_reason`]) and adds the answer to the error
+/// its calls get: [`pipe::spawn`](crate::pipe::spawn) answers `child process 1234 exited with
+/// status 3` or `child process 1234 was killed by signal 9`. Cheap to clone.
+#[derive(Clone)]
+pub struct EndReason(Arc<Describe>);
+
+impl EndReason {
+    /// A hook that runs `describe` each time it is asked. The future should finish promptly (it
+    /// delays the errors reported to callers): bound any wait inside it.
+    pub fn new<F, Fut>(describe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        EndReason(Arc::new(move || Box::pin(describe())))
+    }
+
+    /// Why the connection ended, if the transport can tell.
+    pub async fn describe(&self) -> Option<String> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndReason").finish_non_exhaustive()
     }
 }
 

@@ -21,13 +21,15 @@
 //!
 //! # Organization
 //!
-//! - [`Connection`], [`Peer`] and the [`Listener`] trait: what every transport produces.
+//! - [`Connection`], [`Peer`], [`EndReason`] and the [`Listener`] trait: what every transport
+//!   produces.
 //! - [`framed`]: the length-prefixed frame reader and writer with a maximum frame length.
 //! - [`tcp`], [`unix`], [`pipe`], [`fifo`], [`memory`]: the transports.
 #![doc(test(attr(deny(warnings))))]
 // Raw system calls live in `sys` only, each behind a safe wrapper.
 #![deny(unsafe_code)]
 
+mod annotate;
 mod connection;
 pub mod fifo;
 pub mod framed;
@@ -38,4 +40,4 @@ mod sys;
 pub mod tcp;
 pub mod unix;
 
-pub use connection::{BoxRead, BoxWrite, Connection, Listener, Peer};
+pub use connection::{BoxRead, BoxWrite, Connection, EndReason, Listener, Peer};

@@ -56,12 +56,16 @@ use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use tokio::io::AsyncWrite;
 use tokio::net::unix::pipe::{Receiver, Sender};
 
-use crate::{sys, BoxRead, BoxWrite, Connection, Peer};
+use crate::annotate::annotate;
+use crate::{sys, BoxRead, BoxWrite, Connection, EndReason, Peer};
+
+mod exit;
 
 /// Spawns `cmd` with its stdin and stdout piped to the returned connection.
 ///
@@ -69,17 +73,30 @@ use crate::{sys, BoxRead, BoxWrite, Connection, Peer};
 /// Accepts a [`tokio::process::Command`] or a [`std::process::Command`].
 ///
 /// Keep the [`Child`] as long as the connection is in use: dropping it kills the child.
+///
+/// A spawn error names the program and keeps the OS error's kind (`NotFound` for a missing
+/// program); the OS error is its [`source`](std::error::Error::source). The connection's
+/// [`EndReason`] reports the child's exit: when the connection ends because the child exited,
+/// the RPC client's error says `child process 1234 exited with status 3` (or `was killed by
+/// signal 9`).
 pub fn spawn(cmd: impl Into<tokio::process::Command>) -> io::Result<(Connection, Child)> {
     sys::warn_if_sigpipe_default();
     let mut cmd = cmd.into();
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true);
-    let mut inner = cmd.spawn()?;
-    let missing = || io::Error::other("the spawned child has no piped stdin or stdout");
+    let program = cmd.as_std().get_program().to_owned();
+    let mut inner = cmd.spawn().map_err(|e| annotate(e, format!("cannot spawn {program:?}")))?;
+    let missing = || io::Error::other(format!("the spawned child {program:?} has no piped stdin or stdout"));
     let pid = inner.id().ok_or_else(missing)?;
     let stdin = inner.stdin.take().ok_or_else(missing)?;
     let stdout = inner.stdout.take().ok_or_else(missing)?;
-    let conn = Connection::new(stdout, CloseOnShutdown::new(stdin), Peer::Pipe { pid: Some(pid) });
-    Ok((conn, Child { inner, pid }))
+    let status = Arc::new(Mutex::new(None));
+    let reason = EndReason::new({
+        let status = Arc::clone(&status);
+        move || exit::describe(pid, Arc::clone(&status))
+    });
+    let conn = Connection::new(stdout, CloseOnShutdown::new(stdin), Peer::Pipe { pid: Some(pid) })
+        .with_end_reason(reason);
+    Ok((conn, Child { inner, pid, status }))
 }
 
 /// A child process spawned by [`spawn`].
@@ -90,6 +107,9 @@ pub fn spawn(cmd: impl Into<tokio::process::Command>) -> io::Result<(Connection,
 pub struct Child {
     inner: tokio::process::Child,
     pid: u32,
+    /// The exit status once this handle has reaped the child, for the connection's
+    /// [`EndReason`] (which can no longer ask the OS then).
+    status: Arc<Mutex<Option<ExitStatus>>>,
 }
 
 impl Child {
@@ -102,7 +122,9 @@ impl Child {
 
     /// Sends `SIGKILL` to the child and waits for it to exit.
     pub async fn kill(&mut self) -> io::Result<()> {
-        self.inner.kill().await
+        self.inner.kill().await?;
+        // `kill` reaped the child; keep its status for the connection's end reason.
+        self.try_wait().map(drop)
     }
 
     /// Sends `SIGKILL` to the child without waiting for it to exit.
@@ -112,12 +134,22 @@ impl Child {
 
     /// Waits for the child to exit and returns its status.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.inner.wait().await
+        let status = self.inner.wait().await?;
+        self.record(status);
+        Ok(status)
     }
 
     /// Returns the child's status if it has exited, without waiting.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        self.inner.try_wait()
+        let status = self.inner.try_wait()?;
+        if let Some(status) = status {
+            self.record(status);
+        }
+        Ok(status)
+    }
+
+    fn record(&self, status: ExitStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     }
 
     /// The underlying tokio child (to send other signals, say).

@@ -48,6 +48,71 @@ pub(crate) fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
+/// Whether another open file holds an exclusive `flock` on `fd`, found by taking a shared lock
+/// without waiting and releasing it at once.
+pub(crate) fn is_locked_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    loop {
+        // SAFETY: as in `try_lock_exclusive`: a valid descriptor, lock state only.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            // SAFETY: the same descriptor; releases the shared lock just taken.
+            unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_UN) };
+            return Ok(false);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(true),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// How a child process ended, as `waitid` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildExit {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal with this number killed it.
+    Killed(i32),
+}
+
+/// How the child `pid` of this process ended, if it has, *without* reaping it (`WNOWAIT`), so
+/// whoever owns its handle can still wait for it. `Ok(None)` while it runs; an error (`ECHILD`)
+/// if it is not a child of this process or was reaped already.
+pub(crate) fn peek_child_exit(pid: u32) -> io::Result<Option<ChildExit>> {
+    // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is a valid, exclusively borrowed struct that waitid fills in; with
+        // WNOWAIT the child's state is left as it was.
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+    // SAFETY: waitid succeeded, so `info` holds a SIGCHLD record (or zeros with WNOHANG when
+    // the child has not changed state), for which these accessors read initialised fields.
+    let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if who == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => ChildExit::Exited(status),
+        _ => ChildExit::Killed(status),
+    }))
+}
+
 /// Makes the standard stream `target` (0, 1 or 2) refer to what `src` refers to.
 pub(crate) fn replace_stdio(src: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
     // Only the standard streams may be replaced: std treats them as always open and never closes

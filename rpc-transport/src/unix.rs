@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixStream;
 
+use crate::annotate::annotate;
 use crate::{Connection, Listener, Peer};
 
 /// The longest socket path the kernel accepts (`sun_path` is 108 bytes, NUL included).
@@ -21,8 +22,15 @@ pub const MAX_PATH_LEN: usize = 107;
 pub const DEFAULT_MODE: u32 = 0o600;
 
 /// Connects to the socket at `path`.
+///
+/// An error names the path and keeps the OS error's kind (`NotFound`, `ConnectionRefused`, ...);
+/// the OS error itself is its [`source`](std::error::Error::source).
 pub async fn connect(path: impl AsRef<Path>) -> io::Result<Connection> {
-    Ok(from_stream(UnixStream::connect(path).await?))
+    let path = path.as_ref();
+    match UnixStream::connect(path).await {
+        Ok(stream) => Ok(from_stream(stream)),
+        Err(e) => Err(annotate(e, format!("cannot connect to unix socket {}", path.display()))),
+    }
 }
 
 /// Wraps an already connected stream.

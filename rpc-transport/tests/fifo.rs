@@ -348,33 +348,81 @@ async fn a_second_listener_on_the_same_fifo_is_refused() {
     .await;
 }
 
-/// F1: a client that starts before the listener waits for it.
-#[tokio::test]
-async fn connect_waits_for_a_listener_that_starts_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("server.fifo");
-    guard(async {
-        let client = tokio::spawn({
-            let path = path.clone();
-            async move { fifo::connect(path).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!client.is_finished());
-        let mut listener = fifo::bind(&path).await.unwrap();
-        let server = listener.accept().await.unwrap();
-        exchange(client.await.unwrap().unwrap(), server).await;
-    })
-    .await;
+/// Holds `<path>.lock` as a listener does from the start of `bind`: one that is starting up.
+fn hold_listener_lock(path: &Path) -> File {
+    use std::os::fd::AsRawFd;
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path(path))
+        .unwrap();
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    lock
 }
 
-/// F1: with no listener, connect times out naming the path and why.
+fn lock_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.lock", path.display()))
+}
+
+/// The OS error underneath an error that names the path.
+fn os_error(err: &io::Error) -> Option<i32> {
+    use std::error::Error as _;
+    err.source().and_then(|s| s.downcast_ref::<io::Error>()).and_then(io::Error::raw_os_error)
+}
+
+/// Item 10: with no server, a listener's client fails at once (as TCP and Unix sockets do),
+/// instead of waiting out its timeout: `NotFound` with no FIFO, `ConnectionRefused` with a FIFO
+/// nobody reads (a killed listener's leftover, its lock file too), each naming the path, the OS
+/// error kept as the source. Paused time: nothing here waits on I/O, and "at once" is exact.
+#[tokio::test(start_paused = true)]
+async fn connect_with_no_server_fails_at_once_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.fifo");
+    let shown = path.display().to_string();
+    let t0 = tokio::time::Instant::now();
+    let err = fifo::connect(&path).await.unwrap_err();
+    assert_err(
+        Err::<(), _>(err),
+        io::ErrorKind::NotFound,
+        &[&shown, "no server is listening", "does not exist"],
+    );
+
+    mkfifo(&path, 0o600);
+    let err = fifo::connect(&path).await.unwrap_err();
+    assert_eq!(os_error(&err), Some(libc::ENXIO), "{err}");
+    assert_err(
+        Err::<(), _>(err),
+        io::ErrorKind::ConnectionRefused,
+        &[&shown, "nobody opened it for reading"],
+    );
+    // A dead listener's lock file, no longer locked.
+    File::create(lock_path(&path)).unwrap();
+    assert_err(fifo::connect(&path).await, io::ErrorKind::ConnectionRefused, &[&shown]);
+    fs::remove_file(&path).unwrap();
+    fs::remove_file(lock_path(&path)).unwrap();
+
+    // A listener that has come and gone.
+    drop(fifo::bind(&path).await.unwrap());
+    assert_err(fifo::connect(&path).await, io::ErrorKind::NotFound, &[&shown]);
+    assert_eq!(t0.elapsed(), Duration::ZERO, "every refusal came at once");
+}
+
+/// F1: while a listener holds its lock but has not opened its FIFO (it is starting up), a client
+/// waits, up to its timeout, and the error then names the path and why.
 #[tokio::test(start_paused = true)]
 async fn connect_times_out_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.fifo");
+    let _starting = hold_listener_lock(&path);
     let quick = options(Duration::from_secs(3));
     let shown = path.display().to_string();
+    let t0 = tokio::time::Instant::now();
     assert_err(quick.connect(&path).await, io::ErrorKind::TimedOut, &[&shown, "3s", "does not exist"]);
+    assert_eq!(t0.elapsed(), Duration::from_secs(3));
     mkfifo(&path, 0o600);
     assert_err(
         quick.connect(&path).await,
@@ -392,6 +440,30 @@ async fn connect_times_out_naming_the_path() {
         &[&shown, "did not open this client's pair"],
     );
     assert_eq!(fs::read_dir(private.path()).unwrap().count(), 0, "the private pair is removed");
+}
+
+/// F1: a client that starts while the listener is starting (it holds its lock) waits for it and
+/// connects once it is up.
+#[tokio::test]
+async fn connect_waits_for_a_listener_that_is_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.fifo");
+    guard(async {
+        let starting = hold_listener_lock(&path);
+        let client = tokio::spawn({
+            let path = path.clone();
+            async move { fifo::connect(path).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!client.is_finished(), "the client waits for a listener that holds its lock");
+        // `bind` takes the lock before its first await, so on this one thread the client never
+        // sees it released.
+        drop(starting);
+        let mut listener = fifo::bind(&path).await.unwrap();
+        let server = listener.accept().await.unwrap();
+        exchange(client.await.unwrap().unwrap(), server).await;
+    })
+    .await;
 }
 
 /// A timeout too long to represent as a deadline waits without overflowing.

@@ -33,6 +33,10 @@ pub enum Kind {
 /// Every transport a connection-level case runs over.
 pub const STREAMS: [Kind; 5] = [Kind::Tcp, Kind::Unix, Kind::Memory, Kind::Pipe, Kind::Fifo];
 
+/// The transports whose bytes go through the OS: a case over these runs in real time, never
+/// under a paused clock, which would jump to its next timer while the OS still delivers bytes.
+pub const REAL_STREAMS: [Kind; 4] = [Kind::Tcp, Kind::Unix, Kind::Pipe, Kind::Fifo];
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -500,14 +500,130 @@ async fn a_reconnecting_client_fails_calls_at_the_break_and_never_replays_them()
     let replayed = tokio::time::timeout(Duration::from_millis(200), client.next_started()).await;
     assert!(replayed.is_err(), "the call in flight at the break was replayed: {replayed:?}");
 
-    // With no server at all, a reconnect attempt fails with the connect error, and calls during
-    // the backoff that follows fail at once with the same error.
+    // With no server at all, a fail-fast handle's reconnect attempt fails with the connect error
+    // (naming the socket), and a call during the backoff that follows fails at once with the
+    // same error, saying when the next attempt is.
     second.shutdown(Duration::from_secs(5)).await;
     guard("the client sees the server go", client.as_client().closed()).await;
-    let no_server = guard("call with no server", client.add(1, 1)).await;
-    assert!(matches!(no_server, Err(RpcError::Io(_))), "{no_server:?}");
-    let during_backoff = guard("call during backoff", client.add(1, 1)).await;
-    assert!(matches!(during_backoff, Err(RpcError::Io(_))), "{during_backoff:?}");
+    let fail_fast = KitchenClient::from_client(Client::builder().wait_for_ready(false).build_reconnecting({
+        let path = path.clone();
+        move || unix::connect(path.clone())
+    }));
+    let no_server = guard("call with no server", fail_fast.add(1, 1)).await;
+    match &no_server {
+        Err(e @ RpcError::Unavailable { .. }) => {
+            assert!(e.to_string().contains(path.to_str().unwrap()), "names the socket: {e}");
+            assert!(e.never_started());
+        }
+        other => panic!("{other:?}"),
+    }
+    let during_backoff = guard("call during backoff", fail_fast.add(1, 1)).await;
+    assert!(matches!(during_backoff, Err(RpcError::Unavailable { .. })), "{during_backoff:?}");
+}
+
+/// A connector whose availability the test switches: while down it refuses, as a socket with no
+/// listener does; it counts the attempts.
+#[derive(Clone)]
+struct Switch {
+    up: Arc<std::sync::atomic::AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+    connector: memory::MemoryConnector,
+}
+
+impl Switch {
+    /// A server on an in-memory listener, down until switched on.
+    fn new() -> Switch {
+        let (imp, _obs) = hop(None);
+        let (listener, connector) = memory::listener();
+        tokio::spawn(async move { Server::new(HopServer::new(imp)).serve(listener).wait().await });
+        Switch { up: Arc::default(), attempts: Arc::default(), connector }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    fn client(&self, builder: &rpc_runtime::ClientBuilder) -> HopClient {
+        let switch = self.clone();
+        HopClient::from_client(builder.build_reconnecting(move || {
+            switch.attempts.fetch_add(1, Ordering::SeqCst);
+            let result = if switch.up.load(Ordering::SeqCst) {
+                switch.connector.connect()
+            } else {
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "switched off"))
+            };
+            async move { result }
+        }))
+    }
+}
+
+/// Wait-for-ready (the default): a call made while the server is down waits through the backoff
+/// and succeeds on the first attempt after the server is back, not up to 5 s later. Attempts at
+/// 0, 50, 150 ms fail (backoff 50, 100, 200 ms); the server is back at 200 ms; the attempt at
+/// 350 ms connects.
+#[tokio::test(start_paused = true)]
+async fn wait_for_ready_connects_on_the_first_attempt_after_the_server_is_back() {
+    let switch = Switch::new();
+    let client = switch.client(&Client::builder());
+    let t0 = tokio::time::Instant::now();
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.nap(0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(switch.attempts(), 3);
+    assert!(!call.is_finished(), "the call waits instead of failing with a stale error");
+    switch.set(true);
+    assert_eq!(call.await.unwrap().unwrap(), 0);
+    assert_eq!(t0.elapsed(), Duration::from_millis(350), "the next attempt connected");
+    assert_eq!(switch.attempts(), 4);
+}
+
+/// Wait-for-ready stops waiting when the next attempt would come after the call's deadline: the
+/// call fails then with the connect error and when the next attempt is, not `DeadlineExceeded`.
+#[tokio::test(start_paused = true)]
+async fn wait_for_ready_gives_up_when_the_next_attempt_is_past_the_deadline() {
+    let switch = Switch::new();
+    let client = switch.client(Client::builder().timeout(Duration::from_secs(1)));
+    let t0 = tokio::time::Instant::now();
+    // Attempts at 0, 50, 150, 350 and 750 ms; the next would be at 1550 ms, past the deadline.
+    match client.nap(0).await {
+        Err(RpcError::Unavailable { source, retry_in }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+            assert_eq!(retry_in, Duration::from_millis(800));
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(t0.elapsed(), Duration::from_millis(750));
+    assert_eq!(switch.attempts(), 5);
+}
+
+/// Fail fast (`wait_for_ready(false)`): during the backoff a call fails at once, saying when the
+/// next attempt is, and makes no attempt of its own; once the backoff has passed, the next call
+/// connects.
+#[tokio::test(start_paused = true)]
+async fn fail_fast_says_when_the_next_attempt_is() {
+    let switch = Switch::new();
+    let client = switch.client(Client::builder().wait_for_ready(false));
+    let retry_in = |r: Result<u64, RpcError>| match r {
+        Err(e @ RpcError::Unavailable { retry_in, .. }) => {
+            assert!(e.to_string().contains("next connection attempt in"), "{e}");
+            retry_in
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    };
+    assert_eq!(retry_in(client.nap(0).await), Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    switch.set(true);
+    assert_eq!(retry_in(client.nap(0).await), Duration::from_millis(30), "still backing off");
+    assert_eq!(switch.attempts(), 1, "a call during the backoff makes no attempt");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(client.nap(0).await.unwrap(), 0);
+    assert_eq!(switch.attempts(), 2);
 }
 
 #[tokio::test(start_paused = true)]

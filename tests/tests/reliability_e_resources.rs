@@ -1,5 +1,9 @@
 //! Reliability cases E1–E4: resource exhaustion (concurrency cap, cheap-message floods, slow
 //! consumers, many connections announcing large frames).
+//!
+//! No case waits on real I/O under a paused clock (an idle-looking runtime would jump to its next
+//! timer while the OS still delivers bytes): cases that need exact virtual time run in memory
+//! under paused time, and over the OS transports in real time with short timers.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -7,7 +11,7 @@ use std::time::Duration;
 
 use rpc_runtime::{Client, RpcError, ServerConfig};
 use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
-use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Fixture, Kind, STREAMS};
+use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Fixture, Kind, REAL_STREAMS, STREAMS};
 use rpc_tests::probe::ProbeClient;
 use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
 use rpc_tests::within;
@@ -37,7 +41,19 @@ async fn flood(peer: &mut RawPeer, n: u64, body: impl Fn(u64) -> Vec<u8>) {
 /// Once released, every request is answered exactly once.
 #[tokio::test(start_paused = true)]
 async fn e1_concurrency_cap() {
-    for kind in STREAMS {
+    e1_case(Kind::Memory).await;
+}
+
+/// The same over the OS transports, in real time.
+#[tokio::test]
+async fn e1_concurrency_cap_real() {
+    for kind in REAL_STREAMS {
+        within(600, "e1 over a real transport", e1_case(kind)).await;
+    }
+}
+
+async fn e1_case(kind: Kind) {
+    {
         let fx = Fixture::start_with(kind, |s| {
             s.max_in_flight(8);
         })
@@ -56,8 +72,12 @@ async fn e1_concurrency_cap() {
                 writer_half
             });
             fx.state.wait_running(8).await;
-            settle().await;
-            assert_eq!(fx.state.running(), 8, "{kind}: exactly the cap runs");
+            if kind == Kind::Memory {
+                // Paused and in memory, settling proves no ninth handler starts; in real time the
+                // final `max_running` check below does.
+                settle().await;
+                assert_eq!(fx.state.running(), 8, "{kind}: exactly the cap runs");
+            }
             peaks.push(mem.peak());
             mem.assert_within(4 * MIB, &format!("{kind}: {n} blocked requests"));
 
@@ -85,35 +105,38 @@ async fn e1_concurrency_cap() {
 
 /// E2: Rapid Reset (request then cancel, 10,000 times) never runs more than the cap, keeps no
 /// growing state, and, being ordinary request traffic, is not cut off.
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn e2_rapid_reset() {
-    for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(8);
-        })
-        .await;
-        let mem = MemScope::start();
-        let mut peer = fx.raw().await;
-        flood(&mut peer, 20_000, |i| {
-            if i % 2 == 0 {
-                wire::request(i / 2, "hold", None, &[1])
-            } else {
-                wire::cancel(i / 2)
+    within(600, "e2_rapid_reset", async {
+        for kind in STREAMS {
+            let fx = Fixture::start_with(kind, |s| {
+                s.max_in_flight(8);
+            })
+            .await;
+            let mem = MemScope::start();
+            let mut peer = fx.raw().await;
+            flood(&mut peer, 20_000, |i| {
+                if i % 2 == 0 {
+                    wire::request(i / 2, "hold", None, &[1])
+                } else {
+                    wire::cancel(i / 2)
+                }
+            })
+            .await;
+            peer.send_frame(&wire::request(1_000_000, "add", None, &[2, 2])).await.unwrap();
+            match within(600, "the call after the flood", peer.expect_frame()).await {
+                Frame::Response { id: 1_000_000, .. } => {}
+                other => panic!("{kind}: cancelled calls must not be answered: {other:?}"),
             }
-        })
-        .await;
-        peer.send_frame(&wire::request(1_000_000, "add", None, &[2, 2])).await.unwrap();
-        match within(600, "the call after the flood", peer.expect_frame()).await {
-            Frame::Response { id: 1_000_000, .. } => {}
-            other => panic!("{kind}: cancelled calls must not be answered: {other:?}"),
+            assert!(fx.state.max_running.load(Ordering::SeqCst) <= 8);
+            within(60, "every cancelled handler to be dropped", fx.state.wait_idle()).await;
+            assert_eq!(fx.state.running(), 0, "{kind}: every cancelled handler is gone");
+            mem.assert_within(4 * MIB, &format!("{kind}: 10,000 request+cancel pairs"));
+            fx.assert_serving().await;
+            fx.stop().await;
         }
-        assert!(fx.state.max_running.load(Ordering::SeqCst) <= 8);
-        settle().await;
-        assert_eq!(fx.state.running(), 0, "{kind}: every cancelled handler is gone");
-        mem.assert_within(4 * MIB, &format!("{kind}: 10,000 request+cancel pairs"));
-        fx.assert_serving().await;
-        fx.stop().await;
-    }
+    })
+    .await;
 }
 
 /// E2: floods of cheap frames. Pings past 1,000 in a second with no request, or cancels beyond
@@ -121,13 +144,30 @@ async fn e2_rapid_reset() {
 /// never queued without bound. An empty frame or a 1-byte frame is a protocol error at once.
 #[tokio::test(start_paused = true)]
 async fn e2_control_frame_floods() {
-    for kind in STREAMS {
+    control_floods_case(Kind::Memory, true).await;
+}
+
+/// The same over the OS transports, in real time.
+#[tokio::test]
+async fn e2_control_frame_floods_real() {
+    // The ping limit is a rate (1,000 a second): under real time a slowed flood could stay under
+    // it, so only the count-based floods run here.
+    for kind in REAL_STREAMS {
+        within(600, "e2 over a real transport", control_floods_case(kind, false)).await;
+    }
+}
+
+async fn control_floods_case(kind: Kind, pings: bool) {
+    {
         let fx = Fixture::start(kind).await;
         let floods = [
             (wire::ping as fn(u64) -> Vec<u8>, "too many control frames: more than 1000 pings"),
             (wire::cancel, "too many cancels: more than 1024"),
         ];
         for (body, want) in floods {
+            if !pings && want.contains("pings") {
+                continue;
+            }
             let mem = MemScope::start();
             let mut peer = fx.raw().await;
             flood(&mut peer, 100_000, body).await;
@@ -157,10 +197,28 @@ async fn e2_control_frame_floods() {
 /// cancelled by a timer) and a keepalive ping every 10 s for an hour are never cut off.
 #[tokio::test(start_paused = true)]
 async fn e2_legitimate_heavy_client_is_not_cut_off() {
-    for kind in STREAMS {
+    legitimate_case(Kind::Memory, 10_000, 360, Duration::from_secs(10)).await;
+}
+
+/// The same over the OS transports, in real time: 2,000 calls with no deadline to race (so a
+/// loaded machine cannot fail them), and 50 pings 10 ms apart, far below the ping limit.
+#[tokio::test]
+async fn e2_legitimate_heavy_client_is_not_cut_off_real() {
+    for kind in REAL_STREAMS {
+        let case = legitimate_case(kind, 2_000, 50, Duration::from_millis(10));
+        within(600, "e2 over a real transport", case).await;
+    }
+}
+
+async fn legitimate_case(kind: Kind, n: u64, pings: u64, ping_every: Duration) {
+    {
         let fx = Fixture::start(kind).await;
-        let client = fx.client().await;
-        let calls: Vec<_> = (0..10_000u64)
+        let client = if kind == Kind::Memory {
+            fx.client().await
+        } else {
+            fx.client_with(Client::builder().timeout(None)).await
+        };
+        let calls: Vec<_> = (0..n)
             .map(|i| {
                 let c = client.clone();
                 tokio::spawn(async move {
@@ -182,10 +240,10 @@ async fn e2_legitimate_heavy_client_is_not_cut_off() {
         assert_in_flight_empty(client.as_client());
 
         let mut peer = fx.raw().await;
-        for nonce in 0..360 {
+        for nonce in 0..pings {
             peer.send_frame(&wire::ping(nonce)).await.unwrap();
             assert_eq!(peer.expect_frame().await, Frame::Pong { nonce });
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(ping_every).await;
         }
         peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "{kind}");
@@ -213,12 +271,26 @@ async fn drain(peer: RawPeer) -> usize {
 /// and the handlers blocked on sending are cancelled.
 #[tokio::test(start_paused = true)]
 async fn e3_slow_consumer() {
+    slow_consumer_case(Kind::Memory, Duration::from_secs(30)).await;
+}
+
+/// The same over the OS transports, in real time.
+#[tokio::test]
+async fn e3_slow_consumer_real() {
+    for kind in REAL_STREAMS {
+        let case = slow_consumer_case(kind, Duration::from_millis(300));
+        within(600, "e3 over a real transport", case).await;
+    }
+}
+
+async fn slow_consumer_case(kind: Kind, write_timeout: Duration) {
     const RESPONSE: u64 = 256 * 1024;
-    for kind in STREAMS {
+    {
         let fx = Fixture::start_with(kind, |s| {
             let mut config = ServerConfig::default();
             config.max_in_flight = 4;
             config.outbound_queue = 4;
+            config.write_timeout = write_timeout;
             s.config(config);
         })
         .await;
@@ -226,11 +298,12 @@ async fn e3_slow_consumer() {
         let mut peer = fx.raw().await;
         flood(&mut peer, 100, |i| wire::request(i, "blob", None, &varint(RESPONSE))).await;
         let t0 = Instant::now();
-        // The peer's behaviour: it reads nothing for 40 s (virtual).
-        tokio::time::sleep(Duration::from_secs(40)).await;
+        // The peer's behaviour: it reads nothing for a third longer than the write timeout.
+        let quiet = write_timeout * 4 / 3;
+        tokio::time::sleep(quiet).await;
         let read = drain(peer).await;
         assert!(read < 100 * RESPONSE as usize, "{kind}: the server gave up, having written {read} bytes");
-        assert!(t0.elapsed() >= Duration::from_secs(40));
+        assert!(t0.elapsed() >= quiet);
         mem.assert_within(
             12 * MIB,
             &format!("{kind}: 100 responses of 256 KiB to a client that never reads"),
@@ -244,8 +317,21 @@ async fn e3_slow_consumer() {
 /// blocked for the client's write timeout, with an error naming it.
 #[tokio::test(start_paused = true)]
 async fn e3_server_never_reads() {
-    for kind in STREAMS {
-        let builder = Client::builder().write_timeout(Duration::from_secs(30)).timeout(None).clone();
+    server_never_reads_case(Kind::Memory, Duration::from_secs(30)).await;
+}
+
+/// The same over the OS transports, in real time.
+#[tokio::test]
+async fn e3_server_never_reads_real() {
+    for kind in REAL_STREAMS {
+        let case = server_never_reads_case(kind, Duration::from_millis(300));
+        within(600, "e3 over a real transport", case).await;
+    }
+}
+
+async fn server_never_reads_case(kind: Kind, write_timeout: Duration) {
+    {
+        let builder = Client::builder().write_timeout(write_timeout).timeout(None).clone();
         let (server, client) = fake_server(kind, &builder).await;
         let typed = ProbeClient::from_client(client.clone());
         let mem = MemScope::start();
@@ -264,20 +350,29 @@ async fn e3_server_never_reads() {
                 other => panic!("{kind}: {other:?}"),
             }
         }
-        assert!(t0.elapsed() >= Duration::from_secs(30) && t0.elapsed() < Duration::from_secs(31), "{kind}");
+        let waited = t0.elapsed();
+        if kind == Kind::Memory {
+            assert!(waited >= write_timeout && waited < write_timeout + Duration::from_secs(1), "{kind}");
+        } else {
+            assert!(waited >= write_timeout, "{kind}: not before the write timeout: {waited:?}");
+        }
         assert_in_flight_empty(&client);
         mem.assert_within(16 * MIB, &format!("{kind}: 20 × 256 KiB requests to a server that never reads"));
         drop(server);
     }
 }
 
+/// In memory under paused time only: which connections the frame timeout closes depends on how
+/// long making 200 connections takes, which only a paused clock makes exact (over the OS
+/// transports the admission rules are the same code).
+///
 /// E4: 200 connections each announce a maximal frame, then send only its header, or trickle
 /// 64 KiB of it. Memory follows the bytes received (no connection reserves the declared 4 MiB).
 /// With a receive budget of 40 maximal frames, the others are shed at once with a goaway naming
 /// the budget (or refused at the connection cap of 100, with a goaway saying so). The frame timeout closes the 40 stalled ones; the server keeps serving.
 #[tokio::test(start_paused = true)]
 async fn e4_many_connections_announcing_max_frames() {
-    for kind in STREAMS {
+    for kind in [Kind::Memory] {
         for trickle in [0usize, 64 * 1024] {
             let fx = Fixture::start_with(kind, |s| {
                 s.max_connections(100).max_receive_budget(40 * 4 * MIB);
@@ -330,10 +425,12 @@ async fn e4_many_connections_announcing_max_frames() {
 }
 
 /// E4: the receive budget is returned when a frame completes or its connection closes, so after
-/// the large frames are done, new ones fit again.
+/// the large frames are done, new ones fit again. In memory under paused time only: a second
+/// connection is shed only once the server has read the first one's partial frame, which nothing
+/// the peer sees can confirm; only a settled paused runtime makes it certain.
 #[tokio::test(start_paused = true)]
 async fn e4_receive_budget_is_returned() {
-    for kind in STREAMS {
+    for kind in [Kind::Memory] {
         let fx = Fixture::start_with(kind, |s| {
             s.max_receive_budget(MIB);
         })

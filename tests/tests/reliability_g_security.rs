@@ -222,47 +222,50 @@ pub trait ProbeV2 {
 /// G3: method ids map to a closed, generated set. A method from a newer version of the service
 /// gets `UnknownMethod` and the connection carries on; arbitrary method names and bodies only
 /// ever produce a response or a typed error, never a panic or a closed connection.
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn g3_unknown_and_arbitrary_methods() {
-    const METHODS: [&str; 10] =
-        ["echo", "add", "depth", "pick", "scalars", "bytes", "text", "hash_map", "units", "record"];
-    for kind in STREAMS {
-        let fx = Fixture::start(kind).await;
-        let v2 = ProbeV2Client::new(fx.connect().await);
-        assert_eq!(v2.add(2, 3).await.unwrap(), 5);
-        match v2.newer(1).await {
-            Err(RpcError::UnknownMethod(m)) => assert_eq!(m, "newer"),
-            other => panic!("{kind}: {other:?}"),
-        }
-        assert_eq!(v2.add(3, 4).await.unwrap(), 7, "{kind}: the connection carries on");
-
-        let mem = MemScope::start();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x63);
-        let mut peer = fx.raw().await;
-        for id in 0..2000u64 {
-            let method: Vec<u8> = if rng.random_bool(0.8) {
-                METHODS[rng.random_range(0..METHODS.len())].as_bytes().to_vec()
-            } else {
-                (0..rng.random_range(0..12)).map(|_| rng.random()).collect()
-            };
-            let payload: Vec<u8> = (0..rng.random_range(0..24)).map(|_| rng.random()).collect();
-            peer.send_frame(&wire::request_raw(id, &method, None, false, &payload)).await.unwrap();
-            match peer.expect_frame().await {
-                Frame::Response { id: got, .. } => assert_eq!(got, id),
-                Frame::Error { id: got, code, .. } => {
-                    assert_eq!(got, id);
-                    assert!(
-                        [code::BAD_REQUEST, code::UNKNOWN_METHOD, code::PROTOCOL].contains(&code),
-                        "{code}"
-                    );
-                }
+    within(600, "g3_unknown_and_arbitrary_methods", async {
+        const METHODS: [&str; 10] =
+            ["echo", "add", "depth", "pick", "scalars", "bytes", "text", "hash_map", "units", "record"];
+        for kind in STREAMS {
+            let fx = Fixture::start(kind).await;
+            let v2 = ProbeV2Client::new(fx.connect().await);
+            assert_eq!(v2.add(2, 3).await.unwrap(), 5);
+            match v2.newer(1).await {
+                Err(RpcError::UnknownMethod(m)) => assert_eq!(m, "newer"),
                 other => panic!("{kind}: {other:?}"),
             }
+            assert_eq!(v2.add(3, 4).await.unwrap(), 7, "{kind}: the connection carries on");
+
+            let mem = MemScope::start();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(0x63);
+            let mut peer = fx.raw().await;
+            for id in 0..2000u64 {
+                let method: Vec<u8> = if rng.random_bool(0.8) {
+                    METHODS[rng.random_range(0..METHODS.len())].as_bytes().to_vec()
+                } else {
+                    (0..rng.random_range(0..12)).map(|_| rng.random()).collect()
+                };
+                let payload: Vec<u8> = (0..rng.random_range(0..24)).map(|_| rng.random()).collect();
+                peer.send_frame(&wire::request_raw(id, &method, None, false, &payload)).await.unwrap();
+                match peer.expect_frame().await {
+                    Frame::Response { id: got, .. } => assert_eq!(got, id),
+                    Frame::Error { id: got, code, .. } => {
+                        assert_eq!(got, id);
+                        assert!(
+                            [code::BAD_REQUEST, code::UNKNOWN_METHOD, code::PROTOCOL].contains(&code),
+                            "{code}"
+                        );
+                    }
+                    other => panic!("{kind}: {other:?}"),
+                }
+            }
+            mem.assert_within(2 * MIB, &format!("{kind}: 2000 arbitrary calls"));
+            fx.assert_serving().await;
+            fx.stop().await;
         }
-        mem.assert_within(2 * MIB, &format!("{kind}: 2000 arbitrary calls"));
-        fx.assert_serving().await;
-        fx.stop().await;
-    }
+    })
+    .await;
 }
 
 /// G4: every default limit and timeout is pinned, and none is unlimited. Changing one is a
@@ -321,50 +324,53 @@ fn g4_defaults_are_pinned_and_finite() {
 
 /// G4: errors sent to a peer carry no panic text, source paths or backtraces (those go to the
 /// log), and no local path of the server. Collected from every error this suite provokes.
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn g4_errors_sent_to_peers_do_not_leak() {
-    for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_frame_len(1024);
-        })
-        .await;
-        let mut peer = fx.raw().await;
-        let secret = "SECRET-PANIC at /home/app/src/lib.rs:42:7";
-        let bodies = [
-            wire::request(
-                1,
-                "boom",
-                None,
-                &[varint(secret.len() as u64), secret.as_bytes().to_vec()].concat(),
-            ),
-            wire::request(2, "add", None, &[0xff; 11]),
-            wire::request(3, "nope", None, &[]),
-            wire::request(4, "blob", None, &varint(4096)),
-            wire::request_raw(5, b"add", Some(0), false, &[1, 1]),
-            wire::request(6, "depth", None, &[[1u8; 1000].as_slice(), &[0, 7]].concat()),
-            wire::request(7, "units", None, &varint(u64::MAX)),
-        ];
-        let mut messages = Vec::new();
-        for body in &bodies {
-            peer.send_frame(body).await.unwrap();
-            match peer.expect_frame().await {
-                Frame::Error { message, .. } => messages.push(message),
-                other => panic!("{kind}: expected an error, got {other:?}"),
+    within(600, "g4_errors_sent_to_peers_do_not_leak", async {
+        for kind in STREAMS {
+            let fx = Fixture::start_with(kind, |s| {
+                s.max_frame_len(1024);
+            })
+            .await;
+            let mut peer = fx.raw().await;
+            let secret = "SECRET-PANIC at /home/app/src/lib.rs:42:7";
+            let bodies = [
+                wire::request(
+                    1,
+                    "boom",
+                    None,
+                    &[varint(secret.len() as u64), secret.as_bytes().to_vec()].concat(),
+                ),
+                wire::request(2, "add", None, &[0xff; 11]),
+                wire::request(3, "nope", None, &[]),
+                wire::request(4, "blob", None, &varint(4096)),
+                wire::request_raw(5, b"add", Some(0), false, &[1, 1]),
+                wire::request(6, "depth", None, &[[1u8; 1000].as_slice(), &[0, 7]].concat()),
+                wire::request(7, "units", None, &varint(u64::MAX)),
+            ];
+            let mut messages = Vec::new();
+            for body in &bodies {
+                peer.send_frame(body).await.unwrap();
+                match peer.expect_frame().await {
+                    Frame::Error { message, .. } => messages.push(message),
+                    other => panic!("{kind}: expected an error, got {other:?}"),
+                }
             }
+            peer.send(&u32::MAX.to_be_bytes()).await.unwrap();
+            messages.extend(peer.goaway_then_close().await.map(|(_, m)| m));
+            assert_eq!(messages.len(), bodies.len() + 1);
+            let cwd = std::env::current_dir().unwrap();
+            let local = [cwd.to_str().unwrap(), env!("CARGO_MANIFEST_DIR"), "/tmp", "/home"];
+            for m in &messages {
+                for needle in ["SECRET", "panicked at", ".rs:", "stack backtrace", "RUST_BACKTRACE"] {
+                    assert!(!m.contains(needle), "{kind}: {m:?} leaks {needle:?}");
+                }
+                for path in local {
+                    assert!(!m.contains(path), "{kind}: {m:?} leaks the path {path}");
+                }
+            }
+            fx.stop().await;
         }
-        peer.send(&u32::MAX.to_be_bytes()).await.unwrap();
-        messages.extend(peer.goaway_then_close().await.map(|(_, m)| m));
-        assert_eq!(messages.len(), bodies.len() + 1);
-        let cwd = std::env::current_dir().unwrap();
-        let local = [cwd.to_str().unwrap(), env!("CARGO_MANIFEST_DIR"), "/tmp", "/home"];
-        for m in &messages {
-            for needle in ["SECRET", "panicked at", ".rs:", "stack backtrace", "RUST_BACKTRACE"] {
-                assert!(!m.contains(needle), "{kind}: {m:?} leaks {needle:?}");
-            }
-            for path in local {
-                assert!(!m.contains(path), "{kind}: {m:?} leaks the path {path}");
-            }
-        }
-        fx.stop().await;
-    }
+    })
+    .await;
 }

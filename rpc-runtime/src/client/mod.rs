@@ -44,6 +44,7 @@ pub struct ClientBuilder {
     outbound_queue: usize,
     write_timeout: Duration,
     keepalive: Option<Duration>,
+    wait_for_ready: bool,
 }
 
 impl Default for ClientBuilder {
@@ -54,6 +55,7 @@ impl Default for ClientBuilder {
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             keepalive: None,
+            wait_for_ready: true,
         }
     }
 }
@@ -94,12 +96,35 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether a reconnecting client's call waits for the connection while the client backs
+    /// off after a failed connect (on by default), gRPC's *wait-for-ready*.
+    ///
+    /// On: a call made during the backoff waits for the next attempt, and for the ones after it
+    /// should that fail too, as long as the next attempt comes before the call's deadline; when it
+    /// would not, the call fails at once with [`RpcError::Unavailable`] carrying the last attempt's
+    /// error. So a call never fails with a stale error while it still has time, and a server that
+    /// comes back is used by the first attempt after it does. A call without a deadline waits
+    /// until a connection is made. On by default because a reconnecting client exists to ride
+    /// out outages, and every call's deadline (30 s by default) already bounds its wait.
+    ///
+    /// Off (fail fast, gRPC's default): a call made during the backoff fails at once with
+    /// [`RpcError::Unavailable`], whose `retry_in` says when the next attempt is; useful when a
+    /// caller would rather try another server at once. Clients on a fixed connection ignore it.
+    pub fn wait_for_ready(&mut self, wait: bool) -> &mut Self {
+        self.wait_for_ready = wait;
+        self
+    }
+
     /// Starts a client on `conn`.
     ///
     /// # Panics
     ///
-    /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
+    /// Panics, naming the caller, if called outside a Tokio runtime: the client's reader and
+    /// writer are Tokio tasks. Build it inside `#[tokio::main]`, a task, or
+    /// [`Runtime::enter`](tokio::runtime::Runtime::enter).
+    #[track_caller]
     pub fn build(&self, conn: Connection) -> Client {
+        require_runtime("ClientBuilder::build");
         self.client(Link::Fixed(Arc::new(self.start(conn))))
     }
 
@@ -107,9 +132,11 @@ impl ClientBuilder {
     /// after the connection breaks.
     ///
     /// Calls in flight when a connection breaks fail with [`RpcError::ConnectionClosed`]; they
-    /// are never replayed, since they may have run. After a failed attempt, calls fail at once
-    /// with the connect error until a backoff (50 ms, doubling up to 5 s) has passed. A server
-    /// that says it is shutting down also makes the next call reconnect.
+    /// are never replayed, since they may have run. After a failed attempt the next one waits for
+    /// a backoff (50 ms, doubling up to 5 s); calls made meanwhile wait for it, or fail at once
+    /// with [`RpcError::Unavailable`], as [`wait_for_ready`](ClientBuilder::wait_for_ready) says.
+    /// A server that says it is shutting down also makes the next call reconnect. This does not
+    /// need a Tokio runtime; the calls do.
     pub fn build_reconnecting<F, Fut>(&self, connect: F) -> Client
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -124,15 +151,20 @@ impl ClientBuilder {
 
     /// Starts the reader and writer tasks of one connection.
     fn start(&self, conn: Connection) -> Shared {
+        let end_reason = conn.end_reason();
         let (read, write, peer, guard) = conn.into_parts();
         let in_flight = Arc::new(InFlight::default());
         let (tx, rx) = mpsc::channel(self.outbound_queue);
 
         let writer_in_flight = Arc::clone(&in_flight);
         let write_timeout = self.write_timeout;
+        let writer_end_reason = end_reason.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::writer::write_loop(write, &protocol::PREFACE, rx, write_timeout).await {
-                writer_in_flight.close(RpcError::closed(format!("write failed: {e}")));
+                // A peer that stopped reading is alive: only a failed write says it may have ended.
+                let end = writer_end_reason.as_ref().filter(|_| e.kind() != io::ErrorKind::TimedOut);
+                let reason = reader::with_end_reason(format!("write failed: {e}"), end).await;
+                writer_in_flight.close(RpcError::closed(reason));
             }
         });
         let reader = FrameReader::new(read, self.max_frame_len);
@@ -141,6 +173,7 @@ impl ClientBuilder {
             tx: tx.clone(),
             keepalive: self.keepalive,
             max_frame_len: self.max_frame_len,
+            end_reason,
             _guard: guard,
         };
         let reader_task = tokio::spawn(reader::read_loop(reader, parts));
@@ -242,8 +275,11 @@ impl Client {
     ///
     /// # Panics
     ///
-    /// Panics if called outside a Tokio runtime, as `tokio::spawn` does.
+    /// Panics, naming the caller, if called outside a Tokio runtime (see
+    /// [`ClientBuilder::build`]).
+    #[track_caller]
     pub fn new(conn: Connection) -> Client {
+        require_runtime("Client::new");
         ClientBuilder::default().build(conn)
     }
 
@@ -304,10 +340,10 @@ impl Client {
 
     /// The connection a new call uses: the fixed one (borrowed, no reference count touched), or
     /// a reconnecting client's current one, made anew if it broke.
-    async fn connection(&self) -> Result<SharedRef<'_>, RpcError> {
+    async fn connection(&self, deadline: Option<Instant>) -> Result<SharedRef<'_>, RpcError> {
         match &self.link {
             Link::Fixed(shared) => Ok(SharedRef::Borrowed(shared)),
-            Link::Reconnecting(r) => Ok(SharedRef::Owned(r.connection().await?)),
+            Link::Reconnecting(r) => Ok(SharedRef::Owned(r.connection(deadline).await?)),
         }
     }
 
@@ -362,7 +398,7 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned + 'static,
     {
-        let shared = self.connection().await?;
+        let shared = self.connection(deadline).await?;
         let shared: &Shared = &shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = shared.encode(id, method, args, deadline, false)?;
@@ -390,7 +426,7 @@ impl Client {
     {
         let deadline = self.deadline();
         let send = async {
-            let shared = self.connection().await?;
+            let shared = self.connection(deadline).await?;
             let shared: &Shared = &shared;
             if let Some(err) = shared.in_flight.closed_reason() {
                 return Err(err);
@@ -432,6 +468,18 @@ impl Shared {
     }
 }
 
+/// Panics with a message naming `what` and its caller when there is no Tokio runtime, rather
+/// than deep inside `tokio::spawn`.
+#[track_caller]
+fn require_runtime(what: &str) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        panic!(
+            "{what} must be called from within a Tokio runtime (inside `#[tokio::main]`, a task, or \
+             `Runtime::enter`): a client runs its reader and writer as Tokio tasks"
+        );
+    }
+}
+
 pub(crate) fn finish(buf: FrameBuf, max: usize) -> Result<Frame, RpcError> {
     buf.finish(max).map_err(|e| RpcError::FrameTooLarge { len: e.len, max: e.max })
 }
@@ -463,5 +511,26 @@ impl Drop for PendingGuard<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Building a client outside a Tokio runtime panics with a message that says what to do,
+    /// not from deep inside `tokio::spawn`.
+    #[test]
+    fn building_outside_a_runtime_panics_clearly() {
+        for build in [(|| drop(Client::new(rpc_transport::memory::pair().0))) as fn(), || {
+            drop(Client::builder().build(rpc_transport::memory::pair().0))
+        }] {
+            let panic = std::panic::catch_unwind(build).expect_err("no runtime, no client");
+            let message = panic.downcast_ref::<String>().expect("a formatted message");
+            assert!(message.contains("must be called from within a Tokio runtime"), "{message}");
+            assert!(message.contains("#[tokio::main]"), "{message}");
+        }
+        // A reconnecting client connects on its first call, so it can be built anywhere.
+        drop(Client::reconnecting(|| async { rpc_transport::memory::listener().1.connect() }));
     }
 }

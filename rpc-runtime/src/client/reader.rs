@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_transport::framed::{Frame, FrameReader};
-use rpc_transport::BoxRead;
+use rpc_transport::{BoxRead, EndReason};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -21,6 +21,8 @@ pub(super) struct ReaderParts {
     pub(super) tx: mpsc::Sender<Frame>,
     pub(super) keepalive: Option<Duration>,
     pub(super) max_frame_len: usize,
+    /// What the transport can add when the connection ends (a child's exit status).
+    pub(super) end_reason: Option<EndReason>,
     pub(super) _guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -38,8 +40,8 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                 return e;
             }
         }
-        Ok(None) => return RpcError::closed("the server closed the connection before its preface"),
-        Err(e) => return RpcError::closed(e.to_string()),
+        Ok(None) => return parts.ended("the server closed the connection before its preface".into()).await,
+        Err(e) => return parts.ended(e.to_string()).await,
     }
     let mut goaway: Option<String> = None;
     let mut keepalive = Keepalive::new(parts.keepalive);
@@ -70,9 +72,9 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                     || "the server closed the connection".to_string(),
                     |m| format!("the server closed the connection: {m}"),
                 );
-                return RpcError::closed(reason);
+                return parts.ended(reason).await;
             }
-            Err(e) => return RpcError::closed(e.to_string()),
+            Err(e) => return parts.ended(e.to_string()).await,
         };
         match protocol::decode(body) {
             Ok(Message::Response { id, payload }) => {
@@ -88,7 +90,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             Ok(Message::GoAway { code, message }) => {
                 let refusal = match ErrorCode::from_u64(code) {
                     Some(ErrorCode::ShuttingDown) => RpcError::ShuttingDown,
-                    Some(ErrorCode::Overloaded) => RpcError::Overloaded(message.clone()),
+                    Some(ErrorCode::Overloaded) => RpcError::Overloaded(message.as_str().into()),
                     _ => RpcError::closed(format!("the server is closing the connection: {message}")),
                 };
                 in_flight.refuse_new(refusal);
@@ -105,6 +107,25 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             }
             Err((_, e)) => return e,
         }
+    }
+}
+
+impl ReaderParts {
+    /// The error for a connection that ended with `reason` (end-of-stream, a read error), with
+    /// what the transport knows added.
+    async fn ended(&self, reason: String) -> RpcError {
+        RpcError::closed(with_end_reason(reason, self.end_reason.as_ref()).await)
+    }
+}
+
+/// `reason`, followed by the transport's account of the end in parentheses, if it has one.
+pub(super) async fn with_end_reason(reason: String, end: Option<&EndReason>) -> String {
+    match end {
+        Some(end) => match end.describe().await {
+            Some(why) => format!("{reason} ({why})"),
+            None => reason,
+        },
+        None => reason,
     }
 }
 

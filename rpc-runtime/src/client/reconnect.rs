@@ -1,4 +1,4 @@
-//! Re-establishing a client's connection after it breaks.
+//! Re-establishing a client's connection after it breaks, with backoff and wait-for-ready.
 
 use std::future::Future;
 use std::io;
@@ -29,10 +29,11 @@ pub(super) struct Reconnector {
 #[derive(Default)]
 struct State {
     current: Option<Arc<Shared>>,
-    /// After a failed attempt: no new attempt before this instant; calls fail with `last_error`.
+    /// After a failed attempt: no new attempt before this instant.
     retry_at: Option<Instant>,
     backoff: Option<Duration>,
-    last_error: Option<RpcError>,
+    /// The last attempt's error, while `retry_at` is set.
+    last_error: Option<Arc<io::Error>>,
 }
 
 impl Reconnector {
@@ -62,23 +63,47 @@ impl Reconnector {
         self.lock().current.as_ref().filter(|s| s.is_usable()).cloned()
     }
 
-    /// A usable connection: the current one, or a new one.
-    pub(super) async fn connection(&self) -> Result<Arc<Shared>, RpcError> {
-        if let Some(shared) = self.usable() {
-            return Ok(shared);
-        }
-        let _connecting = self.connecting.lock().await;
-        if let Some(shared) = self.usable() {
-            return Ok(shared);
-        }
-        {
-            let state = self.lock();
-            if let (Some(at), Some(err)) = (state.retry_at, &state.last_error) {
-                if Instant::now() < at {
-                    return Err(err.clone());
-                }
+    /// A usable connection for a call with `deadline`: the current one, or a new one.
+    ///
+    /// During the backoff after a failed attempt, a call that waits for ready (the default)
+    /// sleeps until the next attempt if it comes before the call's deadline, and keeps doing so
+    /// after each failure; otherwise it fails at once with [`RpcError::Unavailable`], which says
+    /// when the next attempt is.
+    pub(super) async fn connection(&self, deadline: Option<Instant>) -> Result<Arc<Shared>, RpcError> {
+        loop {
+            if let Some(shared) = self.usable() {
+                return Ok(shared);
             }
+            let connecting = self.connecting.lock().await;
+            if let Some(shared) = self.usable() {
+                return Ok(shared);
+            }
+            let backing_off = {
+                let state = self.lock();
+                match (state.retry_at, &state.last_error) {
+                    (Some(at), Some(err)) if Instant::now() < at => Some((at, Arc::clone(err))),
+                    _ => None,
+                }
+            };
+            let (retry_at, err) = match backing_off {
+                Some(wait) => wait,
+                None => match self.attempt().await {
+                    Ok(shared) => return Ok(shared),
+                    Err(failed) => failed,
+                },
+            };
+            drop(connecting);
+            let waits = self.builder.wait_for_ready && deadline.is_none_or(|d| retry_at < d);
+            if !waits {
+                let retry_in = retry_at.saturating_duration_since(Instant::now());
+                return Err(RpcError::Unavailable { source: err, retry_in });
+            }
+            tokio::time::sleep_until(retry_at).await;
         }
+    }
+
+    /// One connection attempt; on failure, the instant of the next one and the error.
+    async fn attempt(&self) -> Result<Arc<Shared>, (Instant, Arc<io::Error>)> {
         match (self.connect)().await {
             Ok(conn) => {
                 let shared = Arc::new(self.builder.start(conn));
@@ -88,14 +113,15 @@ impl Reconnector {
                 Ok(shared)
             }
             Err(e) => {
-                let err = RpcError::from(e);
+                let err = Arc::new(e);
                 let mut state = self.lock();
                 let backoff = state.backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
                 tracing::debug!(?backoff, "connect failed: {err}");
+                let retry_at = Instant::now() + backoff;
                 state.backoff = Some(backoff);
-                state.retry_at = Some(Instant::now() + backoff);
-                state.last_error = Some(err.clone());
-                Err(err)
+                state.retry_at = Some(retry_at);
+                state.last_error = Some(Arc::clone(&err));
+                Err((retry_at, err))
             }
         }
     }

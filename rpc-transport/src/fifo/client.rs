@@ -1,17 +1,22 @@
 //! The client side of a listener connection: its private pair of FIFOs, registering it, and the
 //! handshake that turns it into a connection.
 
-use std::fs;
+use std::ffi::OsString;
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe::{Receiver, Sender};
+use tokio::time::Instant;
 
 use super::files::{create_fifo, deadline_after, open_fifo, open_writer, timed_out, End};
 use super::registration::{encode_registration, random_nonce, random_u64};
 use super::{Options, DIR_MODE};
+use crate::annotate::annotate_as;
 use crate::pipe::CloseOnShutdown;
 use crate::{sys, Connection, Peer};
 
@@ -20,14 +25,68 @@ pub(super) const CLIENT_TO_SERVER: &str = "c2s";
 /// The FIFO the server writes and a client reads, inside the client's private directory.
 pub(super) const SERVER_TO_CLIENT: &str = "s2c";
 
+/// Opens the listener's well-known FIFO for writing.
+///
+/// With no server at all (nobody reads the FIFO, or there is none, and nobody holds the
+/// listener's lock), fails at once, as a socket connect does: `ConnectionRefused` or `NotFound`,
+/// naming the path. A listener that is starting (it holds its lock but has not opened its FIFO
+/// yet) is waited for, up to the timeout.
+async fn open_listener(path: &Path, deadline: Instant, timeout: Duration) -> io::Result<File> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let e = match open_fifo(path, End::Write) {
+            Ok(file) => return Ok(file),
+            Err(e) => e,
+        };
+        let (kind, why) = if e.raw_os_error() == Some(libc::ENXIO) {
+            (io::ErrorKind::ConnectionRefused, "nobody opened it for reading")
+        } else if e.kind() == io::ErrorKind::NotFound {
+            (io::ErrorKind::NotFound, "it does not exist")
+        } else {
+            return Err(e);
+        };
+        if !listener_starting(path) {
+            let what = format!(
+                "no server is listening on fifo {} ({why}, and no listener holds its lock)",
+                path.display()
+            );
+            return Err(annotate_as(kind, e, what));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out(path, timeout, why));
+        }
+        tokio::time::sleep(backoff.min(deadline - now)).await;
+        backoff = (backoff * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Whether a listener holds the lock of the FIFO at `path` (see `listener.rs`): it is starting
+/// up, or serving. When that cannot be told (the lock file cannot be opened), assume it is, and
+/// wait as before.
+///
+/// Telling takes a shared lock for an instant; a server binding at that very instant fails with
+/// `AddrInUse` and may simply be started again. (No system call reads a `flock` without taking it.)
+fn listener_starting(path: &Path) -> bool {
+    let mut lock = OsString::from(path.as_os_str());
+    lock.push(".lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(PathBuf::from(lock));
+    match file {
+        Ok(file) => sys::is_locked_exclusive(file.as_fd()).unwrap_or(true),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
 impl Options {
     /// The work of [`Options::connect`], kept here with the private pair it registers.
     pub(super) async fn connect_client(&self, path: impl AsRef<Path>) -> io::Result<Connection> {
         sys::warn_if_sigpipe_default();
         let path = path.as_ref();
         let deadline = deadline_after(self.timeout);
-        // A listener that is not up yet (no FIFO, or no reader) is waited for.
-        let mut listener = Sender::from_file(open_writer(path, deadline, self.timeout, true).await?)?;
+        let mut listener = Sender::from_file(open_listener(path, deadline, self.timeout).await?)?;
         let pair = PrivatePair::create(&self.private_base()?)?;
         // The client's read end is open before the registration is sent: a server that then
         // cannot open it for writing knows the client is gone.
@@ -45,7 +104,7 @@ impl Options {
         drop(listener);
         // The server opens the pair within the timeout, unless it refused the registration.
         let writer =
-            open_writer(&pair.client_to_server(), deadline, self.timeout, false).await.map_err(|e| {
+            open_writer(&pair.client_to_server(), deadline, self.timeout).await.map_err(|e| {
                 if e.kind() != io::ErrorKind::TimedOut {
                     return e;
                 }

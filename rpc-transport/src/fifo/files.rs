@@ -111,27 +111,19 @@ fn check_fifo(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens the FIFO at `path` for writing, retrying with backoff while nobody reads it (and, if
-/// `wait_for_file`, while it does not exist) until `deadline`.
-pub(super) async fn open_writer(
-    path: &Path,
-    deadline: Instant,
-    timeout: Duration,
-    wait_for_file: bool,
-) -> io::Result<File> {
+/// Opens the FIFO at `path` for writing, retrying with backoff while nobody reads it, until
+/// `deadline`.
+pub(super) async fn open_writer(path: &Path, deadline: Instant, timeout: Duration) -> io::Result<File> {
     let mut backoff = Duration::from_millis(1);
     loop {
         let e = match open_fifo(path, End::Write) {
             Ok(file) => return Ok(file),
             Err(e) => e,
         };
-        let why = if e.raw_os_error() == Some(libc::ENXIO) {
-            "nobody opened it for reading"
-        } else if e.kind() == io::ErrorKind::NotFound && wait_for_file {
-            "it does not exist"
-        } else {
+        if e.raw_os_error() != Some(libc::ENXIO) {
             return Err(e);
-        };
+        }
+        let why = "nobody opened it for reading";
         let now = Instant::now();
         if now >= deadline {
             return Err(timed_out(path, timeout, why));

@@ -32,7 +32,8 @@
 //! A blocking `open()` of a FIFO waits for the other end, which would stall a runtime thread, so
 //! every open here is `O_NONBLOCK`. Opening for reading then returns at once; opening for writing
 //! fails with `ENXIO` while nobody has the FIFO open for reading, and is retried with backoff
-//! until the timeout ([`DEFAULT_TIMEOUT`], see [`Options::timeout`]), after which it fails with
+//! (except by [`connect`] when no listener holds the FIFO's lock: it fails at once) until the
+//! timeout ([`DEFAULT_TIMEOUT`], see [`Options::timeout`]), after which it fails with
 //! [`io::ErrorKind::TimedOut`] naming the path. Every side opens its read end first and its write
 //! end second, so two peers never wait for each other, whichever starts first; a peer using
 //! blocking opens in either order (a shell script) works too.
@@ -113,7 +114,13 @@ pub async fn bind(path: impl AsRef<Path>) -> io::Result<FifoListener> {
     Options::new().bind(path).await
 }
 
-/// Connects to the listener on the FIFO at `path`, waiting up to [`DEFAULT_TIMEOUT`] for it.
+/// Connects to the listener on the FIFO at `path`.
+///
+/// With no server (nobody reads the FIFO, or it does not exist, and no listener holds
+/// `<path>.lock`), fails at once with [`io::ErrorKind::ConnectionRefused`] or
+/// [`io::ErrorKind::NotFound`] naming the path, as a socket connect does. A listener that holds
+/// its lock but has not opened its FIFO yet (it is starting) is waited for, and the handshake
+/// must complete, within [`DEFAULT_TIMEOUT`].
 pub async fn connect(path: impl AsRef<Path>) -> io::Result<Connection> {
     Options::new().connect(path).await
 }
@@ -181,7 +188,7 @@ impl Options {
         }
         // The read end first: it never waits, and it is what lets the peer open its write end.
         let reader = Receiver::from_file(open_fifo(read_path, End::Read)?)?;
-        let writer = open_writer(write_path, deadline, self.timeout, false).await?;
+        let writer = open_writer(write_path, deadline, self.timeout).await?;
         let writer = CloseOnShutdown::new(Sender::from_file(writer)?);
         Ok(Connection::new(reader, writer, Peer::Fifo(read_path.to_path_buf())).with_guard(created))
     }

@@ -10,7 +10,9 @@
 )]
 #[test]
 fn ui() {
-    let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui/**/*.rs");
-    t.pass("tests/pass/*.rs");
+    // Two runs, compile-fail first. A run with no pass case is checked in one `cargo check
+    // --bins` (rustc on every case in parallel, dependencies only checked); a run with a pass
+    // case builds each case in its own `cargo build`, one after the other (see tests/README.md).
+    trybuild::TestCases::new().compile_fail("tests/ui/**/*.rs");
+    trybuild::TestCases::new().pass("tests/pass/*.rs");
 }

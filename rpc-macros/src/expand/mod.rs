@@ -36,11 +36,12 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 
 fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let krate = &args.krate;
-    let service_trait = service_trait::generate(service);
+    let service_trait = service_trait::generate(krate, service);
     let (message_types, message_impls) = messages::generate(krate, service);
     let (client_type, client_impls) = client::generate(krate, service);
     let (server_type, server_impls) = server::generate(krate, service);
     let assertions = wire_assertions(krate, service);
+    let p = private(krate);
     quote! {
         #service_trait
         #message_types
@@ -51,7 +52,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
             // Method resolution picks `WireOps` when a method's types cross the wire, `NotWire`
             // otherwise (then an assertion below fails): see `__private::Probe`.
             #[allow(unused_imports)]
-            use #krate::__private::dispatch::{NotWire as _, WireOps as _};
+            use #p::dispatch::{NotWire as _, WireOps as _};
             #message_impls
             #client_impls
             #server_impls
@@ -63,17 +64,45 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
 /// Input: `async fn put(&self, value: NotSerde) -> u8`
 /// Output: `assert_wire::<NotSerde>(); assert_wire::<u8>();`, each spanned on the user's type,
 /// so a type that cannot cross the wire is reported there, once, with our note.
+///
+/// A result `Result<T, E>` is asserted as `T` and `E`, each on its own token, so a non-serde
+/// error type is reported on `E`; `assert_result` then checks that this `Result` is core's
+/// (whose serde impls need no more than that).
 fn wire_assertions(krate: &syn::Path, service: &Service) -> TokenStream {
+    let p = private(krate);
+    let assert = |ty: &syn::Type| {
+        let span = user_span(syn::spanned::Spanned::span(ty));
+        quote_spanned! {span=> #p::assert_wire::<#ty>(); }
+    };
     let checks = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
-        let tys = m.args.iter().map(|a| &a.ty).chain(std::iter::once(&m.output));
-        let asserts = tys.map(|ty| {
-            let span = user_span(syn::spanned::Spanned::span(ty));
-            quote_spanned! {span=> #krate::__private::assert_wire::<#ty>(); }
-        });
-        quote! { #(#cfgs)* { #(#asserts)* } }
+        let args = m.args.iter().map(|a| assert(&a.ty));
+        let output = match result_parts(&m.output) {
+            Some((name, ok, err)) => {
+                let (output, ok_assert, err_assert) = (&m.output, assert(ok), assert(err));
+                let span = user_span(name.span());
+                quote_spanned! {span=>
+                    #ok_assert
+                    #err_assert
+                    #p::assert_result::<#output, #ok, #err>();
+                }
+            }
+            None => assert(&m.output),
+        };
+        quote! { #(#cfgs)* { #(#args)* #output } }
     });
     quote! { #(#checks)* }
+}
+
+/// `Result<T, E>` (any path ending in `Result`, with two types): its name, `T` and `E`.
+fn result_parts(ty: &syn::Type) -> Option<(&syn::Ident, &syn::Type, &syn::Type)> {
+    let syn::Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last().filter(|s| p.qself.is_none() && s.ident == "Result")?;
+    let syn::PathArguments::AngleBracketed(a) = &last.arguments else { return None };
+    match a.args.iter().collect::<Vec<_>>()[..] {
+        [syn::GenericArgument::Type(ok), syn::GenericArgument::Type(err)] => Some((&last.ident, ok, err)),
+        _ => None,
+    }
 }
 
 /// `#[service]` on something other than a trait: one error on the item's keyword, and the item
@@ -116,6 +145,15 @@ pub(super) fn user_span(span: Span) -> Span {
     Span::mixed_site().located_at(span)
 }
 
+/// `#krate::__private`, with `__private` spanned on the runtime path: generated code names the
+/// runtime only through this, so a `crate = "..."` path that does not resolve, or that is not the
+/// runtime, fails with one error on the path (rustc merges identical errors), not one per use.
+pub(super) fn private(krate: &syn::Path) -> TokenStream {
+    let span = krate.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+    let private = syn::Ident::new("__private", span);
+    quote!(#krate::#private)
+}
+
 /// `Foo` → `FooClient` etc., spanned on the trait's name.
 pub(super) fn suffixed(service: &Service, suffix: &str) -> syn::Ident {
     quote::format_ident!("{}{}", service.ident, suffix, span = service.ident.span())
@@ -130,5 +168,6 @@ pub(super) fn arg_lists(m: &ast::Method) -> (Vec<&syn::Ident>, Vec<&syn::Type>) 
 pub(super) fn probe(krate: &syn::Path, m: &ast::Method) -> TokenStream {
     let (_, tys) = arg_lists(m);
     let output = &m.output;
-    quote! { (&#krate::__private::Probe::<(#(#tys,)*), #output>::new()) }
+    let p = private(krate);
+    quote! { (&#p::Probe::<(#(#tys,)*), #output>::new()) }
 }

@@ -9,7 +9,11 @@ use crate::ast::Service;
 /// Output: `trait Calc { fn add(&self, a: i64) -> impl Future<Output = i64> + Send; }`, which an
 /// impl still satisfies with a plain `async fn`, and which lets the server run the futures on a
 /// multi-threaded runtime.
-pub(super) fn generate(service: &Service) -> TokenStream {
+///
+/// The `Future` named is `__private::Future`, which every `core::future::Future` implements:
+/// an impl method written without `async` then fails with its message ("add `async`") rather
+/// than rustc's "`i64` is not a future".
+pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
     let original = &service.original;
     let attrs = &original.attrs;
     let vis = &original.vis;
@@ -17,6 +21,7 @@ pub(super) fn generate(service: &Service) -> TokenStream {
     let ident = &original.ident;
     let colon = &original.colon_token;
     let supertraits = &original.supertraits;
+    let p = super::private(krate);
     let methods = service.methods.iter().map(|m| {
         let (docs, cfgs, other) = (&m.docs, &m.cfgs, &m.attrs);
         let name = &m.ident;
@@ -24,7 +29,7 @@ pub(super) fn generate(service: &Service) -> TokenStream {
         let output = &m.output;
         let fn_token = &m.original.sig.fn_token;
         let future = quote_spanned! {super::user_span(m.output_span())=>
-            impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            impl #p::Future<Output = #output> + ::core::marker::Send
         };
         quote! {
             #(#docs)* #(#cfgs)* #(#other)*

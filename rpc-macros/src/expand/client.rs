@@ -14,6 +14,10 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let vis = &service.vis;
     let trait_name = &service.ident;
     let client = super::suffixed(service, "Client");
+    // The struct is defined in the stubs module (see `super::stubs`); the impls name it by
+    // that path, and build it with `Self`.
+    let client_path = super::stub_path(service, &client);
+    let (inner_vis, inner_p) = (super::stub_vis(vis), super::private(&super::stub_krate(krate)));
     let p = super::private(krate);
     let methods = service.methods.iter().map(|m| {
         let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
@@ -52,50 +56,50 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         }
     });
     let doc = format!(
-        "The client of the [`{trait_name}`] service: one async method per trait method.\n\n\
+        "The client of the [`{trait_name}`](super::{trait_name}) service: one async method per trait method.\n\n\
          Clones share one connection; calls from many tasks are multiplexed on it."
     );
     let ty = quote! {
         #[doc = #doc]
-        #vis struct #client {
-            client: #p::Client,
+        #inner_vis struct #client {
+            pub(super) client: #inner_p::Client,
         }
     };
     let impls = quote! {
         #[automatically_derived]
-        impl ::core::clone::Clone for #client {
+        impl ::core::clone::Clone for #client_path {
             fn clone(&self) -> Self {
-                #client { client: ::core::clone::Clone::clone(&self.client) }
+                Self { client: ::core::clone::Clone::clone(&self.client) }
             }
         }
 
         #[automatically_derived]
-        impl ::core::fmt::Debug for #client {
+        impl ::core::fmt::Debug for #client_path {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Debug::fmt(&self.client, f)
             }
         }
 
         #[automatically_derived]
-        impl #client {
+        impl #client_path {
             /// Starts a client on `conn` with default settings (see `rpc_runtime::Client`).
             ///
             /// # Panics
             ///
             /// Panics if called outside a Tokio runtime.
             #vis fn new(conn: #p::Connection) -> Self {
-                #client { client: #p::Client::new(conn) }
+                Self { client: #p::Client::new(conn) }
             }
 
             /// Wraps a runtime client, built with custom settings.
             #vis fn from_client(client: #p::Client) -> Self {
-                #client { client }
+                Self { client }
             }
 
             /// A handle on the same connection whose calls use `timeout` as their deadline
             /// (`None`: no deadline).
             #vis fn with_timeout(&self, timeout: impl ::core::convert::Into<::core::option::Option<#p::Duration>>) -> Self {
-                #client { client: self.client.with_timeout(timeout) }
+                Self { client: self.client.with_timeout(timeout) }
             }
 
             /// The runtime client underneath.

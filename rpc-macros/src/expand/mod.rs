@@ -40,13 +40,13 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let (message_types, message_impls) = messages::generate(krate, service);
     let (client_type, client_impls) = client::generate(krate, service);
     let (server_type, server_impls) = server::generate(krate, service);
+    let stubs = stubs(args, service, &client_type, &server_type);
     let assertions = wire_assertions(krate, service);
     let p = private(krate);
     quote! {
         #service_trait
         #message_types
-        #client_type
-        #server_type
+        #stubs
         #[doc(hidden)]
         const _: () = {
             // Method resolution picks `WireOps` when a method's types cross the wire, `NotWire`
@@ -152,6 +152,102 @@ pub(super) fn private(krate: &syn::Path) -> TokenStream {
     let span = krate.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
     let private = syn::Ident::new("__private", span);
     quote!(#krate::#private)
+}
+
+/// Input: the client and server structs.
+/// Output: `mod __rpc_Calc { pub struct CalcClient {..} pub struct CalcServer<S> {..} }` and
+/// `pub use __rpc_Calc::{CalcClient, CalcServer};`, with the trait's visibility.
+///
+/// The impls name the structs by their path in this module, so a user item also named
+/// `CalcClient` is one error, rustc's "defined multiple times" on the `use` (spanned on the
+/// trait's name), and not, besides, one error per generated use of a field that the user's item
+/// lacks. (rustc then also suggests renaming the import with `as`, written after the trait's
+/// name: no span of the `use` avoids that suggestion.) The structs name no user
+/// type, so moving them into a module changes no name resolution but the runtime path's (see
+/// `stub_krate`).
+fn stubs(args: &ServiceArgs, service: &Service, client: &TokenStream, server: &TokenStream) -> TokenStream {
+    let module = stubs_module(service);
+    let vis = &service.vis;
+    let (client_name, server_name) = (suffixed(service, "Client"), suffixed(service, "Server"));
+    // A runtime path relative to the service's module (`crate = "rpc"` after `use rpc_runtime as
+    // rpc;`) resolves in the stubs module through this import.
+    let glob = match args.krate.segments.first() {
+        Some(first)
+            if args.krate.leading_colon.is_none()
+                && first.ident != "crate"
+                && first.ident != "self"
+                && first.ident != "super" =>
+        {
+            quote!(
+                #[allow(unused_imports)]
+                use super::*;
+            )
+        }
+        _ => TokenStream::new(),
+    };
+    quote! {
+        #[allow(non_snake_case)]
+        mod #module {
+            #glob
+            #client
+            #server
+        }
+        // Unused when the service is private and only one of the two is used.
+        #[allow(unused_imports)]
+        #vis use #module::{#client_name, #server_name};
+    }
+}
+
+/// `Calc` → `__rpc_Calc`, the module holding the client and server structs.
+fn stubs_module(service: &Service) -> syn::Ident {
+    quote::format_ident!("__rpc_{}", syn::ext::IdentExt::unraw(&service.ident))
+}
+
+/// `CalcClient` → `__rpc_Calc::CalcClient`, for the impls.
+pub(super) fn stub_path(service: &Service, name: &syn::Ident) -> TokenStream {
+    let module = stubs_module(service);
+    // Macro-generated to lints: `unused_qualifications` would flag the path, `name` being in
+    // scope through the `use`.
+    let name = syn::Ident::new(&name.to_string(), user_span(name.span()));
+    quote!(#module::#name)
+}
+
+/// The visibility, inside the stubs module, that the parent's `use` can re-export with the
+/// trait's visibility: `pub` and `pub(crate)` stay, private becomes `pub(super)`, and a path
+/// relative to the parent (`pub(super)`, `pub(in super::x)`) gains a `super`.
+pub(super) fn stub_vis(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Public(_) => quote!(pub),
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Restricted(r) => {
+            let path = &r.path;
+            match path.segments.first() {
+                Some(first) if path.leading_colon.is_none() && first.ident == "crate" => quote!(#vis),
+                Some(first) if first.ident == "self" => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                _ => quote!(pub(in super::#path)),
+            }
+        }
+    }
+}
+
+/// The runtime path as seen from the stubs module: `self::x` becomes `super::x`, `super::x`
+/// becomes `super::super::x`; an absolute path stays, and a plain relative one resolves
+/// through the module's `use super::*` (see `stubs`).
+pub(super) fn stub_krate(krate: &syn::Path) -> syn::Path {
+    let mut path = krate.clone();
+    match krate.segments.first() {
+        Some(first) if krate.leading_colon.is_none() && first.ident == "self" => {
+            path.segments[0].ident = syn::Ident::new("super", first.ident.span());
+        }
+        Some(first) if krate.leading_colon.is_none() && first.ident == "super" => {
+            path.segments.insert(0, syn::PathSegment::from(syn::Ident::new("super", first.ident.span())));
+        }
+        _ => {}
+    }
+    path
 }
 
 /// `Foo` → `FooClient` etc., spanned on the trait's name.

@@ -21,6 +21,9 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let vis = &service.vis;
     let trait_name = &service.ident;
     let server = super::suffixed(service, "Server");
+    // Defined in the stubs module, like the client (see `super::stubs`).
+    let server_path = super::stub_path(service, &server);
+    let (inner_vis, inner_p) = (super::stub_vis(vis), super::private(&super::stub_krate(krate)));
     let request = super::suffixed(service, "Request");
     let response = super::suffixed(service, "Response");
     let p = super::private(krate);
@@ -48,24 +51,24 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     });
     let complete = run_to_completion(service, &request);
     let doc = format!(
-        "Serves the [`{trait_name}`] service with an implementation `S`; pass it to `rpc_runtime::Server::new`."
+        "Serves the [`{trait_name}`](super::{trait_name}) service with an implementation `S`; pass it to `rpc_runtime::Server::new`."
     );
     let ty = quote! {
         #[doc = #doc]
-        #vis struct #server<S> {
-            service: #p::Shared<S>,
+        #inner_vis struct #server<S> {
+            pub(super) service: #inner_p::Shared<S>,
         }
     };
     let impls = quote! {
         #[automatically_derived]
-        impl<#s> ::core::clone::Clone for #server<#s> {
+        impl<#s> ::core::clone::Clone for #server_path<#s> {
             fn clone(&self) -> Self {
-                #server { service: ::core::clone::Clone::clone(&self.service) }
+                Self { service: ::core::clone::Clone::clone(&self.service) }
             }
         }
 
         #[automatically_derived]
-        impl<#s> ::core::fmt::Debug for #server<#s> {
+        impl<#s> ::core::fmt::Debug for #server_path<#s> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.write_str(::core::stringify!(#server))
             }
@@ -75,15 +78,15 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         // Calling a `#[deprecated]` method is this impl's job: the warning is for the callers of
         // the client (whose method carries the attribute).
         #[allow(deprecated)]
-        impl<#s: #trait_name> #server<#s> {
+        impl<#s: #trait_name> #server_path<#s> {
             /// Wraps an implementation of the service.
             #vis fn new(service: #s) -> Self {
-                #server { service: #p::Shared::new(service) }
+                Self { service: #p::Shared::new(service) }
             }
 
             /// Wraps an implementation that is already shared.
             #vis fn from_arc(service: #p::Arc<#s>) -> Self {
-                #server { service }
+                Self { service }
             }
 
             /// The implementation.
@@ -101,7 +104,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
 
         #[automatically_derived]
         #[allow(deprecated)]
-        impl<#s> #p::Service for #server<#s>
+        impl<#s> #p::Service for #server_path<#s>
         where
             #s: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
         {

@@ -1,7 +1,7 @@
 //! The user's trait, with each `async fn` declared as returning a `Send` future.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
 
 use crate::ast::Service;
 
@@ -28,7 +28,9 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
         let (args, tys) = super::arg_lists(m);
         let output = &m.output;
         let fn_token = &m.original.sig.fn_token;
-        let future = quote_spanned! {super::user_span(m.output_span())=>
+        let span = super::user_span(m.output_span());
+        let p = respan_default(krate, &p, span);
+        let future = quote_spanned! {span=>
             impl #p::Future<Output = #output> + ::core::marker::Send
         };
         quote! {
@@ -42,4 +44,22 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> TokenStream {
             #(#methods)*
         }
     }
+}
+
+/// The default runtime path (`::rpc_runtime`, spanned on the attribute) respanned on the
+/// method's return type, where rustc's "required by this bound" note for an impl method that
+/// is not `async` then points. A path given with `crate = ...` keeps its span, so that if it does
+/// not resolve, that is one error on it.
+fn respan_default(krate: &syn::Path, private: &TokenStream, span: Span) -> TokenStream {
+    if krate.to_token_stream().to_string() != ":: rpc_runtime" {
+        return private.clone();
+    }
+    private
+        .clone()
+        .into_iter()
+        .map(|mut tt: TokenTree| {
+            tt.set_span(span);
+            tt
+        })
+        .collect()
 }

@@ -10,6 +10,10 @@
 )]
 #[test]
 fn ui() {
+    // The cases are compiled and run, never debugged: without debug info the dependencies and
+    // the pass cases build and link faster. trybuild's cargo inherits this (this binary holds
+    // one test, so nothing reads the environment concurrently).
+    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     // Two runs, compile-fail first. A run with no pass case is checked in one `cargo check
     // --bins` (rustc on every case in parallel, dependencies only checked); a run with a pass
     // case builds each case in its own `cargo build`, one after the other (see tests/README.md).

@@ -6,7 +6,8 @@ use syn::{Path, Token};
 
 use crate::errors::Errors;
 
-/// `crate`: where the runtime lives, for users who renamed it in Cargo.toml.
+/// `crate`: where the runtime lives, for users who renamed it in Cargo.toml; a path, quoted
+/// (`crate = "::my_rpc"`, as serde's) or not (`crate = ::my_rpc`).
 const CRATE: &str = "crate";
 /// `name`: the service's name on the wire (the trait's name by default).
 const NAME: &str = "name";
@@ -88,9 +89,14 @@ impl ServiceArgs {
                     Ok(path) => args.krate = path,
                     Err(_) => errors.push_spanned(s, "`crate` must be a path, e.g. `crate = \"::my_rpc\"`"),
                 },
-                Some(other) => {
-                    errors.push_spanned(other, "`crate` takes a string, e.g. `crate = \"::my_rpc\"`")
+                // Also unquoted: rustc's suggestions for a misspelt path drop the quotes.
+                Some(syn::Expr::Path(p)) if p.qself.is_none() && p.attrs.is_empty() => {
+                    args.krate = p.path.clone()
                 }
+                Some(other) => errors.push_spanned(
+                    other,
+                    "`crate` takes a path, e.g. `crate = ::my_rpc` or `crate = \"::my_rpc\"`",
+                ),
                 None => errors.push_spanned(&arg.key, "`crate` needs a value, e.g. `crate = \"::my_rpc\"`"),
             }
         }

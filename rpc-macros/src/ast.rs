@@ -52,11 +52,14 @@ impl Service {
         check::trait_generics(&item, errors);
         check::trait_qualifiers(&item, errors);
         attr::reject_misplaced(&item.attrs, "the trait", errors);
+        check::applied_twice(&item.attrs, errors);
         let mut methods = Vec::new();
         for trait_item in &item.items {
             check::non_method(trait_item, errors);
             if let TraitItem::Fn(f) = trait_item {
-                methods.push(Method::from_fn(f, errors));
+                if !check::helper_fn(f, errors) {
+                    methods.push(Method::from_fn(f, errors));
+                }
             }
         }
         let service = Service { vis: item.vis.clone(), ident: item.ident.clone(), methods, original: item };
@@ -72,16 +75,25 @@ impl Method {
     fn from_fn(f: &TraitItemFn, errors: &mut Errors) -> Method {
         let sig = &f.sig;
         let helpers = attr::method_attrs(&f.attrs, errors);
-        check::async_fn(sig, errors);
+        let desugared = check::desugared_output(sig);
+        if desugared.is_none() {
+            check::async_fn(sig, errors);
+        }
         check::variadic(sig, errors);
         check::method_generics(sig, errors);
         check::receiver(sig, errors);
         check::default_body(f, errors);
         check::arg_count(sig, errors);
         let args = sig.inputs.iter().filter_map(|input| Arg::from_input(input, errors)).collect();
-        let output = match &sig.output {
-            ReturnType::Default => syn::parse_quote!(()),
-            ReturnType::Type(_, ty) => {
+        let output = match (desugared, &sig.output) {
+            (Some(ty), _) => {
+                check::wire_type(&ty, Role::Result, errors);
+                ty
+            }
+            (None, ReturnType::Default) => syn::parse_quote!(()),
+            // A future of another form: only the missing `async` is reported.
+            (None, ReturnType::Type(_, ty)) if check::returns_future(sig) => (**ty).clone(),
+            (None, ReturnType::Type(_, ty)) => {
                 check::wire_type(ty, Role::Result, errors);
                 (**ty).clone()
             }
@@ -115,10 +127,12 @@ impl Method {
         self.ident.span()
     }
 
-    /// The span of the declared return type, or of the name when there is none.
+    /// The span of the declared return type (the `T` of `impl Future<Output = T>`), or of the
+    /// name when there is none.
     pub(crate) fn output_span(&self) -> Span {
         match &self.original.sig.output {
             ReturnType::Default => self.ident.span(),
+            ReturnType::Type(..) if self.original.sig.asyncness.is_none() => self.output.span(),
             ReturnType::Type(_, ty) => ty.span(),
         }
     }

@@ -30,6 +30,12 @@ pub(crate) fn is_helper(attr: &Attribute) -> bool {
     attr.path().is_ident(ONEWAY) || attr.path().is_ident(RPC)
 }
 
+/// `#[service]` or `#[rpc_runtime::service]` (any path ending in `service`), left on the trait
+/// when the attribute is written twice.
+pub(crate) fn is_service(attr: &Attribute) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == "service")
+}
+
 /// Reads the helper attributes of a method.
 pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAttrs {
     let mut out = MethodAttrs::default();

@@ -4,9 +4,13 @@
 
 use std::collections::HashMap;
 
+use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::ext::IdentExt;
-use syn::{FnArg, GenericArgument, ItemTrait, Pat, PathArguments, Signature, TraitItem, TraitItemFn, Type};
+use syn::{
+    Attribute, FnArg, GenericArgument, GenericParam, Generics, ItemTrait, Pat, PathArguments, ReturnType,
+    Signature, TraitBoundModifier, TraitItem, TraitItemFn, Type, TypeParamBound,
+};
 
 use crate::ast::{Method, Service};
 use crate::errors::Errors;
@@ -20,9 +24,21 @@ pub(crate) const RESERVED_CLIENT_METHODS: &[&str] =
 /// traits for tuples of up to 16 elements.
 pub(crate) const MAX_ARGS: usize = 16;
 
-/// `trait Svc<T>`, `trait Svc where Self: Sized`
+/// `trait Svc<T>`, `trait Svc<'a>`, `trait Svc where Self: Sized`
 pub(crate) fn trait_generics(item: &ItemTrait, errors: &mut Errors) {
-    if !item.generics.params.is_empty() {
+    if only_lifetimes(&item.generics) {
+        let used = item.items.iter().any(|i| match i {
+            TraitItem::Fn(f) => uses_lifetimes(&f.sig, &item.generics),
+            _ => false,
+        });
+        // A borrowed argument is reported on its type, with an owned type to use instead.
+        if !used {
+            errors.push_spanned(
+                &item.generics,
+                format!("service traits cannot have lifetime parameters: {NOTHING_BORROWED}"),
+            );
+        }
+    } else if !item.generics.params.is_empty() {
         errors.push_spanned(
             &item.generics,
             "service traits cannot be generic: both ends must agree on every type; use concrete types in the methods",
@@ -58,7 +74,149 @@ pub(crate) fn non_method(item: &TraitItem, errors: &mut Errors) {
     );
 }
 
-/// `fn ping(&self)`, `const fn ping(&self)`, `unsafe fn ping(&self)`, `extern "C" fn ping(&self)`
+/// Why lifetime parameters have no use in a service.
+const NOTHING_BORROWED: &str = "arguments and results are decoded from the wire into owned values, so there is nothing to borrow; remove the lifetimes and use owned types";
+
+fn only_lifetimes(generics: &Generics) -> bool {
+    !generics.params.is_empty() && generics.params.iter().all(|p| matches!(p, GenericParam::Lifetime(_)))
+}
+
+/// Whether an argument or the result of `sig` names one of the lifetimes declared in `generics`.
+fn uses_lifetimes(sig: &Signature, generics: &Generics) -> bool {
+    let declared: Vec<_> = generics.lifetimes().map(|l| l.lifetime.ident.to_string()).collect();
+    let mut tokens = sig.inputs.to_token_stream();
+    sig.output.to_tokens(&mut tokens);
+    names_lifetime(tokens, &declared)
+}
+
+fn names_lifetime(tokens: TokenStream, declared: &[String]) -> bool {
+    let mut after_quote = false;
+    tokens.into_iter().any(|tt| {
+        let hit = match &tt {
+            TokenTree::Ident(i) => after_quote && declared.iter().any(|d| i == d),
+            TokenTree::Group(g) => names_lifetime(g.stream(), declared),
+            TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+        };
+        after_quote = matches!(&tt, TokenTree::Punct(p) if p.as_char() == '\'');
+        hit
+    })
+}
+
+/// `#[service] #[service] trait Svc`: the second would run on what the first generates.
+pub(crate) fn applied_twice(attrs: &[Attribute], errors: &mut Errors) {
+    for attr in attrs.iter().filter(|a| crate::attr::is_service(a)) {
+        errors.push_spanned(attr, "`#[service]` is applied twice to this trait; remove this one");
+    }
+}
+
+/// `fn helper(key: &str) -> &str { ... }`, `fn describe(&self) -> String { ... }`
+///
+/// A function with a body that is not `async`: a helper, not an RPC method, so one error
+/// rather than one per rule it breaks. Returns whether it is one (then no other rule applies).
+pub(crate) fn helper_fn(f: &TraitItemFn, errors: &mut Errors) -> bool {
+    let helper = f.default.is_some() && f.sig.asyncness.is_none() && desugared_output(&f.sig).is_none();
+    if helper {
+        errors.push_spanned(
+            f.sig.fn_token,
+            format!(
+                "a service trait holds only RPC methods (`async fn` declarations without a body); move `{}` to another trait or make it a free function",
+                f.sig.ident.unraw()
+            ),
+        );
+    }
+    helper
+}
+
+/// `fn get(&self) -> impl Future<Output = u8> + Send`, what `async fn get(&self) -> u8` becomes
+/// in the generated trait, is accepted as that: returns `u8`. `None` for any other form,
+/// including other bounds (`+ Unpin`, `+ 'static`) that `async fn` would not keep.
+pub(crate) fn desugared_output(sig: &Signature) -> Option<Type> {
+    if sig.asyncness.is_some() || sig.constness.is_some() || sig.unsafety.is_some() || sig.abi.is_some() {
+        return None;
+    }
+    let ReturnType::Type(_, ty) = &sig.output else { return None };
+    let Type::ImplTrait(t) = &**ty else { return None };
+    let mut output = None;
+    for bound in &t.bounds {
+        let TypeParamBound::Trait(b) = bound else { return None };
+        if !matches!(b.modifier, TraitBoundModifier::None) || b.lifetimes.is_some() {
+            return None;
+        }
+        let last = b.path.segments.last()?;
+        if last.ident == "Send" && last.arguments.is_none() {
+            continue;
+        }
+        if last.ident != "Future" || output.is_some() {
+            return None;
+        }
+        output = Some(future_output(&last.arguments)?.clone());
+    }
+    output
+}
+
+/// `<Output = T>`: `T`.
+fn future_output(args: &PathArguments) -> Option<&Type> {
+    let PathArguments::AngleBracketed(a) = args else { return None };
+    match a.args.first() {
+        Some(GenericArgument::AssocType(b)) if a.args.len() == 1 && b.ident == "Output" => Some(&b.ty),
+        _ => None,
+    }
+}
+
+/// The `T` of a `Future<Output = T>` anywhere in `ty` (`impl Future<..> + Unpin`,
+/// `Pin<Box<dyn Future<..>>>`); `Some(None)` for a `Future` without `Output`.
+fn find_future(ty: &Type) -> Option<Option<&Type>> {
+    let bounds = match ty {
+        Type::ImplTrait(t) => &t.bounds,
+        Type::TraitObject(t) => &t.bounds,
+        Type::Paren(p) => return find_future(&p.elem),
+        Type::Group(g) => return find_future(&g.elem),
+        Type::Path(p) => {
+            return p.path.segments.iter().find_map(|seg| {
+                let PathArguments::AngleBracketed(a) = &seg.arguments else { return None };
+                a.args.iter().find_map(|arg| match arg {
+                    GenericArgument::Type(t) => find_future(t),
+                    _ => None,
+                })
+            })
+        }
+        _ => return None,
+    };
+    bounds.iter().find_map(|b| match b {
+        TypeParamBound::Trait(t) => {
+            let last = t.path.segments.last()?;
+            (last.ident == "Future").then(|| future_output(&last.arguments))
+        }
+        _ => None,
+    })
+}
+
+/// Whether a method that is not `async` returns some kind of future: then its return type is
+/// not the RPC result, and only the missing `async` is reported.
+pub(crate) fn returns_future(sig: &Signature) -> bool {
+    matches!(&sig.output, ReturnType::Type(_, ty) if sig.asyncness.is_none() && find_future(ty).is_some())
+}
+
+/// `Vec < u8 >` (tokens as printed) → `Vec<u8>`, for messages.
+fn type_string(ty: &Type) -> String {
+    let mut s = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+/// `fn ping(&self)`, `const fn ping(&self)`, `unsafe fn ping(&self)`, `extern "C" fn ping(&self)`,
+/// `fn next(&self) -> impl Future<Output = u64> + Unpin`
 ///
 /// One error per method, on the first wrong qualifier, or on `fn` when `async` is missing.
 pub(crate) fn async_fn(sig: &Signature, errors: &mut Errors) {
@@ -69,6 +227,21 @@ pub(crate) fn async_fn(sig: &Signature, errors: &mut Errors) {
         errors.push_spanned(u, format!("RPC methods cannot be `unsafe`; write `async fn {name}`"));
     } else if let Some(abi) = &sig.abi {
         errors.push_spanned(abi, format!("RPC methods cannot have an ABI; write `async fn {name}`"));
+    } else if let (None, ReturnType::Type(_, ty)) = (&sig.asyncness, &sig.output) {
+        if let Some(output) = find_future(ty) {
+            let output = output.map_or_else(|| "T".to_owned(), type_string);
+            errors.push_spanned(
+                sig.fn_token,
+                format!(
+                    "RPC methods must be `async fn`; write `async fn {name}(...) -> {output}`, which the generated trait declares as `fn {name}(...) -> impl Future<Output = {output}> + Send` (that form is accepted too, with no other bound)"
+                ),
+            );
+        } else {
+            errors.push_spanned(
+                sig.fn_token,
+                format!("RPC methods must be `async fn`; write `async fn {name}`"),
+            );
+        }
     } else if sig.asyncness.is_none() {
         errors.push_spanned(sig.fn_token, format!("RPC methods must be `async fn`; write `async fn {name}`"));
     }
@@ -81,9 +254,18 @@ pub(crate) fn variadic(sig: &Signature, errors: &mut Errors) {
     }
 }
 
-/// `async fn get<T>(&self, key: T)`, `async fn get(&self) where Self: Sized`
+/// `async fn get<T>(&self, key: T)`, `async fn get<'a>(&self)`,
+/// `async fn get(&self) where Self: Sized`
 pub(crate) fn method_generics(sig: &Signature, errors: &mut Errors) {
-    if !sig.generics.params.is_empty() {
+    if only_lifetimes(&sig.generics) {
+        // A borrowed argument is reported on its type, with an owned type to use instead.
+        if !uses_lifetimes(sig, &sig.generics) {
+            errors.push_spanned(
+                &sig.generics,
+                format!("RPC methods cannot have lifetime parameters: {NOTHING_BORROWED}"),
+            );
+        }
+    } else if !sig.generics.params.is_empty() {
         errors.push_spanned(
             &sig.generics,
             "RPC methods cannot be generic: the server must know every argument type to decode it; use concrete types",

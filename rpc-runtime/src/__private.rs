@@ -4,7 +4,6 @@
 //! `#![no_implicit_prelude]`, or with its own `Result`, `Box` or `Option`, still compiles.
 
 pub use ::serde;
-use std::future::Future;
 use std::marker::PhantomData;
 
 pub use std::boxed::Box;
@@ -12,6 +11,11 @@ pub use std::string::String;
 pub use std::sync::{Arc, OnceLock};
 pub use std::time::Duration;
 pub use std::vec::Vec;
+
+/// `Arc`, under a name nothing in std has, for the field of the generated server: a `crate = "..."`
+/// path that does not resolve is then reported once, without a second copy suggesting to import
+/// `std::sync::Arc`.
+pub type Shared<T> = Arc<T>;
 
 pub use crate::client::Client;
 pub use crate::codec::Format;
@@ -44,6 +48,47 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Wire fo
 /// Fails to compile, on the caller's span, unless `T` implements [`Wire`].
 pub const fn assert_wire<T: Wire>() {}
 
+/// Fails to compile, on the caller's span, unless `R` is `core::result::Result<T, E>`. Generated
+/// code asserts a result written `Result<T, E>` as `T` and `E` (so a missing derive is reported
+/// on the type at fault, not on the whole `Result`), and this checks that the `Result` is core's,
+/// which crosses the wire whenever `T` and `E` do.
+pub const fn assert_result<R: IsResult<T, E>, T, E>() {}
+
+/// Implemented only by `core::result::Result<T, E>`: see [`assert_result`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `core::result::Result<{T}, {E}>`",
+    label = "an RPC result written `Result<T, E>` must be core's `Result`",
+    note = "`#[service]` checks the two types of a result written `Result<T, E>` on their own; give your own two-parameter type another name"
+)]
+pub trait IsResult<T, E> {}
+
+impl<T, E> IsResult<T, E> for Result<T, E> {}
+
+/// The future an RPC method returns: any [`core::future::Future`]. The generated trait declares
+/// each method as returning `impl Future<Output = T> + Send` with this trait, so that an impl
+/// method written without `async` is told to add it (rustc's own message is "`T` is not a
+/// future").
+#[diagnostic::on_unimplemented(
+    message = "this RPC method must be `async fn`: `{Self}` is not a future",
+    label = "add `async` before `fn`",
+    note = "the `#[service]` trait declares every method as `async fn`; write the impl's method as `async fn` too (or return `impl Future<Output = ...> + Send`)"
+)]
+pub trait Future: std::future::Future {}
+
+// `do_not_recommend`: a type that is not a future is reported as not implementing this trait,
+// with the message above, rather than as not implementing `core::future::Future`.
+#[diagnostic::do_not_recommend]
+impl<F: std::future::Future + ?Sized> Future for F {}
+
+/// The future of a one-way call: the generated client's `#[oneway]` methods return
+/// `impl OnewayFuture<Output = Result<(), RpcError>>`, so that a call whose future is dropped
+/// without being awaited (and so never sent) is reported with this trait's `must_use` message
+/// rather than the generic one for futures.
+#[must_use = "a one-way call is sent only when its future is awaited; add `.await`"]
+pub trait OnewayFuture: std::future::Future {}
+
+impl<F: std::future::Future + ?Sized> OnewayFuture for F {}
+
 /// Compile-time dispatch on whether a method's types can cross the wire, so that a type that
 /// cannot is reported once, by [`assert_wire`], and not again by every use of serde in the
 /// generated code.
@@ -66,6 +111,8 @@ impl<A, R> Probe<A, R> {
 
 /// The operations generated code needs on a method's arguments and result.
 pub mod dispatch {
+    use std::future::Future;
+
     use super::*;
 
     /// The real operations, for types that are [`Wire`].

@@ -32,7 +32,8 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
     let vis = &service.vis;
     let server = super::suffixed(service, "Server");
     let client = super::suffixed(service, "Client");
-    let p = quote!(#krate::__private);
+    let p = super::private(krate);
+    let s = super::server::impl_param(krate, service);
     let name = match &args.name {
         Some(name) => name.value(),
         None => service.ident.unraw().to_string(),
@@ -62,7 +63,7 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
         }
 
         #[automatically_derived]
-        impl<__S> #server<__S> {
+        impl<#s> #server<#s> {
             #[doc = #doc]
             #vis fn descriptor() -> &'static #p::ServiceDescriptor {
                 __rpc_descriptor()
@@ -70,7 +71,7 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
         }
 
         #[automatically_derived]
-        impl<__S> #p::Described for #server<__S> {
+        impl<#s> #p::Described for #server<#s> {
             fn descriptor() -> &'static #p::ServiceDescriptor {
                 __rpc_descriptor()
             }

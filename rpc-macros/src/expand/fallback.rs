@@ -13,11 +13,12 @@ use syn::{FnArg, ItemTrait, Pat, TraitItem};
 use crate::attr;
 
 /// Input: the user's trait and the errors found in it.
-/// Output: the trait with the helper attributes removed and with nothing rustc would report a
+/// Output: the trait with the helper attributes (and a second `#[service]`) removed and with nothing rustc would report a
 /// second time (`const fn`, `...`, `auto`, patterns in bodiless methods, a repeated method, a
 /// misplaced `self`), followed by the errors.
 pub(super) fn generate(mut item: ItemTrait, errors: syn::Error) -> TokenStream {
-    item.attrs.retain(|a| !attr::is_helper(a));
+    // A second `#[service]` would run on this trait and generate what the first did not.
+    item.attrs.retain(|a| !attr::is_helper(a) && !attr::is_service(a));
     item.auto_token = None;
     let mut names = HashSet::new();
     item.items.retain(|i| match i {

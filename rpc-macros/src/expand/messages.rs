@@ -18,7 +18,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let trait_name = &service.ident;
     let request = super::suffixed(service, "Request");
     let response = super::suffixed(service, "Response");
-    let p = quote!(#krate::__private);
+    let p = super::private(krate);
 
     let request_variants = service.methods.iter().map(|m| {
         let (docs, cfgs, variant) = (&m.docs, &m.cfgs, &m.variant);

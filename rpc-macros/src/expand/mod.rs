@@ -38,23 +38,24 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
 
 fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let krate = &args.krate;
-    let service_trait = service_trait::generate(service);
+    let service_trait = service_trait::generate(krate, service);
     let (message_types, message_impls) = messages::generate(krate, service);
     let (client_type, client_impls) = client::generate(krate, service);
     let (server_type, server_impls) = server::generate(krate, service);
     let descriptor = descriptor::generate(krate, args, service);
+    let stubs = stubs(args, service, &client_type, &server_type);
     let assertions = wire_assertions(krate, service);
+    let p = private(krate);
     quote! {
         #service_trait
         #message_types
-        #client_type
-        #server_type
+        #stubs
         #[doc(hidden)]
         const _: () = {
             // Method resolution picks `WireOps` when a method's types cross the wire, `NotWire`
             // otherwise (then an assertion below fails): see `__private::Probe`.
             #[allow(unused_imports)]
-            use #krate::__private::dispatch::{NotWire as _, WireOps as _};
+            use #p::dispatch::{NotWire as _, WireOps as _};
             #message_impls
             #client_impls
             #server_impls
@@ -67,17 +68,45 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
 /// Input: `async fn put(&self, value: NotSerde) -> u8`
 /// Output: `assert_wire::<NotSerde>(); assert_wire::<u8>();`, each spanned on the user's type,
 /// so a type that cannot cross the wire is reported there, once, with our note.
+///
+/// A result `Result<T, E>` is asserted as `T` and `E`, each on its own token, so a non-serde
+/// error type is reported on `E`; `assert_result` then checks that this `Result` is core's
+/// (whose serde impls need no more than that).
 fn wire_assertions(krate: &syn::Path, service: &Service) -> TokenStream {
+    let p = private(krate);
+    let assert = |ty: &syn::Type| {
+        let span = user_span(syn::spanned::Spanned::span(ty));
+        quote_spanned! {span=> #p::assert_wire::<#ty>(); }
+    };
     let checks = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
-        let tys = m.args.iter().map(|a| &a.ty).chain(std::iter::once(&m.output));
-        let asserts = tys.map(|ty| {
-            let span = user_span(syn::spanned::Spanned::span(ty));
-            quote_spanned! {span=> #krate::__private::assert_wire::<#ty>(); }
-        });
-        quote! { #(#cfgs)* { #(#asserts)* } }
+        let args = m.args.iter().map(|a| assert(&a.ty));
+        let output = match result_parts(&m.output) {
+            Some((name, ok, err)) => {
+                let (output, ok_assert, err_assert) = (&m.output, assert(ok), assert(err));
+                let span = user_span(name.span());
+                quote_spanned! {span=>
+                    #ok_assert
+                    #err_assert
+                    #p::assert_result::<#output, #ok, #err>();
+                }
+            }
+            None => assert(&m.output),
+        };
+        quote! { #(#cfgs)* { #(#args)* #output } }
     });
     quote! { #(#checks)* }
+}
+
+/// `Result<T, E>` (any path ending in `Result`, with two types): its name, `T` and `E`.
+fn result_parts(ty: &syn::Type) -> Option<(&syn::Ident, &syn::Type, &syn::Type)> {
+    let syn::Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last().filter(|s| p.qself.is_none() && s.ident == "Result")?;
+    let syn::PathArguments::AngleBracketed(a) = &last.arguments else { return None };
+    match a.args.iter().collect::<Vec<_>>()[..] {
+        [syn::GenericArgument::Type(ok), syn::GenericArgument::Type(err)] => Some((&last.ident, ok, err)),
+        _ => None,
+    }
 }
 
 /// `#[service]` on something other than a trait: one error on the item's keyword, and the item
@@ -120,6 +149,111 @@ pub(super) fn user_span(span: Span) -> Span {
     Span::mixed_site().located_at(span)
 }
 
+/// `#krate::__private`, with `__private` spanned on the runtime path: generated code names the
+/// runtime only through this, so a `crate = "..."` path that does not resolve, or that is not the
+/// runtime, fails with one error on the path (rustc merges identical errors), not one per use.
+pub(super) fn private(krate: &syn::Path) -> TokenStream {
+    let span = krate.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+    let private = syn::Ident::new("__private", span);
+    quote!(#krate::#private)
+}
+
+/// Input: the client and server structs.
+/// Output: `mod __rpc_Calc { pub struct CalcClient {..} pub struct CalcServer<S> {..} }` and
+/// `pub use __rpc_Calc::{CalcClient, CalcServer};`, with the trait's visibility.
+///
+/// The impls name the structs by their path in this module, so a user item also named
+/// `CalcClient` is one error, rustc's "defined multiple times" on the `use` (spanned on the
+/// trait's name), and not, besides, one error per generated use of a field that the user's item
+/// lacks. (rustc then also suggests renaming the import with `as`, written after the trait's
+/// name: no span of the `use` avoids that suggestion.) The structs name no user
+/// type, so moving them into a module changes no name resolution but the runtime path's (see
+/// `stub_krate`).
+fn stubs(args: &ServiceArgs, service: &Service, client: &TokenStream, server: &TokenStream) -> TokenStream {
+    let module = stubs_module(service);
+    let vis = &service.vis;
+    let (client_name, server_name) = (suffixed(service, "Client"), suffixed(service, "Server"));
+    // A runtime path relative to the service's module (`crate = "rpc"` after `use rpc_runtime as
+    // rpc;`) resolves in the stubs module through this import.
+    let glob = match args.krate.segments.first() {
+        Some(first)
+            if args.krate.leading_colon.is_none()
+                && first.ident != "crate"
+                && first.ident != "self"
+                && first.ident != "super" =>
+        {
+            quote!(
+                #[allow(unused_imports)]
+                use super::*;
+            )
+        }
+        _ => TokenStream::new(),
+    };
+    quote! {
+        #[allow(non_snake_case)]
+        mod #module {
+            #glob
+            #client
+            #server
+        }
+        // Unused when the service is private and only one of the two is used.
+        #[allow(unused_imports)]
+        #vis use #module::{#client_name, #server_name};
+    }
+}
+
+/// `Calc` → `__rpc_Calc`, the module holding the client and server structs.
+fn stubs_module(service: &Service) -> syn::Ident {
+    quote::format_ident!("__rpc_{}", syn::ext::IdentExt::unraw(&service.ident))
+}
+
+/// `CalcClient` → `__rpc_Calc::CalcClient`, for the impls.
+pub(super) fn stub_path(service: &Service, name: &syn::Ident) -> TokenStream {
+    let module = stubs_module(service);
+    // Macro-generated to lints: `unused_qualifications` would flag the path, `name` being in
+    // scope through the `use`.
+    let name = syn::Ident::new(&name.to_string(), user_span(name.span()));
+    quote!(#module::#name)
+}
+
+/// The visibility, inside the stubs module, that the parent's `use` can re-export with the
+/// trait's visibility: `pub` and `pub(crate)` stay, private becomes `pub(super)`, and a path
+/// relative to the parent (`pub(super)`, `pub(in super::x)`) gains a `super`.
+pub(super) fn stub_vis(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Public(_) => quote!(pub),
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Restricted(r) => {
+            let path = &r.path;
+            match path.segments.first() {
+                Some(first) if path.leading_colon.is_none() && first.ident == "crate" => quote!(#vis),
+                Some(first) if first.ident == "self" => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                _ => quote!(pub(in super::#path)),
+            }
+        }
+    }
+}
+
+/// The runtime path as seen from the stubs module: `self::x` becomes `super::x`, `super::x`
+/// becomes `super::super::x`; an absolute path stays, and a plain relative one resolves
+/// through the module's `use super::*` (see `stubs`).
+pub(super) fn stub_krate(krate: &syn::Path) -> syn::Path {
+    let mut path = krate.clone();
+    match krate.segments.first() {
+        Some(first) if krate.leading_colon.is_none() && first.ident == "self" => {
+            path.segments[0].ident = syn::Ident::new("super", first.ident.span());
+        }
+        Some(first) if krate.leading_colon.is_none() && first.ident == "super" => {
+            path.segments.insert(0, syn::PathSegment::from(syn::Ident::new("super", first.ident.span())));
+        }
+        _ => {}
+    }
+    path
+}
+
 /// `Foo` → `FooClient` etc., spanned on the trait's name.
 pub(super) fn suffixed(service: &Service, suffix: &str) -> syn::Ident {
     quote::format_ident!("{}{}", service.ident, suffix, span = service.ident.span())
@@ -134,5 +268,6 @@ pub(super) fn arg_lists(m: &ast::Method) -> (Vec<&syn::Ident>, Vec<&syn::Type>) 
 pub(super) fn probe(krate: &syn::Path, m: &ast::Method) -> TokenStream {
     let (_, tys) = arg_lists(m);
     let output = &m.output;
-    quote! { (&#krate::__private::Probe::<(#(#tys,)*), #output>::new()) }
+    let p = private(krate);
+    quote! { (&#p::Probe::<(#(#tys,)*), #output>::new()) }
 }

@@ -1,7 +1,9 @@
 //! The server stub: decodes a call, runs the user's implementation, encodes the result.
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, ToTokens};
 
 use crate::ast::Service;
 
@@ -10,16 +12,23 @@ use crate::ast::Service;
 /// `get_ref` and `handle(CalcRequest) -> CalcResponse` for any `S: Calc`, and the runtime's
 /// `Service` trait.
 ///
-/// The impls name the implementation `__S`, not `S`: the user's trait or argument types may be
-/// called `S` (tarpc's generic `S` breaks on them). Methods are called as `<__S as Calc>::add`,
-/// so a method named like one of `Arc`'s (`clone`) still calls the user's.
+/// The impls name the implementation `S`, or, when the trait names a type `S` (tarpc's generic
+/// `S` breaks on them), the first of a few other readable names it does not use (see
+/// `impl_param`): rustdoc shows the name. Methods are called as `<S as Calc>::add`, so a method
+/// named like one of `Arc`'s (`clone`) still calls the user's. The `response` argument of `call`
+/// is hygienic (`Span::mixed_site`), so an RPC argument named `response` does not shadow it.
 pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
     let server = super::suffixed(service, "Server");
+    // Defined in the stubs module, like the client (see `super::stubs`).
+    let server_path = super::stub_path(service, &server);
+    let (inner_vis, inner_p) = (super::stub_vis(vis), super::private(&super::stub_krate(krate)));
     let request = super::suffixed(service, "Request");
     let response = super::suffixed(service, "Response");
-    let p = quote!(#krate::__private);
+    let p = super::private(krate);
+    let s = impl_param(krate, service);
+    let response_buf = syn::Ident::new("response", Span::mixed_site());
     let encode_arms = service.methods.iter().map(|m| {
         let (cfgs, variant, name) = (&m.cfgs, &m.variant, &m.ident);
         let (args, _) = super::arg_lists(m);
@@ -27,8 +36,8 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         quote! {
             #(#cfgs)*
             #request::#variant { #(#args),* } => #probe.encode(
-                __rpc_response,
-                &<__S as #trait_name>::#name(&*__rpc_service, #(#args),*).await,
+                #response_buf,
+                &<#s as #trait_name>::#name(&*__rpc_service, #(#args),*).await,
             ),
         }
     });
@@ -37,48 +46,51 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         let (args, _) = super::arg_lists(m);
         quote! {
             #(#cfgs)*
-            #request::#variant { #(#args),* } => #response::#variant(<__S as #trait_name>::#name(&*self.service, #(#args),*).await),
+            #request::#variant { #(#args),* } => #response::#variant(<#s as #trait_name>::#name(&*self.service, #(#args),*).await),
         }
     });
     let complete = run_to_completion(service, &request);
     let doc = format!(
-        "Serves the [`{trait_name}`] service with an implementation `S`; pass it to `rpc_runtime::Server::new`."
+        "Serves the [`{trait_name}`](super::{trait_name}) service with an implementation `S`; pass it to `rpc_runtime::Server::new`."
     );
     let ty = quote! {
         #[doc = #doc]
-        #vis struct #server<S> {
-            service: #p::Arc<S>,
+        #inner_vis struct #server<S> {
+            pub(super) service: #inner_p::Shared<S>,
         }
     };
     let impls = quote! {
         #[automatically_derived]
-        impl<__S> ::core::clone::Clone for #server<__S> {
+        impl<#s> ::core::clone::Clone for #server_path<#s> {
             fn clone(&self) -> Self {
-                #server { service: ::core::clone::Clone::clone(&self.service) }
+                Self { service: ::core::clone::Clone::clone(&self.service) }
             }
         }
 
         #[automatically_derived]
-        impl<__S> ::core::fmt::Debug for #server<__S> {
+        impl<#s> ::core::fmt::Debug for #server_path<#s> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 f.write_str(::core::stringify!(#server))
             }
         }
 
         #[automatically_derived]
-        impl<__S: #trait_name> #server<__S> {
+        // Calling a `#[deprecated]` method is this impl's job: the warning is for the callers of
+        // the client (whose method carries the attribute).
+        #[allow(deprecated)]
+        impl<#s: #trait_name> #server_path<#s> {
             /// Wraps an implementation of the service.
-            #vis fn new(service: __S) -> Self {
-                #server { service: #p::Arc::new(service) }
+            #vis fn new(service: #s) -> Self {
+                Self { service: #p::Shared::new(service) }
             }
 
             /// Wraps an implementation that is already shared.
-            #vis fn from_arc(service: #p::Arc<__S>) -> Self {
-                #server { service }
+            #vis fn from_arc(service: #p::Arc<#s>) -> Self {
+                Self { service }
             }
 
             /// The implementation.
-            #vis fn get_ref(&self) -> &__S {
+            #vis fn get_ref(&self) -> &#s {
                 &self.service
             }
 
@@ -91,17 +103,18 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         }
 
         #[automatically_derived]
-        impl<__S> #p::Service for #server<__S>
+        #[allow(deprecated)]
+        impl<#s> #p::Service for #server_path<#s>
         where
-            __S: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
+            #s: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
         {
             fn call(
                 &self,
                 method: &str,
                 payload: &[u8],
-                __rpc_response: #p::ResponseBuf,
+                #response_buf: #p::ResponseBuf,
             ) -> ::core::result::Result<#p::Handler, #p::RpcError> {
-                let __rpc_request = #request::decode(__rpc_response.format(), method, payload)?;
+                let __rpc_request = #request::decode(#response_buf.format(), method, payload)?;
                 let __rpc_name = __rpc_request.method_name();
                 let __rpc_complete = #complete;
                 let __rpc_service = ::core::clone::Clone::clone(&self.service);
@@ -138,6 +151,32 @@ fn run_to_completion(service: &Service, request: &syn::Ident) -> TokenStream {
             // Unreachable when every method runs to completion.
             #[allow(unreachable_patterns)]
             _ => false,
+        }
+    }
+}
+
+/// The implementation's type parameter in the server's impls: `S`, as in the struct's docs,
+/// unless the trait or the runtime path names something `S` (the parameter would shadow it in the
+/// method types the impls spell out); then the first readable name they do not use.
+pub(super) fn impl_param(krate: &syn::Path, service: &Service) -> syn::Ident {
+    let mut used = HashSet::new();
+    idents(service.original.to_token_stream(), &mut used);
+    idents(krate.to_token_stream(), &mut used);
+    let name = ["S", "Svc", "Impl", "Implementation", "ServiceImpl"]
+        .into_iter()
+        .find(|n| !used.contains(*n))
+        .map_or_else(|| format!("S{}", used.len()), str::to_owned);
+    syn::Ident::new(&name, Span::call_site())
+}
+
+fn idents(tokens: TokenStream, out: &mut HashSet<String>) {
+    for tt in tokens {
+        match tt {
+            TokenTree::Ident(i) => {
+                out.insert(i.to_string());
+            }
+            TokenTree::Group(g) => idents(g.stream(), out),
+            TokenTree::Punct(_) | TokenTree::Literal(_) => {}
         }
     }
 }

@@ -1,0 +1,8 @@
+use rpc_runtime::service;
+
+#[service(crate = "rpc_runtim")]
+pub trait Calculator {
+    async fn add(&self, a: i64, b: i64) -> i64;
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use rpc_runtime::service;
+
+pub struct GreeterServer;
+
+#[service]
+pub trait Greeter {
+    async fn hello(&self, name: String) -> String;
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use rpc_runtime::service;
+
+#[service]
+#[rpc_runtime::service]
+pub trait Calculator {
+    async fn add(&self, a: i64, b: i64) -> i64;
+}
+
+fn main() {}

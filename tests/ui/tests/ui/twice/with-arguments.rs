@@ -1,0 +1,7 @@
+#[rpc_runtime::service(crate = "::rpc_runtime")]
+#[rpc_runtime::service]
+pub trait Calculator {
+    async fn add(&self, a: i64, b: i64) -> i64;
+}
+
+fn main() {}

@@ -21,6 +21,14 @@ pub use crate::client::Client;
 pub use crate::codec::Format;
 use crate::codec::{Args, ArgsRef, WireArgs};
 pub use crate::describe::{Described, MethodDescriptor, MethodKind, ServiceDescriptor};
+
+/// Where a generated service keeps its descriptor, built on first use.
+pub type DescriptorCell = OnceLock<ServiceDescriptor>;
+
+/// An empty list of method descriptors, for a generated descriptor to fill.
+pub fn method_list() -> Vec<MethodDescriptor> {
+    Vec::new()
+}
 pub use crate::service::{Handler, ResponseBuf, Service};
 pub use crate::transport::framed::FrameBuf;
 pub use crate::transport::Connection;

@@ -30,8 +30,10 @@ pub(super) fn check_default_name(args: &ServiceArgs, service: &Service, errors: 
 /// `ServiceDescriptor::new("math.Calc", [probe.describe("add", MethodKind::Unary, &["a", "b"])])`.
 pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service) -> TokenStream {
     let vis = &service.vis;
-    let server = super::suffixed(service, "Server");
-    let client = super::suffixed(service, "Client");
+    // The structs live in the stubs module; a user item of the same name must not capture these
+    // impls (see `super::stubs`).
+    let server = super::stub_path(service, &super::suffixed(service, "Server"));
+    let client = super::stub_path(service, &super::suffixed(service, "Client"));
     let p = super::private(krate);
     let s = super::server::impl_param(krate, service);
     let name = match &args.name {
@@ -54,9 +56,11 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
     );
     quote! {
         fn __rpc_descriptor() -> &'static #p::ServiceDescriptor {
-            static __RPC_DESCRIPTOR: #p::OnceLock<#p::ServiceDescriptor> = #p::OnceLock::new();
+            // Runtime items named unlike anything in std, so a misspelt runtime path is reported
+            // once, not once more with an "import `std::...`" hint per std-named item.
+            static __RPC_DESCRIPTOR: #p::DescriptorCell = #p::DescriptorCell::new();
             __RPC_DESCRIPTOR.get_or_init(|| {
-                let mut __rpc_methods = #p::Vec::new();
+                let mut __rpc_methods = #p::method_list();
                 #(#methods)*
                 #p::ServiceDescriptor::new(#name, __rpc_methods)
             })

@@ -38,10 +38,7 @@ async fn flood(peer: &mut RawPeer, n: u64, body: impl Fn(u64) -> Vec<u8>) {
 #[tokio::test(start_paused = true)]
 async fn e1_concurrency_cap() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(8);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
         let mut peaks = Vec::new();
         for n in [1_000u64, 10_000] {
             let mem = MemScope::start();
@@ -88,10 +85,7 @@ async fn e1_concurrency_cap() {
 #[tokio::test(start_paused = true)]
 async fn e2_rapid_reset() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(8);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
         let mem = MemScope::start();
         let mut peer = fx.raw().await;
         flood(&mut peer, 20_000, |i| {
@@ -216,10 +210,7 @@ async fn e3_slow_consumer() {
     const RESPONSE: u64 = 256 * 1024;
     for kind in STREAMS {
         let fx = Fixture::start_with(kind, |s| {
-            let mut config = ServerConfig::default();
-            config.max_in_flight = 4;
-            config.outbound_queue = 4;
-            s.config(config);
+            s.with_config(ServerConfig::default().with_max_in_flight(4).with_outbound_queue(4))
         })
         .await;
         let mem = MemScope::start();
@@ -279,10 +270,8 @@ async fn e3_server_never_reads() {
 async fn e4_many_connections_announcing_max_frames() {
     for kind in STREAMS {
         for trickle in [0usize, 64 * 1024] {
-            let fx = Fixture::start_with(kind, |s| {
-                s.max_connections(100).max_receive_budget(40 * 4 * MIB);
-            })
-            .await;
+            let fx =
+                Fixture::start_with(kind, |s| s.max_connections(100).max_receive_budget(40 * 4 * MIB)).await;
             let mem = MemScope::start();
             let mut served = Vec::new();
             let (mut refused, mut shed, mut stalled) = (0, 0, 0);
@@ -334,10 +323,7 @@ async fn e4_many_connections_announcing_max_frames() {
 #[tokio::test(start_paused = true)]
 async fn e4_receive_budget_is_returned() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_receive_budget(MIB);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_receive_budget(MIB)).await;
         let big = |id| wire::request(id, "bytes", None, &[varint(600 * 1024), vec![7; 600 * 1024]].concat());
         let mut a = fx.raw().await;
         let frame_a = wire::frame(&big(1));

@@ -367,7 +367,7 @@ async fn calls_still_running_after_the_grace_period_are_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
-    let (imp, _obs) = hop(None);
+    let (imp, mut obs) = hop(None);
     let listener = tcp::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr();
     let _server = Server::new(HopServer::new(imp)).max_connections(2).serve(listener);
@@ -375,6 +375,17 @@ async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
     let b = HopClient::new(tcp::connect(addr).await.unwrap());
     assert_eq!(a.nap(0).await.unwrap(), 0);
     assert_eq!(b.nap(0).await.unwrap(), 0);
+    // A call running on each: neither is idle, so neither can be evicted to make room (H6).
+    let held: Vec<_> = [(&a, 1), (&b, 2)]
+        .into_iter()
+        .map(|(client, tag)| {
+            let client = client.clone();
+            tokio::spawn(async move { client.hold(tag).await })
+        })
+        .collect();
+    for _ in 0..2 {
+        guard("a held call to start", obs.started.recv()).await.expect("started");
+    }
     let c = HopClient::new(tcp::connect(addr).await.unwrap());
     let refused = guard("third connection", c.nap(0)).await;
     assert!(
@@ -383,6 +394,7 @@ async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
     );
     assert!(refused.unwrap_err().is_retryable(), "the call never started");
     // Once a connection closes, its slot is reused.
+    held[0].abort();
     drop(a);
     let served = guard("a slot frees", async {
         loop {

@@ -148,7 +148,8 @@ async fn e2_control_frame_floods() {
 }
 
 /// E2 control run: legitimate heavy multiplexing (10,000 concurrent calls, a fifth of them
-/// cancelled by a timer) and a keepalive ping every 10 s for an hour are never cut off.
+/// cancelled by a timer) and a keepalive ping every 10 s for an hour beside a long call are
+/// never cut off.
 #[tokio::test(start_paused = true)]
 async fn e2_legitimate_heavy_client_is_not_cut_off() {
     for kind in STREAMS {
@@ -175,12 +176,18 @@ async fn e2_legitimate_heavy_client_is_not_cut_off() {
         assert!(client.as_client().closed_reason().is_none());
         assert_in_flight_empty(client.as_client());
 
+        // A keepalive beside a long call. (Pings alone do not keep an empty connection open:
+        // H6, in reliability_h_hostile.)
         let mut peer = fx.raw().await;
+        peer.send_frame(&wire::request(7, "hold", None, &varint(7))).await.unwrap();
+        fx.state.wait_running(1).await;
         for nonce in 0..360 {
             peer.send_frame(&wire::ping(nonce)).await.unwrap();
             assert_eq!(peer.expect_frame().await, Frame::Pong { nonce });
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
+        fx.state.release(1);
+        assert!(matches!(peer.expect_frame().await, Frame::Response { id: 7, .. }), "{kind}");
         peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "{kind}");
         fx.assert_serving().await;

@@ -47,7 +47,6 @@ impl LogLimit {
     }
 
     /// Lines suppressed and not yet reported; report them once when the connection ends.
-    #[allow(dead_code)] // TEMP
     pub(crate) fn take_suppressed(&mut self) -> u64 {
         std::mem::take(&mut self.suppressed)
     }

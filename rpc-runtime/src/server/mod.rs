@@ -14,6 +14,8 @@
 mod connection;
 mod handler;
 mod log_limit;
+mod outbox;
+mod registry;
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -27,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::log_limit::{limited, LogLimit};
+use self::outbox::ByteBudget;
+use self::registry::Registry;
 use crate::Service;
 
 /// The limits and timeouts of a server. Every field has a finite default, pinned by a test; the
@@ -256,48 +260,70 @@ impl<S: Service> Server<S> {
     ///
     /// Panics if called outside a Tokio runtime.
     pub fn serve<L: Listener>(&self, listener: L) -> ServerHandle {
-        let handle = ServerHandle::new();
-        let signals = handle.signals();
+        let (handle, shared) = self.start();
         let tracker = handle.shared.tracker.clone();
-        let service = Arc::clone(&self.service);
-        let config = Arc::new(self.config.clone());
         handle.shared.tracker.spawn(async move {
-            accept_loop(listener, service, config, signals, &tracker).await;
+            accept_loop(listener, shared).await;
             tracker.close();
         });
         handle
     }
 
-    /// Serves one connection on a spawned task; the handle completes when it closes.
+    /// Serves one connection on a spawned task; the handle completes when it closes (and the
+    /// calls it left, if any, have ended).
     ///
     /// # Panics
     ///
     /// Panics if called outside a Tokio runtime.
     pub fn serve_connection(&self, conn: Connection) -> ServerHandle {
-        let handle = ServerHandle::new();
-        let fut = connection::serve(
-            conn,
-            Arc::clone(&self.service),
-            Arc::new(self.config.clone()),
-            handle.signals(),
-            None,
-            ReceiveBudget::new(self.config.max_receive_budget),
-        );
-        handle.shared.tracker.spawn(fut);
+        let (handle, shared) = self.start();
+        // Alone in its registry, the connection is never refused.
+        if let Ok(slot) = shared.registry.admit(conn.peer()) {
+            handle.shared.tracker.spawn(connection::serve(conn, shared, slot));
+        }
         handle.shared.tracker.close();
         handle
     }
+
+    /// The state every connection of one `serve` shares, and its handle.
+    fn start(&self) -> (ServerHandle, Arc<Shared<S>>) {
+        let config = self.config.clone();
+        let registry = Registry::new(config.max_connections, config.max_connections_per_peer);
+        let detached = Arc::new(Semaphore::new(config.max_detached_calls));
+        let handle =
+            ServerHandle::new(Arc::clone(&registry), Arc::clone(&detached), config.max_detached_calls);
+        let shared = Arc::new(Shared {
+            service: Arc::clone(&self.service),
+            signals: handle.signals(),
+            tracker: handle.shared.tracker.clone(),
+            receive: ReceiveBudget::new(config.max_receive_budget),
+            responses: Arc::new(ByteBudget::new(config.max_response_budget)),
+            detached,
+            registry,
+            config,
+        });
+        (handle, shared)
+    }
 }
 
-async fn accept_loop<L: Listener, S: Service>(
-    mut listener: L,
-    service: Arc<S>,
-    config: Arc<ServerConfig>,
-    signals: Signals,
-    tracker: &TaskTracker,
-) {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let budget = ReceiveBudget::new(config.max_receive_budget);
+/// What every connection of a server shares.
+pub(crate) struct Shared<S> {
+    pub(crate) service: Arc<S>,
+    pub(crate) config: ServerConfig,
+    pub(crate) signals: Signals,
+    /// Tracks every task, so shutdown waits for detached calls too.
+    pub(crate) tracker: TaskTracker,
+    pub(crate) receive: Arc<ReceiveBudget>,
+    /// Bytes of outgoing frames queued on all connections (H2).
+    pub(crate) responses: Arc<ByteBudget>,
+    /// One permit per call still running after its connection closed (H4).
+    pub(crate) detached: Arc<Semaphore>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+async fn accept_loop<L: Listener, S: Service>(mut listener: L, shared: Arc<Shared<S>>) {
+    let config = &shared.config;
+    let signals = &shared.signals;
     let mut backoff = Duration::from_millis(5);
     let mut failures = 0u32;
     let mut log = LogLimit::new();
@@ -312,21 +338,13 @@ async fn accept_loop<L: Listener, S: Service>(
             Ok(Some(conn)) => {
                 backoff = Duration::from_millis(5);
                 failures = 0;
-                match Arc::clone(&slots).try_acquire_owned() {
+                match shared.registry.admit(conn.peer()) {
                     Ok(slot) => {
-                        let fut = connection::serve(
-                            conn,
-                            Arc::clone(&service),
-                            Arc::clone(&config),
-                            signals.clone(),
-                            Some(slot),
-                            Arc::clone(&budget),
-                        );
-                        tracker.spawn(fut);
+                        shared.tracker.spawn(connection::serve(conn, Arc::clone(&shared), slot));
                     }
-                    Err(_) => {
-                        limited!(log, warn, listener = %name, peer = %conn.peer(), limit = config.max_connections, "connection limit reached; refusing");
-                        tracker.spawn(connection::refuse(conn, Arc::clone(&config)));
+                    Err(why) => {
+                        limited!(log, warn, listener = %name, peer = %conn.peer(), ?why, limit = config.max_connections, per_peer = config.max_connections_per_peer, "connection limit reached; refusing");
+                        shared.tracker.spawn(connection::refuse(conn, Arc::new(config.clone()), why));
                     }
                 }
             }
@@ -380,6 +398,9 @@ pub(crate) struct Signals {
 struct HandleShared {
     signals: Signals,
     tracker: TaskTracker,
+    registry: Arc<Registry>,
+    detached: Arc<Semaphore>,
+    max_detached: usize,
 }
 
 /// Controls a running server; await it to wait until the server stops.
@@ -391,9 +412,21 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    fn new() -> Self {
+    fn new(registry: Arc<Registry>, detached: Arc<Semaphore>, max_detached: usize) -> Self {
         let signals = Signals { stop: CancellationToken::new(), force: CancellationToken::new() };
-        ServerHandle { shared: Arc::new(HandleShared { signals, tracker: TaskTracker::new() }) }
+        let tracker = TaskTracker::new();
+        ServerHandle { shared: Arc::new(HandleShared { signals, tracker, registry, detached, max_detached }) }
+    }
+
+    /// Connections being served now (each holds a slot of [`ServerConfig::max_connections`]).
+    pub fn connections(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Calls still running after their connection closed (see
+    /// [`ServerConfig::max_detached_calls`]).
+    pub fn detached_calls(&self) -> usize {
+        self.shared.max_detached.saturating_sub(self.shared.detached.available_permits())
     }
 
     fn signals(&self) -> Signals {

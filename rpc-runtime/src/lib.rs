@@ -65,6 +65,7 @@ pub mod codec;
 mod context;
 pub mod describe;
 mod error;
+pub mod limits;
 mod protocol;
 pub mod server;
 mod service;

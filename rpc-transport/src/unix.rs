@@ -171,7 +171,7 @@ impl UnixListener {
 }
 
 impl Listener for UnixListener {
-    async fn accept(&mut self) -> io::Result<Connection> {
+    async fn accept(&mut self) -> io::Result<Option<Connection>> {
         loop {
             let (stream, _) = self.inner.accept().await?;
             let conn = from_stream(stream);
@@ -185,7 +185,7 @@ impl Listener for UnixListener {
                     continue;
                 }
             }
-            return Ok(conn);
+            return Ok(Some(conn));
         }
     }
 

@@ -198,10 +198,7 @@ async fn b2_silent_client_is_closed_at_idle_timeout_real() {
 }
 
 async fn silent_client_case(kind: Kind, idle: Duration, says: &str) {
-    let fx = Fixture::start_with(kind, |s| {
-        s.idle_timeout(idle);
-    })
-    .await;
+    let fx = Fixture::start_with(kind, |s| s.idle_timeout(idle)).await;
     let mut peer = within(60, "raw peer", fx.raw()).await;
     // The server last heard from this peer after this instant: a lower bound on its idle time.
     let quiet_since = Instant::now();
@@ -384,9 +381,11 @@ async fn slowloris_case(kind: Kind, t: &Timers) {
     // Real time: the bystander must not idle out while the other timers run, so the idle case
     // gets a server of its own below.
     let fx = Fixture::start_with(kind, |s| {
-        s.frame_timeout(t.frame).handshake_timeout(t.handshake);
+        let s = s.frame_timeout(t.frame).handshake_timeout(t.handshake);
         if kind == Kind::Memory {
-            s.idle_timeout(t.idle);
+            s.idle_timeout(t.idle)
+        } else {
+            s
         }
     })
     .await;
@@ -443,10 +442,7 @@ async fn slowloris_case(kind: Kind, t: &Timers) {
     let idle_server = if kind == Kind::Memory {
         &fx
     } else {
-        idle_fx = Fixture::start_with(kind, |s| {
-            s.idle_timeout(t.idle);
-        })
-        .await;
+        idle_fx = Fixture::start_with(kind, |s| s.idle_timeout(t.idle)).await;
         &idle_fx
     };
     // The idle clock may start before the handshake returns here: measure from before it.

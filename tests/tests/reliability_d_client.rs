@@ -61,10 +61,7 @@ async fn d1_cancellation_frames() {
 async fn d1_cancellation_frees_server_slots() {
     within(600, "d1_cancellation_frees_server_slots", async {
         for kind in STREAMS {
-            let fx = Fixture::start_with(kind, |s| {
-                s.max_in_flight(2);
-            })
-            .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(2)).await;
             let client = fx.client().await;
             let mem = MemScope::start();
             for round in 0..50 {
@@ -233,10 +230,9 @@ async fn d3_extreme_deadlines_from_the_peer_real() {
 
 async fn extreme_deadlines_case(kind: Kind, max_deadline: Option<Duration>) {
     {
-        let fx = Fixture::start_with(kind, |s| {
-            if let Some(max) = max_deadline {
-                s.max_deadline(max);
-            }
+        let fx = Fixture::start_with(kind, |s| match max_deadline {
+            Some(max) => s.max_deadline(max),
+            None => s,
         })
         .await;
         let mut peer = fx.raw().await;

@@ -54,10 +54,7 @@ async fn e1_concurrency_cap_real() {
 
 async fn e1_case(kind: Kind) {
     {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(8);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
         let mut peaks = Vec::new();
         for n in [1_000u64, 10_000] {
             let mem = MemScope::start();
@@ -109,10 +106,7 @@ async fn e1_case(kind: Kind) {
 async fn e2_rapid_reset() {
     within(600, "e2_rapid_reset", async {
         for kind in STREAMS {
-            let fx = Fixture::start_with(kind, |s| {
-                s.max_in_flight(8);
-            })
-            .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
             let mem = MemScope::start();
             let mut peer = fx.raw().await;
             flood(&mut peer, 20_000, |i| {
@@ -194,7 +188,8 @@ async fn control_floods_case(kind: Kind, pings: bool) {
 }
 
 /// E2 control run: legitimate heavy multiplexing (10,000 concurrent calls, a fifth of them
-/// cancelled by a timer) and a keepalive ping every 10 s for an hour are never cut off.
+/// cancelled by a timer) and a keepalive ping every 10 s for an hour beside a long call are
+/// never cut off.
 #[tokio::test(start_paused = true)]
 async fn e2_legitimate_heavy_client_is_not_cut_off() {
     legitimate_case(Kind::Memory, 10_000, 360, Duration::from_secs(10)).await;
@@ -239,12 +234,18 @@ async fn legitimate_case(kind: Kind, n: u64, pings: u64, ping_every: Duration) {
         assert!(client.as_client().closed_reason().is_none());
         assert_in_flight_empty(client.as_client());
 
+        // A keepalive beside a long call. (Pings alone do not keep an empty connection open:
+        // H6, in reliability_h_hostile.)
         let mut peer = fx.raw().await;
+        peer.send_frame(&wire::request(7, "hold", None, &varint(7))).await.unwrap();
+        fx.state.wait_running(1).await;
         for nonce in 0..pings {
             peer.send_frame(&wire::ping(nonce)).await.unwrap();
             assert_eq!(peer.expect_frame().await, Frame::Pong { nonce });
             tokio::time::sleep(ping_every).await;
         }
+        fx.state.release(1);
+        assert!(matches!(peer.expect_frame().await, Frame::Response { id: 7, .. }), "{kind}");
         peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "{kind}");
         fx.assert_serving().await;
@@ -287,11 +288,12 @@ async fn slow_consumer_case(kind: Kind, write_timeout: Duration) {
     const RESPONSE: u64 = 256 * 1024;
     {
         let fx = Fixture::start_with(kind, |s| {
-            let mut config = ServerConfig::default();
-            config.max_in_flight = 4;
-            config.outbound_queue = 4;
-            config.write_timeout = write_timeout;
-            s.config(config);
+            s.with_config(
+                ServerConfig::default()
+                    .with_max_in_flight(4)
+                    .with_outbound_queue(4)
+                    .with_write_timeout(write_timeout),
+            )
         })
         .await;
         let mem = MemScope::start();
@@ -374,13 +376,11 @@ async fn server_never_reads_case(kind: Kind, write_timeout: Duration) {
 async fn e4_many_connections_announcing_max_frames() {
     for kind in [Kind::Memory] {
         for trickle in [0usize, 64 * 1024] {
-            let fx = Fixture::start_with(kind, |s| {
-                s.max_connections(100).max_receive_budget(40 * 4 * MIB);
-            })
-            .await;
+            let fx =
+                Fixture::start_with(kind, |s| s.max_connections(100).max_receive_budget(40 * 4 * MIB)).await;
             let mem = MemScope::start();
             let mut served = Vec::new();
-            let (mut refused, mut shed, mut stalled) = (0, 0, 0);
+            let (mut refused, mut evicted, mut shed, mut stalled) = (0, 0, 0, 0);
             for _ in 0..200 {
                 let mut peer = RawPeer::new(fx.connect().await);
                 peer.send(&wire::PREFACE).await.unwrap();
@@ -402,6 +402,9 @@ async fn e4_many_connections_announcing_max_frames() {
             for mut peer in served {
                 match peer.goaway_then_close().await {
                     Some((code::OVERLOADED, m)) if m.contains("connection limit") => refused += 1,
+                    // At the cap, the connection idle longest (no call: these only announce
+                    // frames) makes room for the newcomer (H6).
+                    Some((code::IDLE, m)) if m.contains("make room") => evicted += 1,
                     Some((code::OVERLOADED, m)) => {
                         assert!(m.contains("receive budget of 167772160 bytes"), "{m}");
                         shed += 1;
@@ -413,11 +416,17 @@ async fn e4_many_connections_announcing_max_frames() {
                     other => panic!("{kind}: {other:?}"),
                 }
             }
-            // A shed connection frees its slot at once, so later ones may be accepted (and shed)
-            // rather than refused at the cap: the split between the two depends on timing.
-            assert_eq!(stalled, 40, "{kind}: the budget admits 40 maximal frames (peak {peak})");
-            assert_eq!(refused + shed, 160, "{kind}: the rest is refused or shed");
-            assert!(shed >= 60, "{kind}: {shed} shed by the budget");
+            assert_eq!(stalled + refused + evicted + shed, 200, "{kind}: every connection is told why");
+            // Newcomers evict the idlest connections at the cap; of the 100 left, the budget
+            // holds 40 frames and the other 60 are shed (the oldest holders first, H5). Over
+            // FIFOs, each connection's handshake lets the paused clock run (issue 10, item 12),
+            // so the 1 s waits for room and the frame timeouts interleave with the arrivals and
+            // the split is not fixed; the memory bound above holds all the same.
+            if kind != Kind::Fifo {
+                assert_eq!(stalled, 40, "{kind}: the budget admits 40 maximal frames (peak {peak})");
+                assert_eq!(refused + evicted + shed, 160, "{kind}: the rest is evicted, refused or shed");
+                assert!(shed >= 60, "{kind}: {shed} shed by the budget");
+            }
             fx.assert_serving().await;
             fx.stop().await;
         }
@@ -431,23 +440,22 @@ async fn e4_many_connections_announcing_max_frames() {
 #[tokio::test(start_paused = true)]
 async fn e4_receive_budget_is_returned() {
     for kind in [Kind::Memory] {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_receive_budget(MIB);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_receive_budget(MIB)).await;
         let big = |id| wire::request(id, "bytes", None, &[varint(600 * 1024), vec![7; 600 * 1024]].concat());
         let mut a = fx.raw().await;
         let frame_a = wire::frame(&big(1));
         a.send(&frame_a[..100 * 1024]).await.unwrap();
         settle().await;
-        // The budget holds one 600 KiB frame: a second one is shed at once.
+        // The budget holds one 600 KiB frame. A second waits for room, then the holder that has
+        // held it longest (A, stalled) is shed rather than the newcomer (H5).
         let mut b = fx.raw().await;
         b.send(&frame_a[..8]).await.unwrap();
-        let (c, m) = b.goaway_then_close().await.expect("goaway");
+        let (c, m) = a.goaway_then_close().await.expect("goaway");
         assert_eq!(c, code::OVERLOADED, "{kind}: {m}");
         assert!(m.contains("receive budget of 1048576 bytes"), "{m}");
-        // Once A's frame is complete, the budget is free again, on A and on new connections.
-        a.send(&frame_a[100 * 1024..]).await.unwrap();
+        let mut a = b;
+        // Once B's frame is complete, the budget is free again, on B and on new connections.
+        a.send(&frame_a[8..]).await.unwrap();
         assert!(matches!(a.expect_frame().await, Frame::Response { id: 1, .. }));
         let mut c2 = fx.raw().await;
         c2.send_frame(&big(2)).await.unwrap();

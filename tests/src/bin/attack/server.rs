@@ -1,0 +1,117 @@
+//! The server under attack: its own process (`attack server tcp|unix [PATH]`), default
+//! `ServerConfig`, multi-thread runtime; and the orchestrator's handle on that process.
+
+use std::io::Write as _;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_runtime::transport::{tcp, unix};
+use rpc_runtime::Server;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::endpoint::Endpoint;
+use crate::logger;
+use crate::service::{TargetImpl, TargetServer};
+
+/// Server mode: binds, prints `ready tcp ADDR` or `ready unix PATH` on stdout, serves until
+/// killed. Logs go to stderr (INFO and above), panics too (the default hook).
+pub(crate) async fn run(args: &[String]) {
+    logger::install();
+    let server = Server::new(TargetServer::new(TargetImpl));
+    let handle = match args.first().map(String::as_str) {
+        Some("tcp") => {
+            let listener = tcp::bind("127.0.0.1:0").await.expect("bind tcp");
+            ready(&Endpoint::Tcp(listener.local_addr()));
+            server.serve(listener)
+        }
+        Some("unix") => {
+            let path = args.get(1).expect("unix needs a socket path");
+            let listener = unix::bind(path).await.expect("bind unix");
+            ready(&Endpoint::Unix(path.into()));
+            server.serve(listener)
+        }
+        other => panic!("server mode takes tcp or unix PATH, not {other:?}"),
+    };
+    handle.wait().await;
+    // The accept loop ended on its own (no shutdown was asked for): say so, for the report.
+    eprintln!("attack-harness: the server stopped serving its listener");
+}
+
+fn ready(endpoint: &Endpoint) {
+    let [kind, value] = endpoint.to_args();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {kind} {value}").expect("stdout");
+    out.flush().expect("stdout");
+}
+
+/// The server's process, killed when dropped.
+#[derive(Debug)]
+pub(crate) struct ServerProcess {
+    child: Child,
+    /// Its process id, for `/proc/<pid>/status`.
+    pub(crate) pid: u32,
+    /// Where it listens.
+    pub(crate) endpoint: Endpoint,
+    log_bytes: Arc<AtomicU64>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ServerProcess {
+    /// Starts a server on `transport` (`tcp` or `unix`) and waits until it listens.
+    pub(crate) async fn start(transport: &str) -> std::io::Result<ServerProcess> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("server").arg(transport);
+        let dir = if transport == "unix" {
+            let dir = tempfile::tempdir()?;
+            cmd.arg(dir.path().join("target.sock"));
+            Some(dir)
+        } else {
+            None
+        };
+        cmd.env_remove("RUST_BACKTRACE").env_remove("RUST_LOG");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let pid = child.id().expect("a running child has an id");
+
+        let log_bytes = Arc::new(AtomicU64::new(0));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let counter = Arc::clone(&log_bytes);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line))
+            .await
+            .map_err(|_| std::io::Error::other("the server did not say ready within 10 s"))??;
+        let mut words = line.split_whitespace();
+        let endpoint = match (words.next(), words.next(), words.next()) {
+            (Some("ready"), Some(kind), Some(value)) => Endpoint::from_args(kind, value),
+            _ => return Err(std::io::Error::other(format!("unexpected line from the server: {line:?}"))),
+        };
+        Ok(ServerProcess { child, pid, endpoint, log_bytes, _dir: dir })
+    }
+
+    /// Bytes the server has written to stderr so far.
+    pub(crate) fn log_bytes(&self) -> u64 {
+        self.log_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub(crate) async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -144,7 +144,8 @@ async fn run(endpoint: Endpoint, load: Load, attacking: Arc<AtomicBool>, stop: A
 fn kind(e: &RpcError) -> String {
     match e {
         RpcError::ConnectionClosed(reason) => {
-            let short: String = reason.chars().take(40).collect();
+            let reason = reason.split(" (os error").next().unwrap_or_default();
+            let short: String = reason.chars().take(60).collect();
             format!("closed ({short})")
         }
         RpcError::Overloaded(_) => "Overloaded".into(),

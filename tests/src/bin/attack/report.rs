@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::honest::Phase;
 use crate::rss::mib;
-use crate::scenarios::Outcome;
+use crate::scenarios::{Check, Outcome};
 
 /// Resident memory the server may reach in any scenario.
 pub(crate) const RSS_TARGET_KIB: u64 = 300 * 1024;
@@ -22,7 +22,7 @@ pub(crate) fn header() -> String {
 /// One row.
 pub(crate) fn row(o: &Outcome) -> String {
     let peak = if o.killed_at_cap { format!("> {} (killed)", mib(o.peak_kib)) } else { mib(o.peak_kib) };
-    let after = o.after_kib.map_or_else(|| "not running".to_string(), mib);
+    let after = o.after_kib.map_or_else(|| "exited".to_string(), mib);
     let (idle, during) = (&o.honest.idle, &o.honest.during);
     format!(
         "| {} | {} | {peak} | {after} | {} | {} | {} | {} | {} | {} |\n",
@@ -53,6 +53,13 @@ pub(crate) fn verdict(o: &Outcome) -> String {
     if !p99_ok {
         missed.push("p99");
     }
+    match o.run.check {
+        Check::None => {}
+        Check::LogUnder(max) if o.log_bytes >= max => missed.push("log bytes"),
+        Check::LogUnder(_) => {}
+        Check::CutOff if o.cut.unwrap_or(0) == 0 => missed.push("never cut off"),
+        Check::CutOff => {}
+    }
     if missed.is_empty() {
         "pass".into()
     } else {
@@ -77,15 +84,16 @@ fn ms(d: Duration) -> String {
 }
 
 fn failures(p: &Phase) -> String {
-    let attempts = p.latencies.len() as u32 + p.failed();
-    if p.failed() == 0 {
-        return format!("0 of {attempts}");
-    }
-    let mut out = format!("{} of {attempts}:", p.failed());
+    let failed_connects: u32 =
+        p.failures.iter().filter(|(k, _)| k.starts_with("connect")).map(|(_, n)| n).sum();
+    let failed_calls = p.failed() - failed_connects;
+    let calls = p.latencies.len() as u32 + failed_calls;
+    let connects = p.connects + failed_connects;
+    let mut out = format!("calls {failed_calls} of {calls}, connects {failed_connects} of {connects}");
     let mut kinds: Vec<_> = p.failures.iter().collect();
     kinds.sort_by(|a, b| b.1.cmp(a.1));
     for (i, (kind, n)) in kinds.iter().take(3).enumerate() {
-        let sep = if i == 0 { " " } else { ", " };
+        let sep = if i == 0 { ": " } else { ", " };
         let _ = write!(out, "{sep}{n} {}", kind.replace('|', "/"));
     }
     out

@@ -27,51 +27,80 @@ pub(crate) struct Run {
     pub(crate) transport: &'static str,
     /// What the honest client calls.
     load: Load,
+    /// The item's own check, beside the three targets every run has.
+    pub(crate) check: Check,
+}
+
+/// What an item needs beyond the common targets (RSS, refusals, p99).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Nothing more.
+    None,
+    /// H7: the server logs at most this many bytes from the attack's start to the end of the run.
+    LogUnder(u64),
+    /// H8: the server cuts the flooding connection off at least once.
+    CutOff,
+}
+
+/// One item of the list below, before it is expanded into a run per transport.
+struct Spec {
+    item: &'static str,
+    title: String,
+    attacker: &'static str,
+    param: Option<u64>,
+    transports: &'static [&'static str],
+    load: Load,
+    check: Check,
 }
 
 /// Every run of `attack all`, in order.
 pub(crate) fn all() -> Vec<Run> {
-    let mut runs = Vec::new();
-    let mut add =
-        |item: &str, title: &str, attacker, param: Option<u64>, transports: &[&'static str], load| {
-            for &transport in transports {
-                let n = param.map(|n| format!("-n{n}")).unwrap_or_default();
-                runs.push(Run {
-                    key: format!("{item}{n}-{transport}"),
-                    title: title.to_string(),
-                    attacker,
-                    param,
-                    transport,
-                    load,
-                });
-            }
-        };
-    let both: &[&'static str] = &["tcp", "unix"];
-    add("h1", "H1 5,000 reset connects", "reset", None, &["tcp"], Load::Echo);
-    for n in [1, 4] {
-        add(
-            "h2",
-            &format!("H2 {n} non-reading conn(s) × 300 × 4 MiB"),
-            "amplify",
-            Some(n),
-            &["tcp"],
-            Load::Echo,
-        );
+    const TCP: &[&str] = &["tcp"];
+    const BOTH: &[&str] = &["tcp", "unix"];
+    let spec = |item, title: &str, attacker, transports| Spec {
+        item,
+        title: title.to_string(),
+        attacker,
+        param: None,
+        transports,
+        load: Load::Echo,
+        check: Check::None,
+    };
+    let mut specs = vec![spec("h1", "H1 5,000 reset connects", "reset", TCP)];
+    for (n, transports) in [(1, TCP), (4, TCP), (16, BOTH)] {
+        let title = format!("H2 {n} non-reading conn(s) × 300 × 4 MiB");
+        specs.push(Spec { param: Some(n), ..spec("h2", &title, "amplify", transports) });
     }
-    add("h2", "H2 16 non-reading conns × 300 × 4 MiB", "amplify", Some(16), both, Load::Echo);
-    add("h3", "H3 4 slow readers, 3 MB/s each, 300 outstanding", "slow-read", None, both, Load::Echo);
-    add("h4", "H4 1,100 one-way calls (60 s handler), then close", "oneway", None, both, Load::Echo);
-    add(
-        "h5",
-        "H5 64 half-sent 4 MiB frames; honest sends 100 KiB",
-        "half-frames",
-        None,
-        both,
-        Load::Take100K,
-    );
-    add("h6", "H6 1,023 slot holders pinging every 3 s", "slots", None, both, Load::Echo);
-    add("h7", "H7 20,000 duplicate ids + 1,000 panics/s", "log-flood", None, both, Load::Echo);
-    add("h8", "H8 ping flood, one request per 900 pings", "ping-flood", None, both, Load::Echo);
+    specs.push(spec("h3", "H3 4 slow readers, 3 MB/s each, 300 outstanding", "slow-read", BOTH));
+    specs.push(spec("h4", "H4 1,100 one-way calls (60 s handler), then close", "oneway", BOTH));
+    specs.push(Spec {
+        load: Load::Take100K,
+        ..spec("h5", "H5 64 half-sent 4 MiB frames; honest sends 100 KiB", "half-frames", BOTH)
+    });
+    specs.push(spec("h6", "H6 1,023 slot holders pinging every 3 s", "slots", BOTH));
+    specs.push(Spec {
+        check: Check::LogUnder(1 << 20),
+        ..spec("h7", "H7 20,000 duplicate ids + 1,000 panics/s", "log-flood", BOTH)
+    });
+    specs.push(Spec {
+        check: Check::CutOff,
+        ..spec("h8", "H8 ping flood, one request per 900 pings", "ping-flood", BOTH)
+    });
+    let mut runs = Vec::new();
+    for s in specs {
+        for &transport in s.transports {
+            let n = s.param.map(|n| format!("-n{n}")).unwrap_or_default();
+            runs.push(Run {
+                key: format!("{}{n}-{transport}", s.item),
+                title: s.title.clone(),
+                attacker: s.attacker,
+                param: s.param,
+                transport,
+                load: s.load,
+                check: s.check,
+            });
+        }
+    }
     runs
 }
 
@@ -95,7 +124,7 @@ pub(crate) struct Outcome {
     pub(crate) run: Run,
     /// Peak resident memory (VmHWM), KiB.
     pub(crate) peak_kib: u64,
-    /// Resident memory after the settle phase; `None` if the server was no longer running.
+    /// Resident memory after the settle phase; `None` if the server had exited (or was killed).
     pub(crate) after_kib: Option<u64>,
     /// Whether the harness killed the server for passing the cap.
     pub(crate) killed_at_cap: bool,
@@ -105,6 +134,8 @@ pub(crate) struct Outcome {
     pub(crate) log_bytes: u64,
     /// The attacker's own account (its `stats` line), or why there is none.
     pub(crate) attacker: String,
+    /// How many times the server cut the attacker off, if it counts that (its `cut N` line).
+    pub(crate) cut: Option<u64>,
 }
 
 /// Runs `run`.
@@ -153,6 +184,7 @@ pub(crate) async fn execute(run: &Run, timing: Timing) -> std::io::Result<Outcom
         None => format!("exited {status:?} without a report: {}", err.lines().next().unwrap_or("")),
     };
 
+    let cut = out.lines().find_map(|l| l.strip_prefix("cut ")).and_then(|n| n.trim().parse().ok());
     watch(&mut server, &mut rss, &mut killed_at_cap, timing.settle, timing.cap_kib).await;
     let after_kib = server.is_running().then_some(rss.last_kib);
     let log_bytes = server.log_bytes() - log_before;
@@ -165,6 +197,7 @@ pub(crate) async fn execute(run: &Run, timing: Timing) -> std::io::Result<Outcom
         honest,
         log_bytes,
         attacker: attacker_report,
+        cut,
     })
 }
 

@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::endpoint::Endpoint;
 
-/// Attacker mode: `args` = SCENARIO tcp|unix ADDR SECS [PARAM].
+/// Attacker mode: `args` = `SCENARIO tcp|unix ADDR SECS [PARAM]`.
 pub(crate) async fn run(args: &[String]) {
     let [scenario, kind, addr, secs, rest @ ..] = args else {
         panic!("attacker mode takes SCENARIO tcp|unix ADDR SECS [PARAM], not {args:?}")

@@ -216,7 +216,10 @@ impl RawListener {
                 let (r, w) = stream.into_split();
                 Ok((Box::new(r), Box::new(w)))
             }
-            RawListener::Fifo(l) => Ok(halves(l.accept().await?)),
+            RawListener::Fifo(l) => match l.accept().await? {
+                Some(conn) => Ok(halves(conn)),
+                None => Err(io::Error::new(io::ErrorKind::NotConnected, "the fifo listener stopped")),
+            },
         }
     }
 }

@@ -60,6 +60,7 @@ pub mod client;
 mod codec;
 mod context;
 mod error;
+pub mod limits;
 mod protocol;
 pub mod server;
 mod service;

@@ -6,9 +6,30 @@ use std::time::Duration;
 use rpc_transport::framed::{Frame, FrameWriter};
 use rpc_transport::BoxWrite;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Frames written in one batch at most; more wait for the next flush.
 const BATCH: usize = 64;
+
+/// Something the writer can write: a bare frame (a client's), or a frame that knows when it was
+/// queued (a server's, whose write timeout counts from the oldest queued frame).
+pub(crate) trait Outgoing: Send + 'static {
+    /// When the frame was queued, if the sender recorded it.
+    fn queued_at(&self) -> Option<Instant>;
+    /// The frame itself.
+    fn into_frame(self) -> Frame;
+}
+
+impl Outgoing for Frame {
+    fn queued_at(&self) -> Option<Instant> {
+        None
+    }
+
+    fn into_frame(self) -> Frame {
+        self
+    }
+}
 
 /// Writes the preface, then every frame sent on `rx`, coalescing what is queued into one write and
 /// one flush. Ends when every sender is gone (then shuts the write side down so the peer sees EOF)
@@ -16,26 +37,70 @@ const BATCH: usize = 64;
 pub(crate) async fn write_loop(
     writer: BoxWrite,
     preface: &[u8],
-    mut rx: mpsc::Receiver<Frame>,
+    rx: mpsc::Receiver<Frame>,
     write_timeout: Duration,
+) -> io::Result<()> {
+    write_frames(writer, preface, rx, write_timeout, &CancellationToken::new(), |_| {}).await
+}
+
+/// [`write_loop`] for a server: frames carry their queue time, and a batch must be written within
+/// `write_timeout` of when its oldest frame was queued (not of when the write began, which a
+/// peer draining slowly could restart for ever). `written(bytes)` is called after each batch is
+/// flushed, and once more for what is left unwritten when the loop ends. Cancelling `finish`
+/// makes the loop write what is queued by then, shut down and return, even while senders remain
+/// (work that outlives its connection holds a sender, and must not hold the socket).
+pub(crate) async fn write_frames<T: Outgoing>(
+    writer: BoxWrite,
+    preface: &[u8],
+    mut rx: mpsc::Receiver<T>,
+    write_timeout: Duration,
+    finish: &CancellationToken,
+    mut written: impl FnMut(usize),
 ) -> io::Result<()> {
     let mut writer = FrameWriter::new(writer);
     writer.queue_raw(preface);
+    let mut queued = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let timed = tokio::time::timeout(write_timeout, writer.send(&mut batch)).await;
-        match timed {
-            Ok(result) => result?,
+    let mut deadline = Instant::now() + write_timeout;
+    let result = loop {
+        let bytes: usize = batch.iter().map(|f: &Frame| f.as_bytes().len()).sum();
+        match tokio::time::timeout_at(deadline, writer.send(&mut batch)).await {
+            Ok(Ok(())) => written(bytes),
+            Ok(Err(e)) => break Err(e),
             Err(_) => {
-                return Err(io::Error::new(
+                break Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("the peer has not read for {write_timeout:?} (write timeout)"),
+                    format!(
+                        "the peer has not read the oldest queued frame for {write_timeout:?} (write timeout)"
+                    ),
                 ))
             }
         }
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
+        let n = tokio::select! {
+            biased;
+            n = rx.recv_many(&mut queued, BATCH) => n,
+            _ = finish.cancelled() => {
+                // Write what is queued now, and stop: later sends fail.
+                rx.close();
+                rx.recv_many(&mut queued, BATCH).await
+            }
+        };
+        if n == 0 {
             let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
-            return Ok(());
+            break Ok(());
         }
+        let now = Instant::now();
+        deadline = queued.first().and_then(Outgoing::queued_at).unwrap_or(now) + write_timeout;
+        batch.extend(queued.drain(..).map(Outgoing::into_frame));
+    };
+    // Whatever was not written is released too: queued frames, and the batch a failure left.
+    rx.close();
+    let mut left: usize = batch.iter().map(|f| f.as_bytes().len()).sum();
+    while let Ok(item) = rx.try_recv() {
+        left += item.into_frame().as_bytes().len();
     }
+    if left > 0 {
+        written(left);
+    }
+    result
 }

@@ -121,11 +121,13 @@ impl Connection {
 pub trait Listener: Send + 'static {
     /// Waits for the next peer and returns its connection.
     ///
-    /// An error concerns one attempt only (a peer that vanished during the handshake, a
-    /// transient `EMFILE`); servers log it and keep accepting, except for
-    /// [`std::io::ErrorKind::NotConnected`], which means the listener has failed for good (its
-    /// connectors are gone, its FIFO was removed): the server stops accepting.
-    fn accept(&mut self) -> impl Future<Output = io::Result<Connection>> + Send + '_;
+    /// - `Ok(Some(conn))`: a new peer.
+    /// - `Ok(None)`: the listener has ended for good (its connectors are gone, its FIFO can no
+    ///   longer be read); a server stops accepting. No OS error means this: the end is a value,
+    ///   so a failure about one peer can never be mistaken for it.
+    /// - `Err(e)`: one attempt failed (a peer that reset before it was accepted, a transient
+    ///   `EMFILE`); servers log it and keep accepting.
+    fn accept(&mut self) -> impl Future<Output = io::Result<Option<Connection>>> + Send + '_;
 
     /// A human-readable description of where this listener listens.
     fn describe(&self) -> String;

@@ -14,7 +14,7 @@
 //! let mut listener = tcp::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr();
 //! let (client, server) = tokio::join!(tcp::connect(addr), listener.accept());
-//! assert_eq!(server?.peer().to_string(), format!("tcp:{}", client?.local().unwrap_or_default()));
+//! assert_eq!(server?.expect("the listener is open").peer().to_string(), format!("tcp:{}", client?.local().unwrap_or_default()));
 //! # Ok(())
 //! # }
 //! ```

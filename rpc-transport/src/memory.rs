@@ -52,10 +52,9 @@ impl MemoryConnector {
 }
 
 impl Listener for MemoryListener {
-    async fn accept(&mut self) -> io::Result<Connection> {
-        self.rx.recv().await.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotConnected, "every in-memory connector was dropped")
-        })
+    /// `Ok(None)` once every connector is dropped.
+    async fn accept(&mut self) -> io::Result<Option<Connection>> {
+        Ok(self.rx.recv().await)
     }
 
     fn describe(&self) -> String {

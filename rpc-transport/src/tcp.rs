@@ -16,12 +16,26 @@ pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<Connection> {
 }
 
 /// Wraps an already connected stream (setting `TCP_NODELAY`).
+///
+/// Fails if the stream's addresses cannot be read: `peer_addr()` fails with `ENOTCONN` once the
+/// peer has reset. A listener does not call this; it uses the address `accept()` returned.
 pub fn from_stream(stream: TcpStream) -> io::Result<Connection> {
-    stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
+    Ok(from_accepted(stream, peer, local))
+}
+
+/// Wraps a stream whose addresses are already known; never fails.
+///
+/// A peer may reset between the kernel's accept and this call (a port scanner, a client killed
+/// right after connecting, `SO_LINGER {1, 0}`): then setting `TCP_NODELAY` may fail, and the
+/// first read reports the reset, which ends that connection alone.
+fn from_accepted(stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Connection {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::trace!(%peer, "could not set TCP_NODELAY: {e}");
+    }
     let (r, w) = stream.into_split();
-    Ok(Connection::new(r, w, Peer::Tcp(peer)).with_local(local.to_string()))
+    Connection::new(r, w, Peer::Tcp(peer)).with_local(local.to_string())
 }
 
 /// Binds a listener to `addr`.
@@ -52,9 +66,10 @@ impl TcpListener {
 }
 
 impl Listener for TcpListener {
-    async fn accept(&mut self) -> io::Result<Connection> {
-        let (stream, _) = self.inner.accept().await?;
-        from_stream(stream)
+    async fn accept(&mut self) -> io::Result<Option<Connection>> {
+        // A listening socket never ends on its own: every error here concerns one attempt.
+        let (stream, peer) = self.inner.accept().await?;
+        Ok(Some(from_accepted(stream, peer, self.local_addr)))
     }
 
     fn describe(&self) -> String {

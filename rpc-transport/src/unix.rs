@@ -163,7 +163,7 @@ impl UnixListener {
 }
 
 impl Listener for UnixListener {
-    async fn accept(&mut self) -> io::Result<Connection> {
+    async fn accept(&mut self) -> io::Result<Option<Connection>> {
         loop {
             let (stream, _) = self.inner.accept().await?;
             let conn = from_stream(stream);
@@ -177,7 +177,7 @@ impl Listener for UnixListener {
                     continue;
                 }
             }
-            return Ok(conn);
+            return Ok(Some(conn));
         }
     }
 

@@ -306,7 +306,7 @@ async fn listener_accepts_a_client_and_cleans_up_everything() {
         let mut opts = fifo::Options::new();
         opts.private_dir(private.path());
         let (client, server) = tokio::join!(opts.connect(&path), listener.accept());
-        let (client, server) = (client.unwrap(), server.unwrap());
+        let (client, server) = (client.unwrap(), server.unwrap().unwrap());
         assert!(
             matches!(server.peer(), Peer::Fifo(p) if p.starts_with(private.path()) && p.ends_with("c2s"))
         );
@@ -339,11 +339,11 @@ async fn a_second_listener_on_the_same_fifo_is_refused() {
         assert_err(fifo::bind(&path).await, io::ErrorKind::AddrInUse, &["already listening", &lock]);
         // The refused attempt changed nothing: the first still serves.
         let (client, server) = tokio::join!(fifo::connect(&path), first.accept());
-        exchange(client.unwrap(), server.unwrap()).await;
+        exchange(client.unwrap(), server.unwrap().unwrap()).await;
         drop(first);
         let mut again = fifo::bind(&path).await.unwrap();
         let (client, server) = tokio::join!(fifo::connect(&path), again.accept());
-        exchange(client.unwrap(), server.unwrap()).await;
+        exchange(client.unwrap(), server.unwrap().unwrap()).await;
     })
     .await;
 }
@@ -361,7 +361,7 @@ async fn connect_waits_for_a_listener_that_starts_later() {
         tokio::task::yield_now().await;
         assert!(!client.is_finished());
         let mut listener = fifo::bind(&path).await.unwrap();
-        let server = listener.accept().await.unwrap();
+        let server = listener.accept().await.unwrap().unwrap();
         exchange(client.await.unwrap().unwrap(), server).await;
     })
     .await;
@@ -406,7 +406,7 @@ async fn an_unrepresentable_timeout_does_not_overflow() {
         let path = dir.path().join("server.fifo");
         let mut listener = forever.bind(&path).await.unwrap();
         let (client, server) = tokio::join!(forever.connect(&path), listener.accept());
-        exchange(client.unwrap(), server.unwrap()).await;
+        exchange(client.unwrap(), server.unwrap().unwrap()).await;
     })
     .await;
 }
@@ -421,7 +421,7 @@ async fn listener_keeps_accepting_after_every_client_has_gone() {
         let mut listener = fifo::bind(&path).await.unwrap();
         for _ in 0..3 {
             let (client, server) = tokio::join!(fifo::connect(&path), listener.accept());
-            let (client, mut server) = exchange(client.unwrap(), server.unwrap()).await;
+            let (client, mut server) = exchange(client.unwrap(), server.unwrap().unwrap()).await;
             drop(client);
             assert!(server.r.read_frame().await.unwrap().is_none(), "the server side sees the client go");
         }
@@ -438,7 +438,7 @@ async fn server_write_to_a_vanished_client_is_broken_pipe() {
         let mut listener = fifo::bind(&path).await.unwrap();
         let (client, server) = tokio::join!(fifo::connect(&path), listener.accept());
         drop(client.unwrap());
-        let (_r, mut w, _g) = framed(server.unwrap());
+        let (_r, mut w, _g) = framed(server.unwrap().unwrap());
         let err = loop {
             if let Err(e) = send(&mut w, b"hello?").await {
                 break e;
@@ -459,7 +459,7 @@ async fn fifty_clients_registering_at_once_each_get_their_own_connection() {
     let server = tokio::spawn(async move {
         let mut peers = Vec::new();
         for _ in 0..CLIENTS {
-            let conn = listener.accept().await.unwrap();
+            let conn = listener.accept().await.unwrap().unwrap();
             peers.push(conn.peer().clone());
             tokio::spawn(async move {
                 let (mut r, mut w, _g) = framed(conn);
@@ -577,7 +577,7 @@ fn write_once(listener: &Path, msg: &[u8]) {
 
 async fn accept_one(listener: &mut FifoListener, path: &Path) {
     let (client, server) = tokio::join!(fifo::connect(path), listener.accept());
-    exchange(client.unwrap(), server.unwrap()).await;
+    exchange(client.unwrap(), server.unwrap().unwrap()).await;
 }
 
 /// G2/F3: garbage and well-formed but bogus registrations on the well-known FIFO never break the
@@ -667,7 +667,7 @@ async fn a_repeated_registration_cannot_claim_a_pair_twice() {
         write_once(&path, &client.registration());
         // A second reader on c2s would take (part of) this frame, or the nonce.
         let (c2s, server) = tokio::join!(client.confirm(b"\0\0\0\x05hello"), listener.accept());
-        let server = server.unwrap();
+        let server = server.unwrap().unwrap();
         assert_eq!(server.peer(), &Peer::Fifo(client.path("c2s")));
         let mut server = ends(server);
         assert_eq!(recv(&mut server.r).await, &b"hello"[..]);
@@ -675,7 +675,7 @@ async fn a_repeated_registration_cannot_claim_a_pair_twice() {
         exchange_ends(&mut conn, &mut server).await;
         // The next connection is a new client's, not a duplicate of this one.
         let (other, next) = tokio::join!(fifo::connect(&path), listener.accept());
-        let next = next.unwrap();
+        let next = next.unwrap().unwrap();
         assert_ne!(next.peer(), &Peer::Fifo(client.path("c2s")));
         exchange(other.unwrap(), next).await;
     })
@@ -719,7 +719,7 @@ async fn killed_clients_do_not_break_the_listener() {
             &late,
             r#"exec 3<>"$DIR/s2c"; cat "$MSG" > "$WK"; exec 4>"$DIR/c2s"; cat "$NONCE" >&4; exec sleep 600"#,
         );
-        let server = listener.accept().await.unwrap();
+        let server = listener.accept().await.unwrap().unwrap();
         assert_eq!(server.peer(), &Peer::Fifo(late.path("c2s")));
         sh.start_kill().unwrap();
         assert!(sh.wait().await.unwrap().signal_is_kill());

@@ -89,11 +89,8 @@ pub struct PipeListener {
 }
 
 impl Listener for PipeListener {
-    async fn accept(&mut self) -> std::io::Result<Connection> {
-        self.rx
-            .recv()
-            .await
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "no connector left"))
+    async fn accept(&mut self) -> std::io::Result<Option<Connection>> {
+        Ok(self.rx.recv().await)
     }
 
     fn describe(&self) -> String {
@@ -117,7 +114,7 @@ pub enum AnyListener {
 }
 
 impl Listener for AnyListener {
-    async fn accept(&mut self) -> std::io::Result<Connection> {
+    async fn accept(&mut self) -> std::io::Result<Option<Connection>> {
         match self {
             AnyListener::Tcp(l) => l.accept().await,
             AnyListener::Unix(l) => l.accept().await,
@@ -186,18 +183,17 @@ pub struct Fixture {
 impl Fixture {
     /// Starts a server with the default configuration.
     pub async fn start(kind: Kind) -> Fixture {
-        Self::start_with(kind, |_| {}).await
+        Self::start_with(kind, |s| s).await
     }
 
     /// Starts a server, letting `configure` change its settings first.
     pub async fn start_with(
         kind: Kind,
-        configure: impl FnOnce(&mut Server<ProbeServer<ProbeImpl>>),
+        configure: impl FnOnce(Server<ProbeServer<ProbeImpl>>) -> Server<ProbeServer<ProbeImpl>>,
     ) -> Fixture {
         let probe = ProbeImpl::default();
         let state = Arc::clone(&probe.state);
-        let mut server = Server::new(ProbeServer::new(probe));
-        configure(&mut server);
+        let server = configure(Server::new(ProbeServer::new(probe)));
         let (listener, endpoint, dir) = bind(kind).await;
         let handle = server.serve(listener);
         Fixture { kind, handle, state, endpoint, _dir: dir }
@@ -260,7 +256,7 @@ pub async fn fake_server(kind: Kind, builder: &rpc_runtime::ClientBuilder) -> (R
     let (mut listener, endpoint, dir) = bind(kind).await;
     let (conn, accepted) = tokio::join!(endpoint.connect(), listener.accept());
     let client = builder.build(conn.expect("connect"));
-    let mut peer = RawPeer::new(accepted.expect("accept"));
+    let mut peer = RawPeer::new(accepted.expect("accept").expect("the listener is open"));
     peer.handshake().await;
     // The listener (and its directory) may go: the connection lives on.
     drop((listener, dir));

@@ -368,12 +368,11 @@ impl Connector {
 /// Starts a [`KitchenImpl`] server on `transport`, configured by `configure`, and connects a client.
 pub async fn start_with(
     transport: Transport,
-    configure: impl FnOnce(&mut Server<KitchenServer<KitchenImpl>>),
+    configure: impl FnOnce(Server<KitchenServer<KitchenImpl>>) -> Server<KitchenServer<KitchenImpl>>,
 ) -> Fixture {
     use rpc_runtime::transport::{fifo, pipe};
     let imp = KitchenImpl::new();
-    let mut server = Server::new(KitchenServer::new(imp));
-    configure(&mut server);
+    let server = configure(Server::new(KitchenServer::new(imp)));
     let fixture = |conn, server, connector, child, dir| Fixture {
         client: KitchenClient::new(conn),
         server,
@@ -433,7 +432,7 @@ pub async fn start_with(
 
 /// Starts a default server on `transport` and connects a client.
 pub async fn start(transport: Transport) -> Fixture {
-    start_with(transport, |_| {}).await
+    start_with(transport, |s| s).await
 }
 
 /// Two connected ends over `transport`, the second to be played by hand as a (misbehaving)
@@ -448,7 +447,7 @@ pub async fn raw_pair(
         c: Connector,
     ) -> (rpc_runtime::transport::Connection, rpc_runtime::transport::Connection, L) {
         let (client, server) = tokio::join!(c.connect(), l.accept());
-        (client.expect("connect"), server.expect("accept"), l)
+        (client.expect("connect"), server.expect("accept").expect("the listener is open"), l)
     }
     match transport {
         Transport::Tcp => {

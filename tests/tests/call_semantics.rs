@@ -145,12 +145,11 @@ impl Hop for HopImpl {
 /// Serves `imp` on a fresh TCP port and returns a client to it.
 async fn serve_tcp(
     imp: HopImpl,
-    configure: impl FnOnce(&mut Server<HopServer<HopImpl>>),
+    configure: impl FnOnce(Server<HopServer<HopImpl>>) -> Server<HopServer<HopImpl>>,
 ) -> (HopClient, rpc_runtime::ServerHandle) {
     let listener = tcp::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr();
-    let mut server = Server::new(HopServer::new(imp));
-    configure(&mut server);
+    let server = configure(Server::new(HopServer::new(imp)));
     let handle = server.serve(listener);
     (HopClient::new(tcp::connect(addr).await.unwrap()), handle)
 }
@@ -188,14 +187,14 @@ async fn context_reports_request_id_deadline_method_and_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_propagates_through_two_hops() {
     let (leaf, _leaf_obs) = hop(None);
-    let (leaf_client, _c) = serve_tcp(leaf, |_| {}).await;
+    let (leaf_client, _c) = serve_tcp(leaf, |s| s).await;
     assert_eq!(
         leaf_client.as_client().timeout(),
         Some(Duration::from_secs(30)),
         "the middle hop's own default"
     );
     let (middle, _middle_obs) = hop(Some(leaf_client));
-    let (client, _b) = serve_tcp(middle, |_| {}).await;
+    let (client, _b) = serve_tcp(middle, |s| s).await;
     let seen = client.with_timeout(Duration::from_secs(3)).relay().await.unwrap();
     let remaining = seen.remaining.expect("the leaf saw a deadline");
     // Without propagation the leaf would see the middle hop's 30 s default.
@@ -206,9 +205,9 @@ async fn a_deadline_propagates_through_two_hops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_outer_call_cancels_the_inner_one() {
     let (leaf, mut leaf_obs) = hop(None);
-    let (leaf_client, _c) = serve_tcp(leaf, |_| {}).await;
+    let (leaf_client, _c) = serve_tcp(leaf, |s| s).await;
     let (middle, mut middle_obs) = hop(Some(leaf_client));
-    let (client, _b) = serve_tcp(middle, |_| {}).await;
+    let (client, _b) = serve_tcp(middle, |s| s).await;
     let call = tokio::spawn(async move { client.with_timeout(None).relay_hold(7).await });
     assert_eq!(guard("middle starts", middle_obs.started.recv()).await, Some(7));
     assert_eq!(guard("leaf starts", leaf_obs.started.recv()).await, Some(7));
@@ -220,10 +219,7 @@ async fn cancelling_the_outer_call_cancels_the_inner_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_then_cancel_floods_never_exceed_the_slot_limit() {
     let (imp, mut obs) = hop(None);
-    let (client, _server) = serve_tcp(imp, |s| {
-        s.max_in_flight(4);
-    })
-    .await;
+    let (client, _server) = serve_tcp(imp, |s| s.max_in_flight(4)).await;
     let client = client.with_timeout(None);
     for tag in 0..10_000 {
         // Polled once (the request is queued), then dropped (the cancel follows it).
@@ -253,10 +249,7 @@ async fn request_then_cancel_floods_never_exceed_the_slot_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_frees_a_slot_when_every_slot_is_busy() {
     let (imp, mut obs) = hop(None);
-    let (client, _server) = serve_tcp(imp, |s| {
-        s.max_in_flight(2);
-    })
-    .await;
+    let (client, _server) = serve_tcp(imp, |s| s.max_in_flight(2)).await;
     let client = client.with_timeout(None);
     let first = tokio::spawn({
         let c = client.clone();
@@ -292,7 +285,7 @@ async fn a_cancel_frees_a_slot_when_every_slot_is_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_to_completion_handlers_outlive_their_caller() {
     let (imp, mut obs) = hop(None);
-    let (client, _server) = serve_tcp(imp, |_| {}).await;
+    let (client, _server) = serve_tcp(imp, |s| s).await;
     let result = client.with_timeout(Duration::from_millis(100)).persist(5).await;
     assert!(matches!(result, Err(RpcError::DeadlineExceeded)), "{result:?}");
     assert_eq!(guard("persist starts", obs.started.recv()).await, Some(5));
@@ -350,7 +343,7 @@ async fn shutdown_lets_calls_finish_within_the_grace_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_still_running_after_the_grace_period_are_cancelled() {
     let (imp, mut obs) = hop(None);
-    let (client, server) = serve_tcp(imp, |_| {}).await;
+    let (client, server) = serve_tcp(imp, |s| s).await;
     let client = client.with_timeout(None);
     let calls: Vec<_> = (0..2)
         .map(|tag| {
@@ -374,7 +367,7 @@ async fn calls_still_running_after_the_grace_period_are_cancelled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
-    let (imp, _obs) = hop(None);
+    let (imp, mut obs) = hop(None);
     let listener = tcp::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr();
     let _server = Server::new(HopServer::new(imp)).max_connections(2).serve(listener);
@@ -382,6 +375,17 @@ async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
     let b = HopClient::new(tcp::connect(addr).await.unwrap());
     assert_eq!(a.nap(0).await.unwrap(), 0);
     assert_eq!(b.nap(0).await.unwrap(), 0);
+    // A call running on each: neither is idle, so neither can be evicted to make room (H6).
+    let held: Vec<_> = [(&a, 1), (&b, 2)]
+        .into_iter()
+        .map(|(client, tag)| {
+            let client = client.clone();
+            tokio::spawn(async move { client.hold(tag).await })
+        })
+        .collect();
+    for _ in 0..2 {
+        guard("a held call to start", obs.started.recv()).await.expect("started");
+    }
     let c = HopClient::new(tcp::connect(addr).await.unwrap());
     let refused = guard("third connection", c.nap(0)).await;
     assert!(
@@ -390,6 +394,7 @@ async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
     );
     assert!(refused.unwrap_err().is_retryable(), "the call never started");
     // Once a connection closes, its slot is reused.
+    held[0].abort();
     drop(a);
     let served = guard("a slot frees", async {
         loop {
@@ -406,7 +411,7 @@ async fn connections_past_the_limit_are_refused_with_a_retryable_error() {
 /// Plays a server that completes the handshake, reads requests and never answers anything.
 async fn silent_server(mut listener: memory::MemoryListener) {
     use rpc_runtime::transport::Listener;
-    let (read, write, _, _g) = listener.accept().await.unwrap().into_parts();
+    let (read, write, _, _g) = listener.accept().await.unwrap().unwrap().into_parts();
     let mut reader = FrameReader::new(read, 1 << 20);
     let mut writer = FrameWriter::new(write);
     writer.queue_raw(&PREFACE);
@@ -480,7 +485,8 @@ async fn a_reconnecting_client_fails_calls_at_the_break_and_never_replays_them()
     });
     {
         use rpc_runtime::transport::Listener;
-        let (read, write, _, _g) = guard("first connection", first.accept()).await.unwrap().into_parts();
+        let (read, write, _, _g) =
+            guard("first connection", first.accept()).await.unwrap().unwrap().into_parts();
         let mut reader = FrameReader::new(read, 1 << 20);
         let mut writer = FrameWriter::new(write);
         writer.queue_raw(&PREFACE);
@@ -588,10 +594,7 @@ fn raw_request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_deadlines_are_clamped_or_refused_without_panicking() {
     let (imp, _obs) = hop(None);
-    let (client, _server) = serve_tcp(imp, |s| {
-        s.max_deadline(Duration::from_secs(60));
-    })
-    .await;
+    let (client, _server) = serve_tcp(imp, |s| s.max_deadline(Duration::from_secs(60))).await;
     let addr = match client.as_client().peer() {
         Some(Peer::Tcp(addr)) => addr,
         other => panic!("{other:?}"),

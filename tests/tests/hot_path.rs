@@ -36,10 +36,7 @@ both_modes!(
 );
 
 async fn fixture(inline: bool, max_in_flight: usize) -> Fixture {
-    start_with(Transport::Unix, |s| {
-        s.inline_handlers(inline).max_in_flight(max_in_flight);
-    })
-    .await
+    start_with(Transport::Unix, |s| s.inline_handlers(inline).max_in_flight(max_in_flight)).await
 }
 
 async fn panics_deadlines_and_cancels_behave_the_same(inline: bool) {

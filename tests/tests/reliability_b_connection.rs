@@ -90,7 +90,7 @@ async fn b1_reconnecting_client_replays_nothing() {
         });
         let typed = ProbeClient::from_client(client.clone());
         let calls = spawn_calls(&typed, 100);
-        let mut first = RawPeer::new(listener.accept().await.unwrap());
+        let mut first = RawPeer::new(listener.accept().await.unwrap().unwrap());
         first.handshake().await;
         for _ in 0..100 {
             assert!(matches!(first.expect_frame().await, Frame::Request { .. }));
@@ -105,7 +105,7 @@ async fn b1_reconnecting_client_replays_nothing() {
 
         let t = typed.clone();
         let call = tokio::spawn(async move { t.add(40, 2).await });
-        let mut second = RawPeer::new(listener.accept().await.unwrap());
+        let mut second = RawPeer::new(listener.accept().await.unwrap().unwrap());
         second.handshake().await;
         let Frame::Request { id, method, .. } = second.expect_frame().await else { panic!() };
         assert_eq!(method, "add");
@@ -156,10 +156,7 @@ async fn b1_server_process_killed() {
 async fn b2_silent_client_is_closed_at_idle_timeout() {
     let log = logs::capture();
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.idle_timeout(Duration::from_secs(60));
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.idle_timeout(Duration::from_secs(60))).await;
         let mut peer = fx.raw().await;
         peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }));

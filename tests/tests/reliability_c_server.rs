@@ -71,10 +71,7 @@ async fn c1_handler_panics() {
 #[tokio::test(start_paused = true)]
 async fn c2_handler_outlives_its_deadline() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(1);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(1)).await;
         let client = fx.client().await;
         let short = client.with_timeout(Duration::from_millis(50));
         let t0 = Instant::now();

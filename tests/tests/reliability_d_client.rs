@@ -55,10 +55,7 @@ async fn d1_cancellation_frames() {
 #[tokio::test(start_paused = true)]
 async fn d1_cancellation_frees_server_slots() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(2);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(2)).await;
         let client = fx.client().await;
         let mem = MemScope::start();
         for round in 0..50 {

@@ -38,10 +38,7 @@ async fn flood(peer: &mut RawPeer, n: u64, body: impl Fn(u64) -> Vec<u8>) {
 #[tokio::test(start_paused = true)]
 async fn e1_concurrency_cap() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(8);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
         let mut peaks = Vec::new();
         for n in [1_000u64, 10_000] {
             let mem = MemScope::start();
@@ -88,10 +85,7 @@ async fn e1_concurrency_cap() {
 #[tokio::test(start_paused = true)]
 async fn e2_rapid_reset() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_in_flight(8);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
         let mem = MemScope::start();
         let mut peer = fx.raw().await;
         flood(&mut peer, 20_000, |i| {
@@ -154,7 +148,8 @@ async fn e2_control_frame_floods() {
 }
 
 /// E2 control run: legitimate heavy multiplexing (10,000 concurrent calls, a fifth of them
-/// cancelled by a timer) and a keepalive ping every 10 s for an hour are never cut off.
+/// cancelled by a timer) and a keepalive ping every 10 s for an hour beside a long call are
+/// never cut off.
 #[tokio::test(start_paused = true)]
 async fn e2_legitimate_heavy_client_is_not_cut_off() {
     for kind in STREAMS {
@@ -181,12 +176,18 @@ async fn e2_legitimate_heavy_client_is_not_cut_off() {
         assert!(client.as_client().closed_reason().is_none());
         assert_in_flight_empty(client.as_client());
 
+        // A keepalive beside a long call. (Pings alone do not keep an empty connection open:
+        // H6, in reliability_h_hostile.)
         let mut peer = fx.raw().await;
+        peer.send_frame(&wire::request(7, "hold", None, &varint(7))).await.unwrap();
+        fx.state.wait_running(1).await;
         for nonce in 0..360 {
             peer.send_frame(&wire::ping(nonce)).await.unwrap();
             assert_eq!(peer.expect_frame().await, Frame::Pong { nonce });
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
+        fx.state.release(1);
+        assert!(matches!(peer.expect_frame().await, Frame::Response { id: 7, .. }), "{kind}");
         peer.send_frame(&wire::request(1, "add", None, &[1, 2])).await.unwrap();
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "{kind}");
         fx.assert_serving().await;
@@ -216,10 +217,7 @@ async fn e3_slow_consumer() {
     const RESPONSE: u64 = 256 * 1024;
     for kind in STREAMS {
         let fx = Fixture::start_with(kind, |s| {
-            let mut config = ServerConfig::default();
-            config.max_in_flight = 4;
-            config.outbound_queue = 4;
-            s.config(config);
+            s.with_config(ServerConfig::default().with_max_in_flight(4).with_outbound_queue(4))
         })
         .await;
         let mem = MemScope::start();
@@ -279,10 +277,8 @@ async fn e3_server_never_reads() {
 async fn e4_many_connections_announcing_max_frames() {
     for kind in STREAMS {
         for trickle in [0usize, 64 * 1024] {
-            let fx = Fixture::start_with(kind, |s| {
-                s.max_connections(100).max_receive_budget(40 * 4 * MIB);
-            })
-            .await;
+            let fx =
+                Fixture::start_with(kind, |s| s.max_connections(100).max_receive_budget(40 * 4 * MIB)).await;
             let mem = MemScope::start();
             let mut served = Vec::new();
             let (mut refused, mut shed, mut stalled) = (0, 0, 0);
@@ -334,10 +330,7 @@ async fn e4_many_connections_announcing_max_frames() {
 #[tokio::test(start_paused = true)]
 async fn e4_receive_budget_is_returned() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_receive_budget(MIB);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_receive_budget(MIB)).await;
         let big = |id| wire::request(id, "bytes", None, &[varint(600 * 1024), vec![7; 600 * 1024]].concat());
         let mut a = fx.raw().await;
         let frame_a = wire::frame(&big(1));

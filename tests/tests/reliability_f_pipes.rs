@@ -109,7 +109,7 @@ async fn f2_either_side_closes() {
 
     let (conn, accepted) = tokio::join!(fifo::connect(&path), listener.accept());
     let client = ProbeClient::new(conn.unwrap());
-    let served = server().serve_connection(accepted.unwrap());
+    let served = server().serve_connection(accepted.unwrap().unwrap());
     let calls = spawn_holds(&client, 10);
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
     let t0 = std::time::Instant::now();
@@ -128,7 +128,7 @@ async fn f2_either_side_closes() {
     // Writer side: the server's connection is dropped without reading; a large request fails.
     let (conn, accepted) = tokio::join!(fifo::connect(&path), listener.accept());
     let client = ProbeClient::new(conn.unwrap());
-    drop(accepted.unwrap());
+    drop(accepted.unwrap().unwrap());
     match within(20, "a write to a vanished reader", client.echo(vec![0; 1 << 20])).await {
         Err(RpcError::ConnectionClosed(reason)) => assert!(!reason.is_empty()),
         other => panic!("expected ConnectionClosed, got {other:?}"),

@@ -180,13 +180,13 @@ async fn g1_other_uid_and_peer_credentials() {
     let mut listener = unix::bind_with_mode(&shared, 0o666).await.unwrap();
     assert_eq!(mode(&shared), 0o666);
     let (_client, conn) = tokio::join!(unix::connect(&shared), listener.accept());
-    let conn = conn.unwrap();
+    let conn = conn.unwrap().unwrap();
     assert_eq!(*conn.peer(), Peer::Unix { uid: Some(0), gid: Some(0), pid: Some(std::process::id() as i32) });
 
     // Another uid: connects, and the server sees who it is.
     let child = call_as_nobody(&exe, &shared);
     let child_pid = child.id() as i32;
-    let conn = within(30, "nobody's connection", listener.accept()).await.unwrap();
+    let conn = within(30, "nobody's connection", listener.accept()).await.unwrap().unwrap();
     assert_eq!(*conn.peer(), Peer::Unix { uid: Some(NOBODY), gid: Some(NOBODY), pid: Some(child_pid) });
     let served = Server::new(ProbeServer::new(ProbeImpl::default())).serve_connection(conn);
     assert_eq!(output_of(child).await.trim(), "ok 5");
@@ -324,10 +324,7 @@ fn g4_defaults_are_pinned_and_finite() {
 #[tokio::test(start_paused = true)]
 async fn g4_errors_sent_to_peers_do_not_leak() {
     for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| {
-            s.max_frame_len(1024);
-        })
-        .await;
+        let fx = Fixture::start_with(kind, |s| s.max_frame_len(1024)).await;
         let mut peer = fx.raw().await;
         let secret = "SECRET-PANIC at /home/app/src/lib.rs:42:7";
         let bodies = [

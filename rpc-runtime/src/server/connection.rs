@@ -9,7 +9,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rpc_transport::framed::{Frame, FrameError, FrameReader, ReceiveBudget};
+use rpc_transport::framed::{FrameError, FrameReader};
 use rpc_transport::{BoxRead, Connection, Peer};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
@@ -17,7 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{self, error_frame, panic_message, Call};
-use super::{ServerConfig, Signals};
+use super::log_limit::limited;
+use super::outbox::Outbox;
+use super::registry::{Refused, Slot};
+use super::{ServerConfig, Shared};
 use crate::context::Context;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
@@ -31,6 +34,8 @@ enum Event {
     Force,
     /// Shutdown began.
     Stop,
+    /// The server evicted this idle connection to make room for a new one (H6).
+    Evicted,
 }
 
 /// Why a connection ended.
@@ -57,10 +62,14 @@ const GOAWAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The close lingers: after sending, the server reads and discards what the client sends until
 /// it hangs up or [`REFUSAL_LINGER`] passes. Closing a socket with unread input makes the kernel
 /// send a reset, which can destroy the goaway before the client reads it.
-pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>) {
+pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Refused) {
     let (mut read, write, _peer, _guard) = conn.into_parts();
     let (tx, rx) = mpsc::channel(1);
-    let goaway = protocol::goaway_frame(ErrorCode::Overloaded, "the server's connection limit is reached");
+    let reason = match why {
+        Refused::Full => "the server's connection limit is reached",
+        Refused::PeerCap => "the server's limit of connections from one peer is reached",
+    };
+    let goaway = protocol::goaway_frame(ErrorCode::Overloaded, reason);
     if let Ok(frame) = goaway.finish(config.max_frame_len) {
         let _ = tx.try_send(frame);
     }
@@ -79,23 +88,34 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>) {
 const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves one connection until it closes.
-pub(super) async fn serve<S: Service>(
-    conn: Connection,
-    service: Arc<S>,
-    config: Arc<ServerConfig>,
-    signals: Signals,
-    _slot: Option<OwnedSemaphorePermit>,
-    budget: Arc<ReceiveBudget>,
-) {
+///
+/// Returns as soon as the connection is closed, freeing its slot and socket: calls that must
+/// outlive it (one-way, run-to-completion) go on detached, within the server's limit (H4).
+pub(super) async fn serve<S: Service>(conn: Connection, shared: Arc<Shared<S>>, slot: Slot) {
+    let config = &shared.config;
     let (read, write, peer, _guard) = conn.into_parts();
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
     let writer_dead = CancellationToken::new();
+    let finish = CancellationToken::new();
+    let outbox = Arc::new(Outbox::new(
+        tx,
+        config.response_budget_per_connection,
+        Arc::clone(&shared.responses),
+        config.write_timeout,
+        writer_dead.clone(),
+    ));
     let writer = tokio::spawn({
         let dead = writer_dead.clone();
+        let finish = finish.clone();
+        let outbox = Arc::clone(&outbox);
         let write_timeout = config.write_timeout;
         let peer = peer.to_string();
         async move {
-            if let Err(e) = crate::writer::write_loop(write, &protocol::PREFACE, rx, write_timeout).await {
+            let written = |n| outbox.release(n);
+            let result =
+                crate::writer::write_frames(write, &protocol::PREFACE, rx, write_timeout, &finish, written)
+                    .await;
+            if let Err(e) = result {
                 tracing::debug!(%peer, "closing connection: {e}");
             }
             dead.cancel();
@@ -103,25 +123,31 @@ pub(super) async fn serve<S: Service>(
     });
     let mut reader = FrameReader::new(read, config.max_frame_len);
     reader.set_frame_timeout(Some(config.frame_timeout));
-    reader.set_budget(Some(budget));
+    reader.set_budget(Some(Arc::clone(&shared.receive)));
     let mut conn = ServerConn {
         slots: Arc::new(Semaphore::new(config.max_in_flight)),
         parked: VecDeque::new(),
-        service,
         peer: Arc::new(peer),
-        tx,
+        outbox,
         running: HashMap::new(),
         tasks: JoinSet::new(),
         draining: false,
-        control: ControlBudget { since: Instant::now(), count: 0 },
+        control: ControlBudget { since: Instant::now(), tokens: config.max_control_frames_per_sec },
         cancel_credit: CANCEL_SLACK,
-        config,
+        violations: 0,
+        last_request: Instant::now(),
+        slot,
+        shared: Arc::clone(&shared),
     };
-    let close = conn.run(&mut reader, &signals, &writer_dead).await;
-    conn.close(close, &signals).await;
-    let ServerConn { tx, .. } = conn;
-    drop(tx);
+    let close = conn.run(&mut reader, &writer_dead).await;
+    conn.close(close).await;
+    // Write what is queued (a goaway, say) and close the socket, even though detached calls may
+    // still hold the outbox.
+    finish.cancel();
     let _ = writer.await;
+    // Only now: closing the read side first could make the peer's writes fail before it has
+    // read the goaway.
+    drop(reader);
 }
 
 /// Requests read while every handler slot is busy, waiting for one. Reading stops when this many
@@ -138,10 +164,9 @@ struct Parked {
 }
 
 struct ServerConn<S> {
-    service: Arc<S>,
-    config: Arc<ServerConfig>,
+    shared: Arc<Shared<S>>,
     peer: Arc<Peer>,
-    tx: mpsc::Sender<Frame>,
+    outbox: Arc<Outbox>,
     slots: Arc<Semaphore>,
     /// Running calls that a cancel, a deadline or the connection closing may stop, by request id.
     running: HashMap<u64, AbortHandle>,
@@ -151,27 +176,37 @@ struct ServerConn<S> {
     control: ControlBudget,
     /// Cancels this connection may still send: one per request received, plus [`CANCEL_SLACK`].
     cancel_credit: u64,
+    /// Protocol violations so far; past [`ServerConfig::max_protocol_violations`], the
+    /// connection is closed (H7).
+    violations: u32,
+    /// The connection's place in the server's registry (caps, eviction, idleness).
+    slot: Slot,
+    /// When the last request arrived.
+    last_request: Instant,
 }
 
 /// Cancels a connection may send beyond one per request it sent (E2).
 const CANCEL_SLACK: u64 = 1024;
 
-/// Counts pings and pongs since the last request, per one-second window (E2: a ping flood costs
-/// the server a pong each without ever starting a call).
+/// A token bucket for pings and pongs (E2, H8: a ping flood costs the server a pong each without
+/// ever starting a call), refilled at [`ServerConfig::max_control_frames_per_sec`] a second and
+/// holding as many; requests do not refill it.
 struct ControlBudget {
+    /// When the bucket was last refilled (or last full).
     since: Instant,
-    count: u32,
+    tokens: u32,
 }
 
 impl<S: Service> ServerConn<S> {
-    async fn run(
-        &mut self,
-        reader: &mut FrameReader<BoxRead>,
-        signals: &Signals,
-        writer_dead: &CancellationToken,
-    ) -> Close {
-        match tokio::time::timeout(self.config.handshake_timeout, reader.read_raw(protocol::PREFACE.len()))
-            .await
+    async fn run(&mut self, reader: &mut FrameReader<BoxRead>, writer_dead: &CancellationToken) -> Close {
+        let shared = Arc::clone(&self.shared);
+        let signals = &shared.signals;
+        let evicted = self.slot.evicted.clone();
+        match tokio::time::timeout(
+            self.shared.config.handshake_timeout,
+            reader.read_raw(protocol::PREFACE.len()),
+        )
+        .await
         {
             Err(_) => return Close::Failed("no preface within the handshake timeout".into()),
             Ok(Ok(None)) => return Close::PeerClosed,
@@ -184,7 +219,7 @@ impl<S: Service> ServerConn<S> {
             }
         }
 
-        let idle_timeout = self.config.idle_timeout;
+        let idle_timeout = self.shared.config.idle_timeout;
         let mut last_activity = Instant::now();
         // Made once and polled in place: a future made afresh on every turn of the loop would
         // register and unregister a waiter (or a timer) each time, for every frame. The three
@@ -204,6 +239,10 @@ impl<S: Service> ServerConn<S> {
             signals.stop.cancelled().await;
             Event::Stop
         }));
+        events.push(Box::pin(async move {
+            evicted.cancelled().await;
+            Event::Evicted
+        }));
         let idle = tokio::time::sleep_until(last_activity + idle_timeout);
         tokio::pin!(idle);
         loop {
@@ -216,12 +255,23 @@ impl<S: Service> ServerConn<S> {
                     Event::WriterDead => return Close::WriteFailed,
                     Event::Force => return Close::Forced,
                     Event::Stop => self.start_draining().await,
+                    Event::Evicted => {
+                        return Close::GoAway(
+                            ErrorCode::Idle,
+                            "closed while idle to make room: the server's connection limit is reached".into(),
+                        )
+                    }
                 },
                 Some(done) = self.tasks.join_next() => {
                     self.reap(done);
                     last_activity = Instant::now();
+                    if self.tasks.is_empty() && self.parked.is_empty() {
+                        self.slot.activity.idle_since_now();
+                    }
                 }
-                permit = Arc::clone(&self.slots).acquire_owned(), if !self.parked.is_empty() => {
+                // Responses waiting for the peer to read: start nothing, read nothing (H2).
+                _ = self.outbox.wait_for_room(), if self.outbox.is_full() => {}
+                permit = Arc::clone(&self.slots).acquire_owned(), if !self.parked.is_empty() && !self.outbox.is_full() => {
                     let permit = permit.expect("the semaphore is never closed");
                     if let Some(parked) = self.parked.pop_front() {
                         self.start(parked, permit).await;
@@ -238,16 +288,17 @@ impl<S: Service> ServerConn<S> {
                     }
                     idle.as_mut().reset(if busy { now } else { last_activity } + idle_timeout);
                 }
-                frame = reader.read_frame(), if self.parked.len() < PARKED_REQUESTS => {
-                    last_activity = Instant::now();
+                frame = reader.read_frame(), if self.parked.len() < PARKED_REQUESTS && !self.outbox.is_full() => {
                     let mut frame = frame.map(Some);
                     // Frames that arrived in the same read are handled here, not each on its own
                     // turn of the loop.
                     loop {
                         match frame {
                             Ok(Some(Some(body))) => {
-                                if let Some(close) = self.on_frame(body).await {
-                                    return close;
+                                match self.on_frame(body).await {
+                                    Ok(Activity::Call) => last_activity = Instant::now(),
+                                    Ok(Activity::Control) => {}
+                                    Err(close) => return close,
                                 }
                             }
                             Ok(Some(None)) => return Close::PeerClosed,
@@ -261,7 +312,7 @@ impl<S: Service> ServerConn<S> {
                             }
                             Err(e) => return Close::Failed(e.to_string()),
                         }
-                        if self.parked.len() >= PARKED_REQUESTS {
+                        if self.parked.len() >= PARKED_REQUESTS || self.outbox.is_full() {
                             break;
                         }
                         frame = reader.next_buffered().map(|f| f.map(Some));
@@ -289,20 +340,19 @@ impl<S: Service> ServerConn<S> {
         }
     }
 
-    /// Handles one frame; `Some` closes the connection.
-    async fn on_frame(&mut self, body: Bytes) -> Option<Close> {
+    /// Handles one frame: what kind of activity it was, or why the connection must close.
+    async fn on_frame(&mut self, body: Bytes) -> Result<Activity, Close> {
         match protocol::decode(body) {
             Ok(Message::Request { id, timeout, oneway, method, payload }) => {
-                self.control.count = 0;
                 self.cancel_credit = self.cancel_credit.saturating_add(1);
-                self.on_request(id, timeout, oneway, &method, &payload).await;
-                None
+                self.on_request(id, timeout, oneway, &method, &payload).await?;
+                Ok(Activity::Call)
             }
             Ok(Message::Cancel { id }) => {
                 // A client cancels each call at most once, so cancels never outnumber requests by
                 // more than the slack; a cancel of a call that already finished is normal.
                 if self.cancel_credit == 0 {
-                    return Some(Close::GoAway(
+                    return Err(Close::GoAway(
                         ErrorCode::Protocol,
                         format!("too many cancels: more than {CANCEL_SLACK} beyond one per request"),
                     ));
@@ -314,39 +364,64 @@ impl<S: Service> ServerConn<S> {
                 } else {
                     self.parked.retain(|p| p.id != id);
                 }
-                None
+                Ok(Activity::Call)
             }
             Ok(Message::Ping { nonce }) => {
+                self.control_frame()?;
                 // A pong that does not fit in the queue is dropped: pings never queue unboundedly.
                 self.send_now(protocol::ping_frame(nonce, true));
-                self.control_frame()
+                Ok(Activity::Control)
             }
-            Ok(Message::Pong) => self.control_frame(),
-            Ok(Message::Response { .. } | Message::Error { .. } | Message::GoAway { .. }) => Some(
+            Ok(Message::Pong) => self.control_frame().map(|()| Activity::Control),
+            Ok(Message::Response { .. } | Message::Error { .. } | Message::GoAway { .. }) => Err(
                 Close::GoAway(ErrorCode::Protocol, "a client sent a response, error or goaway frame".into()),
             ),
             Err((Some(id), e)) => {
+                self.violation(id, &e.to_string())?;
                 self.reply(id, &e).await;
-                None
+                Ok(Activity::Call)
             }
-            Err((None, e)) => Some(Close::GoAway(ErrorCode::Protocol, e.to_string())),
+            Err((None, e)) => Err(Close::GoAway(ErrorCode::Protocol, e.to_string())),
         }
     }
 
-    /// Counts a control frame; `Some` closes a connection that sent too many of them.
-    fn control_frame(&mut self) -> Option<Close> {
+    /// Takes a token from the control-frame bucket; `Err` closes a connection that has none.
+    fn control_frame(&mut self) -> Result<(), Close> {
+        let max = self.shared.config.max_control_frames_per_sec;
         let now = Instant::now();
-        if now.duration_since(self.control.since) >= std::time::Duration::from_secs(1) {
-            self.control = ControlBudget { since: now, count: 0 };
+        if self.control.tokens >= max {
+            // A full bucket refills from when it is first drawn on.
+            self.control.since = now;
+        } else if self.control.tokens == 0 {
+            let elapsed = now.duration_since(self.control.since).as_millis();
+            let refill = (elapsed * u128::from(max) / 1000).min(u128::from(max)) as u32;
+            if refill > 0 {
+                self.control = ControlBudget { since: now, tokens: refill };
+            }
         }
-        self.control.count += 1;
-        let max = self.config.max_control_frames_per_sec;
-        (self.control.count > max).then(|| {
-            Close::GoAway(
+        if self.control.tokens == 0 {
+            return Err(Close::GoAway(
                 ErrorCode::Protocol,
-                format!("too many control frames: more than {max} pings or pongs within one second, with no request"),
-            )
-        })
+                format!("too many control frames: more than {max} pings or pongs per second"),
+            ));
+        }
+        self.control.tokens -= 1;
+        Ok(())
+    }
+
+    /// Counts a protocol violation that does not by itself close the connection; `Err` once there
+    /// have been more than [`ServerConfig::max_protocol_violations`] (H7).
+    fn violation(&mut self, id: u64, what: &str) -> Result<(), Close> {
+        self.violations = self.violations.saturating_add(1);
+        let max = self.shared.config.max_protocol_violations;
+        if self.violations > max {
+            return Err(Close::GoAway(
+                ErrorCode::Protocol,
+                format!("too many protocol violations: more than {max}; the last: {what}"),
+            ));
+        }
+        limited!(self.outbox.log(), warn, peer = %self.peer, id, "protocol violation: {what}");
+        Ok(())
     }
 
     async fn on_request(
@@ -356,60 +431,71 @@ impl<S: Service> ServerConn<S> {
         oneway: bool,
         method: &[u8],
         payload: &[u8],
-    ) {
+    ) -> Result<(), Close> {
         let fail = |e| if oneway { None } else { Some(e) };
         let Ok(method) = std::str::from_utf8(method) else {
+            self.violation(id, "the method name is not valid UTF-8")?;
             if let Some(e) = fail(RpcError::Protocol("the method name is not valid UTF-8".into())) {
                 self.reply(id, &e).await;
             }
-            return;
+            return Ok(());
         };
         if self.draining {
             if let Some(e) = fail(RpcError::ShuttingDown) {
                 self.reply(id, &e).await;
             }
-            return;
+            return Ok(());
         }
         if self.running.contains_key(&id) || self.parked.iter().any(|p| p.id == id) {
-            tracing::warn!(peer = %self.peer, id, "ignored a request reusing the id of a call in flight");
-            return;
+            return self.violation(id, "ignored a request reusing the id of a call in flight");
         }
         let now = Instant::now();
+        self.last_request = now;
+        if self.tasks.is_empty() {
+            self.slot.activity.idle_since(now);
+        }
+        let config = &self.shared.config;
+        // One-way calls have nobody waiting to bound them: the server gives them a deadline.
+        let timeout = timeout.or(oneway.then_some(config.oneway_deadline));
         // Clamped, and checked: a forged `u64::MAX` must neither panic nor overflow.
-        let deadline = timeout.and_then(|t| now.checked_add(t.min(self.config.max_deadline)));
+        let deadline = timeout.and_then(|t| now.checked_add(t.min(config.max_deadline)));
         if deadline.is_some_and(|d| d <= now) {
             if let Some(e) = fail(RpcError::DeadlineExceeded) {
                 self.reply(id, &e).await;
             }
-            return;
+            return Ok(());
         }
         let response =
-            ResponseBuf { buf: protocol::response_header(id), max_frame_len: self.config.max_frame_len };
-        let prepared =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.service.call(method, payload, response)));
+            ResponseBuf { buf: protocol::response_header(id), max_frame_len: config.max_frame_len };
+        let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.shared.service.call(method, payload, response)
+        }));
         let handler = match prepared {
             Ok(Ok(handler)) => handler,
             Ok(Err(e)) => {
-                tracing::debug!(peer = %self.peer, id, method, "refused a call: {e}");
+                limited!(self.outbox.log(), debug, peer = %self.peer, id, method, "refused a call: {e}");
                 if let Some(e) = fail(e) {
                     self.reply(id, &e).await;
                 }
-                return;
+                return Ok(());
             }
             Err(panic) => {
-                tracing::error!(peer = %self.peer, id, method, "decoding the arguments panicked: {}", panic_message(&*panic));
+                limited!(self.outbox.log(), error, peer = %self.peer, id, method, "decoding the arguments panicked: {}", panic_message(&*panic));
                 if let Some(e) = fail(RpcError::HandlerPanicked) {
                     self.reply(id, &e).await;
                 }
-                return;
+                return Ok(());
             }
         };
         let parked = Parked { id, handler, deadline, oneway };
         // First come, first served: a request never overtakes one already waiting.
         match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(permit) if self.parked.is_empty() => self.start(parked, permit).await,
+            Ok(permit) if self.parked.is_empty() && !self.outbox.is_full() => {
+                self.start(parked, permit).await
+            }
             _ => self.parked.push_back(parked),
         }
+        Ok(())
     }
 
     /// Starts a call that has a slot: polls it once here, and gives it a task of its own only if
@@ -424,12 +510,14 @@ impl<S: Service> ServerConn<S> {
             context,
             deadline,
             oneway,
-            tx: self.tx.clone(),
-            max_frame_len: self.config.max_frame_len,
+            outbox: Arc::clone(&self.outbox),
+            max_frame_len: self.shared.config.max_frame_len,
             _slot: permit,
         };
         let mut run = Box::pin(handler::run(call));
-        if self.config.inline_handlers {
+        // Busy before the handler first runs: it may tell others it started.
+        self.slot.activity.busy();
+        if self.shared.config.inline_handlers {
             // The handler's own panics are caught inside `run`; this guards the connection
             // against anything else in it.
             let first = std::future::poll_fn(|cx| {
@@ -437,10 +525,18 @@ impl<S: Service> ServerConn<S> {
             })
             .await;
             match first {
-                Ok(Poll::Ready(_)) => return,
+                Ok(Poll::Ready(_)) => {
+                    if self.tasks.is_empty() {
+                        self.slot.activity.idle_since(self.last_request);
+                    }
+                    return;
+                }
                 Ok(Poll::Pending) => {}
                 Err(panic) => {
-                    tracing::error!(peer = %self.peer, id, method, "a call panicked: {}", panic_message(&*panic));
+                    if self.tasks.is_empty() {
+                        self.slot.activity.idle_since(self.last_request);
+                    }
+                    limited!(self.outbox.log(), error, peer = %self.peer, id, method, "a call panicked: {}", panic_message(&*panic));
                     if !oneway {
                         self.reply(id, &RpcError::HandlerPanicked).await;
                     }
@@ -458,26 +554,28 @@ impl<S: Service> ServerConn<S> {
     ///
     /// The future owns what it needs, so no borrow of the connection is held across the wait.
     fn reply(&self, id: u64, error: &RpcError) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let frame = error_frame(id, error, self.config.max_frame_len);
-        let tx = self.tx.clone();
+        let frame = error_frame(id, error, self.shared.config.max_frame_len);
+        let outbox = Arc::clone(&self.outbox);
         async move {
             if let Ok(frame) = frame {
-                let _ = tx.send(frame).await;
+                let _ = outbox.send(frame).await;
             }
         }
     }
 
     /// Sends a control frame if there is room; never waits.
     fn send_now(&self, buf: rpc_transport::framed::FrameBuf) {
-        if let Ok(frame) = buf.finish(self.config.max_frame_len) {
-            let _ = self.tx.try_send(frame);
+        if let Ok(frame) = buf.finish(self.shared.config.max_frame_len) {
+            self.outbox.try_send(frame);
         }
     }
 
-    /// Ends the connection: tell the peer why if we can, fail or cancel what is left, and let
-    /// one-way calls finish unless shutdown's grace is over.
-    async fn close(&mut self, close: Close, signals: &Signals) {
+    /// Ends the connection: tell the peer why if we can, fail or cancel what is left, and hand
+    /// one-way and run-to-completion calls to a detached task (they should not be cut short by
+    /// the caller hanging up, only by the end of a shutdown or the server's limit on such work).
+    async fn close(&mut self, close: Close) {
         let peer = Arc::clone(&self.peer);
+        let max_frame_len = self.shared.config.max_frame_len;
         match &close {
             Close::PeerClosed | Close::Drained => tracing::debug!(%peer, "connection closed"),
             Close::Forced => {
@@ -488,19 +586,22 @@ impl<S: Service> ServerConn<S> {
                 tracing::info!(%peer, ?code, "closing connection: {reason}");
                 // The queue may be full (of pongs, say): wait a little for room, so the peer
                 // learns why, but never longer than a write may take.
-                if let Ok(frame) = protocol::goaway_frame(*code, reason).finish(self.config.max_frame_len) {
-                    let wait = self.config.write_timeout.min(GOAWAY_WAIT);
-                    let _ = tokio::time::timeout(wait, self.tx.send(frame)).await;
+                if let Ok(frame) = protocol::goaway_frame(*code, reason).finish(max_frame_len) {
+                    let wait = self.shared.config.write_timeout.min(GOAWAY_WAIT);
+                    let _ = tokio::time::timeout(wait, self.outbox.send(frame)).await;
                 }
             }
             Close::Failed(reason) => tracing::info!(%peer, "closing connection: {reason}"),
         }
+        let suppressed = self.outbox.log().take_suppressed();
+        if suppressed > 0 {
+            tracing::warn!(%peer, suppressed, "log lines this peer triggered were suppressed by the rate limit");
+        }
         // Calls still waiting for a slot never started.
         for parked in std::mem::take(&mut self.parked) {
             if !parked.oneway && matches!(close, Close::Forced) {
-                if let Ok(frame) = error_frame(parked.id, &RpcError::ShuttingDown, self.config.max_frame_len)
-                {
-                    let _ = self.tx.try_send(frame);
+                if let Ok(frame) = error_frame(parked.id, &RpcError::ShuttingDown, max_frame_len) {
+                    self.outbox.try_send(frame);
                 }
             }
         }
@@ -508,21 +609,66 @@ impl<S: Service> ServerConn<S> {
         for (id, task) in std::mem::take(&mut self.running) {
             task.abort();
             if matches!(close, Close::Forced) {
-                if let Ok(frame) = error_frame(id, &cancelled, self.config.max_frame_len) {
-                    let _ = self.tx.try_send(frame);
+                if let Ok(frame) = error_frame(id, &cancelled, max_frame_len) {
+                    self.outbox.try_send(frame);
                 }
             }
         }
-        // What is left is one-way calls and calls that run to completion: they should not be cut
-        // short by the caller hanging up, only by the end of a shutdown.
-        loop {
-            tokio::select! {
-                done = self.tasks.join_next() => if done.is_none() { break },
-                _ = signals.force.cancelled() => {
-                    self.tasks.abort_all();
-                    while self.tasks.join_next().await.is_some() {}
-                    break;
+        if matches!(close, Close::Forced) {
+            self.tasks.abort_all();
+        }
+        while self.tasks.try_join_next().is_some() {}
+        let left = self.tasks.len();
+        if left == 0 {
+            return;
+        }
+        let tasks = std::mem::take(&mut self.tasks);
+        let detached = &self.shared.detached;
+        match u32::try_from(left).ok().and_then(|n| Arc::clone(detached).try_acquire_many_owned(n).ok()) {
+            Some(permits) => {
+                tracing::debug!(%peer, calls = left, "the connection closed; its remaining calls go on detached");
+                self.shared.tracker.spawn(run_detached(tasks, permits, self.shared.signals.force.clone()));
+            }
+            None => {
+                tracing::warn!(%peer, calls = left, "the connection closed and the server's limit on detached calls is reached: cancelling its remaining calls");
+                drop(tasks);
+            }
+        }
+    }
+}
+
+/// What a connection is doing when a frame arrives, for its idle timer.
+enum Activity {
+    /// A request, a cancel: activity that keeps a connection open.
+    Call,
+    /// A ping or pong: keeps a connection with calls running open, not an empty one (H6).
+    Control,
+}
+
+/// Runs the calls a closed connection left, holding one permit of the server's detached-call
+/// limit per call and returning each as its call ends; cancels them all when shutdown's grace
+/// period is over.
+async fn run_detached(mut tasks: JoinSet<u64>, permits: OwnedSemaphorePermit, force: CancellationToken) {
+    let mut permits = Some(permits);
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                None => break,
+                Some(_) => {
+                    // Give back this call's permit at once, not when the last one ends.
+                    if let Some(p) = permits.as_mut() {
+                        if p.num_permits() > 1 {
+                            drop(p.split(1));
+                        } else {
+                            permits = None;
+                        }
+                    }
                 }
+            },
+            _ = force.cancelled() => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
             }
         }
     }

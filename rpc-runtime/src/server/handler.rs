@@ -3,12 +3,15 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::task::Poll;
 
 use futures::FutureExt;
-use rpc_transport::framed::Frame;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+
+use super::log_limit::limited;
+use super::outbox::{NotSent, Outbox};
 
 use crate::context::Context;
 use crate::protocol;
@@ -21,7 +24,7 @@ pub(super) struct Call {
     pub(super) context: Context,
     pub(super) deadline: Option<Instant>,
     pub(super) oneway: bool,
-    pub(super) tx: mpsc::Sender<Frame>,
+    pub(super) outbox: Arc<Outbox>,
     pub(super) max_frame_len: usize,
     /// The call's slot in the connection's in-flight limit; freed when this task ends or is
     /// dropped (cancelled), never earlier.
@@ -30,7 +33,7 @@ pub(super) struct Call {
 
 /// Runs the handler and sends its response; returns the request id for bookkeeping.
 pub(super) async fn run(call: Call) -> u64 {
-    let Call { handler, context, deadline, oneway, tx, max_frame_len, _slot } = call;
+    let Call { handler, context, deadline, oneway, outbox, max_frame_len, _slot } = call;
     let id = context.request_id;
     let method = handler.method;
     let fut = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
@@ -52,29 +55,47 @@ pub(super) async fn run(call: Call) -> u64 {
             Err(RpcError::DeadlineExceeded)
         }
         Some(Err(panic)) => {
-            tracing::error!(method, id, "handler panicked: {}", panic_message(&*panic));
+            // The process's panic hook has already run (and printed, unless replaced); this line
+            // is the server's own, rate-limited per connection.
+            limited!(outbox.log(), error, method, id, "handler panicked: {}", panic_message(&*panic));
             Err(RpcError::HandlerPanicked)
         }
         Some(Ok(Ok(buf))) => buf.finish(max_frame_len).map_err(|e| {
-            tracing::warn!(method, id, "response too large: {e}");
+            limited!(outbox.log(), warn, method, id, "response too large: {e}");
             RpcError::FrameTooLarge { len: e.len, max: e.max }
         }),
         Some(Ok(Err(e))) => {
-            tracing::warn!(method, id, "could not encode the response: {e}");
+            limited!(outbox.log(), warn, method, id, "could not encode the response: {e}");
             Err(e)
         }
     };
     if !oneway {
         let frame = result.or_else(|e| error_frame(id, &e, max_frame_len));
         if let Ok(frame) = frame {
-            // Fails only if the connection is gone, and then nobody is waiting.
-            let _ = tx.send(frame).await;
+            match outbox.send(frame).await {
+                // The connection is gone, and then nobody is waiting.
+                Ok(()) | Err(NotSent::Closed) => {}
+                Err(NotSent::NoRoom) => {
+                    limited!(
+                        outbox.log(),
+                        debug,
+                        method,
+                        id,
+                        "no room for the response within the write timeout; closing the connection"
+                    );
+                    outbox.abandon();
+                }
+            }
         }
     }
     id
 }
 
-pub(super) fn error_frame(id: u64, error: &RpcError, max_frame_len: usize) -> Result<Frame, RpcError> {
+pub(super) fn error_frame(
+    id: u64,
+    error: &RpcError,
+    max_frame_len: usize,
+) -> Result<rpc_transport::framed::Frame, RpcError> {
     crate::client::finish(protocol::error_frame(id, error), max_frame_len)
 }
 

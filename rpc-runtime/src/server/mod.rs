@@ -13,6 +13,9 @@
 
 mod connection;
 mod handler;
+mod log_limit;
+mod outbox;
+mod registry;
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -25,9 +28,24 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::log_limit::{limited, LogLimit};
+use self::outbox::ByteBudget;
+use self::registry::Registry;
 use crate::Service;
 
-/// The limits and timeouts of a server. Every field has a finite default, pinned by a test.
+/// The limits and timeouts of a server. Every field has a finite default, pinned by a test; the
+/// threat each one answers is listed in the crate's [`limits`](crate::limits) documentation.
+///
+/// Build one from [`ServerConfig::default()`] with the by-value `with_*` setters (one per field),
+/// or assign fields of a default value; hand it to [`Server::with_config`]. The same setters exist
+/// on [`Server`] itself, without the `with_` prefix.
+///
+/// ```
+/// # use rpc_runtime::ServerConfig;
+/// # use std::time::Duration;
+/// let config = ServerConfig::default().with_max_in_flight(16).with_idle_timeout(Duration::from_secs(60));
+/// assert_eq!(config.max_in_flight, 16);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -36,33 +54,67 @@ pub struct ServerConfig {
     /// Handlers running at once per connection; when reached, the server stops reading that
     /// connection until one finishes (backpressure). Default 128.
     pub max_in_flight: usize,
-    /// Connections served at once; past it, new ones get a goaway frame and are closed.
-    /// Default 1024.
+    /// Connections served at once. At the cap, the connection idle longest (no calls running)
+    /// is sent a goaway and closed to make room; if none is idle, the newcomer gets a goaway
+    /// instead. Default 1024.
     pub max_connections: usize,
-    /// A connection with no calls running and no frames arriving for this long is closed.
-    /// Default 5 minutes.
+    /// Connections served at once from one peer: one IP address over TCP, one user id over a
+    /// Unix socket (other transports have no peer identity to count). Past it, the newcomer gets
+    /// a goaway. Default 256: a quarter of `max_connections`, so filling the server takes at
+    /// least four peers, while a client's pool of a few hundred connections still fits.
+    pub max_connections_per_peer: usize,
+    /// A connection with no calls running and no requests or partial frames arriving for this
+    /// long is closed. Pings and pongs do not count as activity while no call is running: a
+    /// keepalive keeps a busy connection, not an empty one. Default 5 minutes.
     pub idle_timeout: Duration,
     /// A frame must arrive in full within this time of its first byte (slowloris). Default 30 s.
     pub frame_timeout: Duration,
     /// A new connection must send its preface within this time. Default 10 s.
     pub handshake_timeout: Duration,
-    /// A write that blocks longer than this (the peer stopped reading) kills the connection.
+    /// A connection whose oldest queued outgoing frame has waited this long without being
+    /// completely written (the peer stopped reading, or reads too slowly to keep up) is closed.
+    /// Measured on the oldest frame of the batch being written, not restarted per write.
     /// Default 30 s.
     pub write_timeout: Duration,
     /// Deadlines sent by clients are clamped to this. Default 24 hours.
     pub max_deadline: Duration,
+    /// The deadline of a one-way call that carries none (its caller does not wait, so nobody
+    /// else would bound it). Calls marked run-to-completion ignore deadlines. Default 60 s.
+    pub oneway_deadline: Duration,
     /// Response frames queued for writing per connection before handlers wait. Default 128.
     pub outbound_queue: usize,
-    /// Pings and pongs a connection may send within one second with no request among them; one
-    /// more closes the connection with a goaway saying "too many control frames". Requests reset
-    /// the count, so keepalives beside real traffic are never cut off. (Cancels have their own
-    /// rule: at most one per request received, plus 1024.) Default 1000.
+    /// Bytes of encoded responses (and other outgoing frames) one connection may have queued
+    /// and not yet written to its socket. When full, the connection's handlers wait for room
+    /// (bounded by `write_timeout`), and the server starts no new call and reads nothing more
+    /// from that connection until the peer reads. A single frame larger than this is still sent,
+    /// on its own. Default 8 MiB: two maximal frames, so a large response can be written while
+    /// the next is encoded.
+    pub response_budget_per_connection: usize,
+    /// Bytes of queued outgoing frames all connections together may hold; the same rules as
+    /// `response_budget_per_connection` apply when it is full. Default 128 MiB: sixteen
+    /// connections that never read hold it all, and are cut after `write_timeout`.
+    pub max_response_budget: usize,
+    /// Pings and pongs a connection may send: a bucket of this many, refilled at this many per
+    /// second, whatever the requests do. One more closes the connection with a goaway saying
+    /// "too many control frames". A keepalive every few seconds never comes near it. (Cancels
+    /// have their own rule: at most one per request received, plus 1024.) Default 1000.
     pub max_control_frames_per_sec: u32,
+    /// Protocol violations a connection may commit (a request reusing the id of a call in
+    /// flight, a frame the protocol forbids that does not already close the connection) before
+    /// it is closed with a goaway. Default 8.
+    pub max_protocol_violations: u32,
     /// Bytes of large frames (over 64 KiB) that all connections together may be receiving at
-    /// once; a connection announcing a frame that does not fit gets a goaway (`Overloaded`) and
-    /// is closed. Bounds what peers that announce maximal frames and trickle them can make the
-    /// server hold, which would otherwise be `max_connections × max_frame_len`. Default 256 MiB.
+    /// once. A connection announcing a frame that does not fit waits a moment for room; if none
+    /// frees, the connection that has held its reservation longest is shed (goaway,
+    /// `Overloaded`), not the newcomer. Bounds what peers that announce maximal frames and trickle
+    /// them can make the server hold, which would otherwise be `max_connections × max_frame_len`.
+    /// Default 256 MiB.
     pub max_receive_budget: usize,
+    /// Calls still running after their connection closed (one-way calls and calls that run to
+    /// completion) that the server keeps, across all connections. A connection whose peer leaves
+    /// frees its slot and socket at once; its remaining calls run on detached if they fit here,
+    /// and are cancelled (and logged) if they do not. Default 1024.
+    pub max_detached_calls: usize,
     /// Whether a call starts on its connection's task (default `true`), moving to a task of its
     /// own only at its first wait. A handler that finishes without waiting then costs no task,
     /// which makes cheap calls several times cheaper; but a handler that computes for long
@@ -79,17 +131,76 @@ impl Default for ServerConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_in_flight: 128,
             max_connections: 1024,
+            max_connections_per_peer: 256,
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             max_deadline: Duration::from_secs(24 * 60 * 60),
+            oneway_deadline: Duration::from_secs(60),
             outbound_queue: 128,
+            response_budget_per_connection: 8 * 1024 * 1024,
+            max_response_budget: 128 * 1024 * 1024,
             max_control_frames_per_sec: 1000,
+            max_protocol_violations: 8,
             max_receive_budget: 256 * 1024 * 1024,
+            max_detached_calls: 1024,
             inline_handlers: true,
         }
     }
+}
+
+/// One by-value setter per field on [`ServerConfig`] (`with_x`) and on [`Server`] (`x`).
+macro_rules! setters {
+    ($($field:ident / $with:ident: $ty:ty $(=> $fix:expr)?;)*) => {
+        impl ServerConfig {
+            $(
+                #[doc = concat!("Sets [`ServerConfig::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $with(mut self, value: $ty) -> Self {
+                    $(let value = $fix(value);)?
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+        impl<S: Service> Server<S> {
+            $(
+                #[doc = concat!("Sets [`ServerConfig::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.config = self.config.$with(value);
+                    self
+                }
+            )*
+        }
+    };
+}
+
+/// Counts of zero would stop a server from ever serving: they mean one.
+fn at_least_one(n: usize) -> usize {
+    n.max(1)
+}
+
+setters! {
+    max_frame_len / with_max_frame_len: usize;
+    max_in_flight / with_max_in_flight: usize => at_least_one;
+    max_connections / with_max_connections: usize => at_least_one;
+    max_connections_per_peer / with_max_connections_per_peer: usize => at_least_one;
+    idle_timeout / with_idle_timeout: Duration;
+    frame_timeout / with_frame_timeout: Duration;
+    handshake_timeout / with_handshake_timeout: Duration;
+    write_timeout / with_write_timeout: Duration;
+    max_deadline / with_max_deadline: Duration;
+    oneway_deadline / with_oneway_deadline: Duration;
+    outbound_queue / with_outbound_queue: usize => at_least_one;
+    response_budget_per_connection / with_response_budget_per_connection: usize;
+    max_response_budget / with_max_response_budget: usize;
+    max_control_frames_per_sec / with_max_control_frames_per_sec: u32;
+    max_protocol_violations / with_max_protocol_violations: u32;
+    max_receive_budget / with_max_receive_budget: usize;
+    max_detached_calls / with_max_detached_calls: usize;
+    inline_handlers / with_inline_handlers: bool;
 }
 
 /// Serves a [`Service`] on listeners or single connections.
@@ -123,80 +234,22 @@ pub struct Server<S> {
 }
 
 impl<S: Service> Server<S> {
-    /// A server for `service` with the default [`ServerConfig`].
+    /// A server for `service` with the default [`ServerConfig`]; configure it with the by-value
+    /// setters, `Server::new(svc).max_in_flight(8)`.
     pub fn new(service: S) -> Self {
         Server { service: Arc::new(service), config: ServerConfig::default() }
     }
 
     /// Replaces the whole configuration.
-    pub fn config(&mut self, config: ServerConfig) -> &mut Self {
+    #[must_use]
+    pub fn with_config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self
     }
 
     /// The configuration in force.
-    pub fn get_config(&self) -> &ServerConfig {
+    pub fn config(&self) -> &ServerConfig {
         &self.config
-    }
-
-    /// See [`ServerConfig::max_frame_len`].
-    pub fn max_frame_len(&mut self, len: usize) -> &mut Self {
-        self.config.max_frame_len = len;
-        self
-    }
-
-    /// See [`ServerConfig::max_in_flight`].
-    pub fn max_in_flight(&mut self, n: usize) -> &mut Self {
-        self.config.max_in_flight = n.max(1);
-        self
-    }
-
-    /// See [`ServerConfig::max_connections`].
-    pub fn max_connections(&mut self, n: usize) -> &mut Self {
-        self.config.max_connections = n.max(1);
-        self
-    }
-
-    /// See [`ServerConfig::idle_timeout`].
-    pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.config.idle_timeout = timeout;
-        self
-    }
-
-    /// See [`ServerConfig::frame_timeout`].
-    pub fn frame_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.config.frame_timeout = timeout;
-        self
-    }
-
-    /// See [`ServerConfig::handshake_timeout`].
-    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.config.handshake_timeout = timeout;
-        self
-    }
-
-    /// See [`ServerConfig::write_timeout`].
-    pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.config.write_timeout = timeout;
-        self
-    }
-
-    /// See [`ServerConfig::max_deadline`].
-    pub fn max_deadline(&mut self, max: Duration) -> &mut Self {
-        self.config.max_deadline = max;
-        self
-    }
-
-    /// See [`ServerConfig::max_receive_budget`].
-    pub fn max_receive_budget(&mut self, bytes: usize) -> &mut Self {
-        self.config.max_receive_budget = bytes;
-        self
-    }
-
-    /// See [`ServerConfig::inline_handlers`].
-    pub fn inline_handlers(&mut self, yes: bool) -> &mut Self {
-        self.config.inline_handlers = yes;
-        self
     }
 
     /// Serves every connection `listener` accepts, on a spawned task, until shut down.
@@ -207,49 +260,73 @@ impl<S: Service> Server<S> {
     ///
     /// Panics if called outside a Tokio runtime.
     pub fn serve<L: Listener>(&self, listener: L) -> ServerHandle {
-        let handle = ServerHandle::new();
-        let signals = handle.signals();
+        let (handle, shared) = self.start();
         let tracker = handle.shared.tracker.clone();
-        let service = Arc::clone(&self.service);
-        let config = Arc::new(self.config.clone());
         handle.shared.tracker.spawn(async move {
-            accept_loop(listener, service, config, signals, &tracker).await;
+            accept_loop(listener, shared).await;
             tracker.close();
         });
         handle
     }
 
-    /// Serves one connection on a spawned task; the handle completes when it closes.
+    /// Serves one connection on a spawned task; the handle completes when it closes (and the
+    /// calls it left, if any, have ended).
     ///
     /// # Panics
     ///
     /// Panics if called outside a Tokio runtime.
     pub fn serve_connection(&self, conn: Connection) -> ServerHandle {
-        let handle = ServerHandle::new();
-        let fut = connection::serve(
-            conn,
-            Arc::clone(&self.service),
-            Arc::new(self.config.clone()),
-            handle.signals(),
-            None,
-            ReceiveBudget::new(self.config.max_receive_budget),
-        );
-        handle.shared.tracker.spawn(fut);
+        let (handle, shared) = self.start();
+        // Alone in its registry, the connection is never refused.
+        if let Ok(slot) = shared.registry.admit(conn.peer()) {
+            handle.shared.tracker.spawn(connection::serve(conn, shared, slot));
+        }
         handle.shared.tracker.close();
         handle
     }
+
+    /// The state every connection of one `serve` shares, and its handle.
+    fn start(&self) -> (ServerHandle, Arc<Shared<S>>) {
+        let config = self.config.clone();
+        let registry = Registry::new(config.max_connections, config.max_connections_per_peer);
+        let detached = Arc::new(Semaphore::new(config.max_detached_calls));
+        let handle =
+            ServerHandle::new(Arc::clone(&registry), Arc::clone(&detached), config.max_detached_calls);
+        let shared = Arc::new(Shared {
+            service: Arc::clone(&self.service),
+            signals: handle.signals(),
+            tracker: handle.shared.tracker.clone(),
+            receive: ReceiveBudget::new(config.max_receive_budget),
+            responses: Arc::new(ByteBudget::new(config.max_response_budget)),
+            detached,
+            registry,
+            config,
+        });
+        (handle, shared)
+    }
 }
 
-async fn accept_loop<L: Listener, S: Service>(
-    mut listener: L,
-    service: Arc<S>,
-    config: Arc<ServerConfig>,
-    signals: Signals,
-    tracker: &TaskTracker,
-) {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let budget = ReceiveBudget::new(config.max_receive_budget);
+/// What every connection of a server shares.
+pub(crate) struct Shared<S> {
+    pub(crate) service: Arc<S>,
+    pub(crate) config: ServerConfig,
+    pub(crate) signals: Signals,
+    /// Tracks every task, so shutdown waits for detached calls too.
+    pub(crate) tracker: TaskTracker,
+    pub(crate) receive: Arc<ReceiveBudget>,
+    /// Bytes of outgoing frames queued on all connections (H2).
+    pub(crate) responses: Arc<ByteBudget>,
+    /// One permit per call still running after its connection closed (H4).
+    pub(crate) detached: Arc<Semaphore>,
+    pub(crate) registry: Arc<Registry>,
+}
+
+async fn accept_loop<L: Listener, S: Service>(mut listener: L, shared: Arc<Shared<S>>) {
+    let config = &shared.config;
+    let signals = &shared.signals;
     let mut backoff = Duration::from_millis(5);
+    let mut failures = 0u32;
+    let mut log = LogLimit::new();
     let name = listener.describe();
     tracing::debug!(listener = %name, "serving");
     loop {
@@ -258,33 +335,34 @@ async fn accept_loop<L: Listener, S: Service>(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok(conn) => {
+            Ok(Some(conn)) => {
                 backoff = Duration::from_millis(5);
-                match Arc::clone(&slots).try_acquire_owned() {
+                failures = 0;
+                match shared.registry.admit(conn.peer()) {
                     Ok(slot) => {
-                        let fut = connection::serve(
-                            conn,
-                            Arc::clone(&service),
-                            Arc::clone(&config),
-                            signals.clone(),
-                            Some(slot),
-                            Arc::clone(&budget),
-                        );
-                        tracker.spawn(fut);
+                        shared.tracker.spawn(connection::serve(conn, Arc::clone(&shared), slot));
                     }
-                    Err(_) => {
-                        tracing::warn!(listener = %name, peer = %conn.peer(), limit = config.max_connections, "connection limit reached; refusing");
-                        tracker.spawn(connection::refuse(conn, Arc::clone(&config)));
+                    Err(why) => {
+                        limited!(log, warn, listener = %name, peer = %conn.peer(), ?why, limit = config.max_connections, per_peer = config.max_connections_per_peer, "connection limit reached; refusing");
+                        shared.tracker.spawn(connection::refuse(conn, Arc::new(config.clone()), why));
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
-                tracing::debug!(listener = %name, "listener closed: {e}");
+            Ok(None) => {
+                tracing::debug!(listener = %name, "listener closed");
                 break;
             }
             Err(e) => {
-                // Typically EMFILE: retrying at once would spin; wait a little, longer each time.
-                tracing::warn!(listener = %name, "accept failed: {e}");
+                // One attempt failed. A peer that reset before it was accepted is its own
+                // problem: go straight on. Running out of descriptors or memory (or a run of
+                // failures, whatever they are) would make retrying at once spin: wait a little,
+                // longer each time.
+                failures = failures.saturating_add(1);
+                if !is_resource_exhaustion(&e) && failures < ACCEPT_FAILURES_BEFORE_BACKOFF {
+                    limited!(log, debug, listener = %name, "accept failed for one peer: {e}");
+                    continue;
+                }
+                limited!(log, warn, listener = %name, "accept failed: {e}; retrying in {backoff:?}");
                 tokio::select! {
                     _ = signals.stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
@@ -294,6 +372,17 @@ async fn accept_loop<L: Listener, S: Service>(
         }
     }
     drop(listener);
+}
+
+/// Failed accepts in a row, of any kind, before the accept loop starts to back off: enough for a
+/// burst of peers that reset before they were accepted, few enough that a listener failing on
+/// every call does not spin.
+const ACCEPT_FAILURES_BEFORE_BACKOFF: u32 = 64;
+
+/// Whether an accept failed for want of descriptors, buffers or memory, which retrying at once
+/// cannot fix.
+fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// The signals a server's tasks watch.
@@ -309,6 +398,9 @@ pub(crate) struct Signals {
 struct HandleShared {
     signals: Signals,
     tracker: TaskTracker,
+    registry: Arc<Registry>,
+    detached: Arc<Semaphore>,
+    max_detached: usize,
 }
 
 /// Controls a running server; await it to wait until the server stops.
@@ -320,9 +412,21 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    fn new() -> Self {
+    fn new(registry: Arc<Registry>, detached: Arc<Semaphore>, max_detached: usize) -> Self {
         let signals = Signals { stop: CancellationToken::new(), force: CancellationToken::new() };
-        ServerHandle { shared: Arc::new(HandleShared { signals, tracker: TaskTracker::new() }) }
+        let tracker = TaskTracker::new();
+        ServerHandle { shared: Arc::new(HandleShared { signals, tracker, registry, detached, max_detached }) }
+    }
+
+    /// Connections being served now (each holds a slot of [`ServerConfig::max_connections`]).
+    pub fn connections(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Calls still running after their connection closed (see
+    /// [`ServerConfig::max_detached_calls`]).
+    pub fn detached_calls(&self) -> usize {
+        self.shared.max_detached.saturating_sub(self.shared.detached.available_permits())
     }
 
     fn signals(&self) -> Signals {

@@ -71,14 +71,14 @@ impl Options {
 /// timeout, so a slow or bogus client never holds up the others. [`accept`](Listener::accept)
 /// returns the clients whose handshake has completed; refused clients are logged, not returned.
 /// Should reading the FIFO itself fail (it never reaches end-of-stream: the listener holds a
-/// writer of its own), `accept` returns [`io::ErrorKind::NotConnected`], the listener's end.
+/// writer of its own), the failure is logged and `accept` returns `Ok(None)`, the listener's end.
 ///
 /// Dropping the listener stops the background task (pending handshakes are abandoned, accepted
 /// connections carry on) and removes the FIFO and its lock file.
 #[derive(Debug)]
 pub struct FifoListener {
     path: PathBuf,
-    rx: mpsc::Receiver<io::Result<Connection>>,
+    rx: mpsc::Receiver<Connection>,
     task: tokio::task::AbortHandle,
     // Dropped in this order: the FIFO is removed before the lock is released.
     _fifo: RemoveOnDrop,
@@ -93,14 +93,10 @@ impl FifoListener {
 }
 
 impl Listener for FifoListener {
-    async fn accept(&mut self) -> io::Result<Connection> {
-        match self.rx.recv().await {
-            Some(result) => result,
-            None => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                format!("the listener on fifo {} stopped reading registrations", self.path.display()),
-            )),
-        }
+    /// Refused handshakes are logged by the background task, never returned: every `Err` would
+    /// be about one client, and the only end is the registration reader stopping (`Ok(None)`).
+    async fn accept(&mut self) -> io::Result<Option<Connection>> {
+        Ok(self.rx.recv().await)
     }
 
     fn describe(&self) -> String {
@@ -118,7 +114,7 @@ impl Drop for FifoListener {
 async fn read_registrations(
     mut reader: Receiver,
     _keepalive: File,
-    tx: mpsc::Sender<io::Result<Connection>>,
+    tx: mpsc::Sender<Connection>,
     timeout: Duration,
     local: String,
 ) {
@@ -132,10 +128,10 @@ async fn read_registrations(
                     Ok(0) => {
                         // Cannot happen while `_keepalive` is open; stop rather than spin if it does.
                         let e = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{local} reported end of stream"));
-                        return stop(&tx, &local, e).await;
+                        return stop(&local, e);
                     }
                     Ok(n) => n,
-                    Err(e) => return stop(&tx, &local, e).await,
+                    Err(e) => return stop(&local, e),
                 };
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some(msg) = take_message(&mut buf) {
@@ -157,26 +153,19 @@ async fn read_registrations(
     }
 }
 
-/// Reports why the listener stopped to the next `accept`, as `NotConnected`: closed for good.
-async fn stop(tx: &mpsc::Sender<io::Result<Connection>>, local: &str, e: io::Error) {
-    tracing::error!(listener = %local, error = %e, "cannot read registrations");
-    let e =
-        io::Error::new(io::ErrorKind::NotConnected, format!("{local} stopped reading registrations: {e}"));
-    let _ = tx.send(Err(e)).await;
+/// Logs why the listener stopped. Returning drops the sender (and, with the handshake set, every
+/// clone of it), so `accept` sees the channel close: `Ok(None)`, closed for good.
+fn stop(local: &str, e: io::Error) {
+    tracing::error!(listener = %local, error = %e, "cannot read registrations; the listener stops");
 }
 
 /// Runs one client's handshake under the timeout and queues the connection for `accept`.
-async fn handshake(
-    reg: Registration,
-    timeout: Duration,
-    tx: mpsc::Sender<io::Result<Connection>>,
-    local: String,
-) {
+async fn handshake(reg: Registration, timeout: Duration, tx: mpsc::Sender<Connection>, local: String) {
     let dir = reg.dir.clone();
     match tokio::time::timeout(timeout, accept_pair(reg, &local)).await {
         Ok(Ok(conn)) => {
             // A closed channel means the listener is gone: the connection just drops.
-            let _ = tx.send(Ok(conn)).await;
+            let _ = tx.send(conn).await;
         }
         Ok(Err(e)) => tracing::warn!(listener = %local, dir = %dir.display(), error = %e, "refused a client"),
         Err(_) => {

@@ -21,7 +21,7 @@
 //! std::fs::create_dir_all(&dir)?;
 //! let mut listener = fifo::bind(dir.join("server.fifo")).await?;
 //! let (client, server) = tokio::join!(fifo::connect(dir.join("server.fifo")), listener.accept());
-//! let (_client, _server) = (client?, server?);
+//! let (_client, _server) = (client?, server?.expect("the listener is open"));
 //! # drop(listener); std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
 //! # }

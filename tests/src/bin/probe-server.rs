@@ -15,11 +15,11 @@ use rpc_runtime::{RpcError, Server};
 use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
 
 fn server(idle_ms: Option<&String>) -> Server<ProbeServer<ProbeImpl>> {
-    let mut server = Server::new(ProbeServer::new(ProbeImpl::default()));
-    if let Some(ms) = idle_ms {
-        server.idle_timeout(Duration::from_millis(ms.parse().expect("IDLE_MS")));
+    let server = Server::new(ProbeServer::new(ProbeImpl::default()));
+    match idle_ms {
+        Some(ms) => server.idle_timeout(Duration::from_millis(ms.parse().expect("IDLE_MS"))),
+        None => server,
     }
-    server
 }
 
 fn ready(line: String) {

@@ -1,0 +1,254 @@
+//! A connection's outgoing frames, bounded in bytes (H2): a response is charged to its
+//! connection's budget and to the server-wide one when it is queued, and released when the writer
+//! has written it to the socket.
+//!
+//! Only atomics on the path of a call: a lock is taken (to wait) only when a budget is full.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rpc_transport::framed::Frame;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::log_limit::LogLimit;
+use crate::writer::Outgoing;
+
+/// Bytes charged against a limit, with a way to wait for room.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Tasks waiting for room; a release wakes them only if there are any.
+    waiting: AtomicUsize,
+    room: Notify,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        ByteBudget { limit, used: AtomicUsize::new(0), waiting: AtomicUsize::new(0), room: Notify::new() }
+    }
+
+    /// Bytes charged now.
+    pub(crate) fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Whether nothing more fits (used up to the limit).
+    pub(crate) fn is_full(&self) -> bool {
+        self.in_use() >= self.limit
+    }
+
+    /// Charges `n` if it fits, or if nothing is charged (so one frame larger than the limit can
+    /// still go, on its own).
+    fn try_charge(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used.saturating_add(n) <= self.limit).then(|| used.saturating_add(n))
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+/// Counts a waiter on a [`ByteBudget`] for as long as it lives, so releases know to wake it.
+struct Waiting<'a>(&'a ByteBudget);
+
+impl<'a> Waiting<'a> {
+    fn new(budget: &'a ByteBudget) -> Self {
+        budget.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(budget)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A frame on its way to the writer, with the time it was queued (for the write timeout).
+#[derive(Debug)]
+pub(crate) struct Queued {
+    frame: Frame,
+    at: Instant,
+}
+
+impl Outgoing for Queued {
+    fn queued_at(&self) -> Option<Instant> {
+        Some(self.at)
+    }
+
+    fn into_frame(self) -> Frame {
+        self.frame
+    }
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NotSent {
+    /// The connection is closing or closed.
+    Closed,
+    /// No room in the budgets within the write timeout.
+    NoRoom,
+}
+
+/// One connection's way to its writer: the queue and the two byte budgets; and the rate limit of
+/// the log lines its peer can trigger (H7), shared by the connection and its calls.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    log: Mutex<LogLimit>,
+    tx: mpsc::Sender<Queued>,
+    conn: ByteBudget,
+    server: Arc<ByteBudget>,
+    write_timeout: Duration,
+    /// Cancelled when the writer has stopped (or will): nothing sent now would be written.
+    closed: CancellationToken,
+}
+
+impl Outbox {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Queued>,
+        per_connection: usize,
+        server: Arc<ByteBudget>,
+        write_timeout: Duration,
+        closed: CancellationToken,
+    ) -> Self {
+        let log = Mutex::new(LogLimit::new());
+        Outbox { log, tx, conn: ByteBudget::new(per_connection), server, write_timeout, closed }
+    }
+
+    /// Whether either budget is full: the connection should start no call and read nothing.
+    pub(crate) fn is_full(&self) -> bool {
+        self.conn.is_full() || self.server.is_full()
+    }
+
+    /// Waits until `ready()` holds, re-checking after every release from either budget, or until
+    /// the writer stops (`false`).
+    async fn wait_until(&self, ready: impl Fn() -> bool) -> bool {
+        loop {
+            // Registered before the check, so a release between the two is not missed.
+            let (conn, server) = (self.conn.room.notified(), self.server.room.notified());
+            tokio::pin!(conn, server);
+            conn.as_mut().enable();
+            server.as_mut().enable();
+            let _waiting = (Waiting::new(&self.conn), Waiting::new(&self.server));
+            if ready() {
+                return true;
+            }
+            tokio::select! {
+                _ = conn => {}
+                _ = server => {}
+                _ = self.closed.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Waits until neither budget is full, or the writer stops.
+    pub(crate) async fn wait_for_room(&self) {
+        self.wait_until(|| !self.is_full()).await;
+    }
+
+    /// Charges both budgets, or neither.
+    fn try_charge(&self, n: usize) -> bool {
+        if !self.conn.try_charge(n) {
+            return false;
+        }
+        if !self.server.try_charge(n) {
+            self.conn.release(n);
+            return false;
+        }
+        true
+    }
+
+    /// Returns `n` bytes to both budgets: called by the writer once they are written (or will
+    /// never be).
+    pub(crate) fn release(&self, n: usize) {
+        self.conn.release(n);
+        self.server.release(n);
+    }
+
+    /// Queues `frame`, waiting for room in the budgets and the queue, for at most the write
+    /// timeout: a response waits for the peer to read, but not for ever.
+    pub(crate) async fn send(&self, frame: Frame) -> Result<(), NotSent> {
+        let n = frame.as_bytes().len();
+        if !self.try_charge(n) {
+            match tokio::time::timeout(self.write_timeout, self.wait_until(|| self.try_charge(n))).await {
+                Ok(true) => {}
+                Ok(false) => return Err(NotSent::Closed),
+                Err(_) => return Err(NotSent::NoRoom),
+            }
+        }
+        let queued = Queued { frame, at: Instant::now() };
+        match tokio::time::timeout(self.write_timeout, self.tx.send(queued)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => {
+                self.release(n);
+                Err(NotSent::Closed)
+            }
+            Err(_) => {
+                self.release(n);
+                Err(NotSent::NoRoom)
+            }
+        }
+    }
+
+    /// Queues `frame` only if there is room now (control frames: never worth waiting for).
+    pub(crate) fn try_send(&self, frame: Frame) -> bool {
+        let n = frame.as_bytes().len();
+        if !self.try_charge(n) {
+            return false;
+        }
+        if self.tx.try_send(Queued { frame, at: Instant::now() }).is_err() {
+            self.release(n);
+            return false;
+        }
+        true
+    }
+
+    /// Closes the connection from a call's side: its response found no room within the write
+    /// timeout, so the peer would otherwise wait for it until its own deadline.
+    pub(crate) fn abandon(&self) {
+        self.closed.cancel();
+    }
+
+    /// The connection's log rate limit (locked only to log).
+    pub(crate) fn log(&self) -> MutexGuard<'_, LogLimit> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Frame {
+        let mut buf = rpc_transport::framed::FrameBuf::with_capacity(len);
+        buf.extend_from_slice(&vec![0; len]);
+        buf.finish(usize::MAX).expect("frame")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budgets_bound_bytes_but_one_large_frame_always_fits_alone() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let server = Arc::new(ByteBudget::new(1000));
+        let outbox =
+            Outbox::new(tx, 100, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        outbox.send(frame(500)).await.expect("larger than the connection's budget, but alone");
+        assert!(outbox.is_full());
+        assert!(!outbox.try_send(frame(10)), "no room for more");
+        assert_eq!(outbox.send(frame(10)).await, Err(NotSent::NoRoom), "waits the write timeout");
+        let first = rx.recv().await.expect("queued");
+        outbox.release(first.into_frame().as_bytes().len());
+        assert_eq!(server.in_use(), 0);
+        assert!(outbox.try_send(frame(10)));
+    }
+}

@@ -11,10 +11,13 @@ use crate::scenarios::{Check, Outcome};
 pub(crate) const RSS_TARGET_KIB: u64 = 300 * 1024;
 /// How many times its idle p99 the honest client's p99 may reach during an attack.
 pub(crate) const P99_FACTOR: u32 = 10;
+/// Bytes the runtime may log (through `tracing`) from an attack's start to the end of its run.
+/// The issue asks for rate-limited logs without a number; this one is the harness's choice.
+pub(crate) const LOG_TARGET: u64 = 1 << 20;
 
 /// The header of the table.
 pub(crate) fn header() -> String {
-    "| scenario | transport | peak RSS | RSS after | honest p50 / p99 idle | honest p50 / p99 during | honest failures during | server log during | verdict | attackers' own account |\n\
+    "| scenario | transport | peak RSS | RSS after | honest p50 / p99 idle | honest p50 / p99 during | honest failures during | server log during (tracing + panic hook) | verdict | attackers' own account |\n\
      |---|---|---|---|---|---|---|---|---|---|\n"
         .to_string()
 }
@@ -31,7 +34,7 @@ pub(crate) fn row(o: &Outcome) -> String {
         latency(idle),
         latency(during),
         failures(during),
-        bytes(o.log_bytes),
+        log(o),
         verdict(o),
         o.attacker.replace('|', "/"),
     )
@@ -53,10 +56,11 @@ pub(crate) fn verdict(o: &Outcome) -> String {
     if !p99_ok {
         missed.push("p99");
     }
+    if o.log_bytes.tracing >= LOG_TARGET {
+        missed.push("log bytes");
+    }
     match o.run.check {
         Check::None => {}
-        Check::LogUnder(max) if o.log_bytes >= max => missed.push("log bytes"),
-        Check::LogUnder(_) => {}
         Check::CutOff if o.cut.unwrap_or(0) == 0 => missed.push("never cut off"),
         Check::CutOff => {}
     }
@@ -97,6 +101,15 @@ fn failures(p: &Phase) -> String {
         let _ = write!(out, "{sep}{n} {}", kind.replace('|', "/"));
     }
     out
+}
+
+fn log(o: &Outcome) -> String {
+    let l = o.log_bytes;
+    if l.other == 0 {
+        bytes(l.tracing)
+    } else {
+        format!("{} + {} panic hook", bytes(l.tracing), bytes(l.other))
+    }
 }
 
 fn bytes(n: u64) -> String {

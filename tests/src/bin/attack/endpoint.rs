@@ -9,7 +9,8 @@ use rpc_runtime::transport::{tcp, unix, BoxRead, BoxWrite, Connection};
 
 /// The source address of every hostile peer on TCP. Linux routes all of 127.0.0.0/8 to
 /// loopback, so attackers and the honest client (127.0.0.1) are different peers by IP address,
-/// as they would be in the field. Over a Unix socket they share a uid: that cannot be told apart.
+/// as they would be in the field. (Over a Unix socket, peers are told apart by uid: see
+/// [`attacker_uid`].)
 pub(crate) const ATTACKER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// A listening server's address.
@@ -63,4 +64,14 @@ pub(crate) async fn attacker_tcp(addr: SocketAddr) -> io::Result<tokio::net::Tcp
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(ATTACKER_IP, 0))?;
     socket.connect(addr).await
+}
+
+/// The uid and gid hostile peers run as: `nobody` (65534) when the harness runs as root, so that
+/// over a Unix socket they are a different user from the honest client, as over TCP they are a
+/// different address; `None` (the harness's own) otherwise.
+pub(crate) fn attacker_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    // `/proc/self` belongs to the process's effective uid.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    root.then_some(65534)
 }

@@ -94,8 +94,12 @@ async fn orchestrate(args: &[String]) {
             }
         }
     }
+    let attackers = match endpoint::attacker_uid() {
+        Some(uid) => format!("attackers run as uid {uid}"),
+        None => "attackers run as the harness's own uid".to_string(),
+    };
     println!(
-        "Attack harness: {} run(s), {} s of attack each (honest client alone for {} s before, {} s settle after), server killed past {} MiB RSS.\n",
+        "Attack harness: {} run(s), {} s of attack each (honest client alone for {} s before, {} s settle after), server killed past {} MiB RSS, {attackers}.\n",
         runs.len(),
         timing.attack.as_secs(),
         timing.idle.as_secs(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::endpoint::attacker_uid;
 use crate::honest::{Honest, Load, Record};
 use crate::rss::Track;
 use crate::server::{LogBytes, ServerProcess};
@@ -147,6 +148,9 @@ pub(crate) async fn execute(run: &Run, timing: Timing) -> std::io::Result<Outcom
     attacker.arg("attacker").arg(run.attacker).args(server.endpoint.to_args());
     attacker.arg(timing.attack.as_secs().to_string());
     attacker.args(run.param.map(|p| p.to_string()));
+    if let Some(id) = attacker_uid() {
+        attacker.uid(id).gid(id);
+    }
     attacker.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = attacker.spawn()?;
     let mut stdout = child.stdout.take().expect("piped");

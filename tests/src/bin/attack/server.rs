@@ -2,6 +2,7 @@
 //! `ServerConfig`, multi-thread runtime; and the orchestrator's handle on that process.
 
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,8 @@ pub(crate) async fn run(args: &[String]) {
         }
         Some("unix") => {
             let path = args.get(1).expect("unix needs a socket path");
-            let listener = unix::bind(path).await.expect("bind unix");
+            // Open to every user, so that attackers running as another uid can connect.
+            let listener = unix::bind_with_mode(path, 0o666).await.expect("bind unix");
             ready(&Endpoint::Unix(path.into()));
             server.serve(listener)
         }
@@ -131,6 +133,8 @@ impl ServerProcess {
         cmd.arg("server").arg(transport);
         let dir = if transport == "unix" {
             let dir = tempfile::tempdir()?;
+            // Traversable by attackers running as another uid.
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
             cmd.arg(dir.path().join("target.sock"));
             Some(dir)
         } else {

@@ -91,9 +91,16 @@ impl Honest {
     }
 
     /// Stops after the call in progress and returns the record.
-    pub(crate) async fn finish(self) -> Record {
+    pub(crate) async fn finish(mut self) -> Record {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("the honest client does not panic")
+        (&mut self.task).await.expect("the honest client does not panic")
+    }
+}
+
+impl Drop for Honest {
+    /// A run that fails half-way must not leave its honest client calling forever.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

@@ -16,14 +16,16 @@
 //! before a cancellation stay in the reader's buffer. [`FrameWriter::send`] is not: a cancelled
 //! send may have written part of a frame, so the connection must be dropped afterwards.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Bytes in a frame header.
@@ -72,6 +74,17 @@ pub enum FrameError {
         /// The size of the shared budget.
         budget: usize,
     },
+    /// This connection's frame was shed from the shared [`ReceiveBudget`]: another connection
+    /// needed room, none freed within [`SHED_AFTER`], and this frame had held its reservation
+    /// longest.
+    Shed {
+        /// The length the header declared.
+        declared: u64,
+        /// Bytes of the frame (header included) that had arrived.
+        received: usize,
+        /// The size of the shared budget.
+        budget: usize,
+    },
     /// The underlying stream failed.
     Io(io::Error),
 }
@@ -98,6 +111,10 @@ impl fmt::Display for FrameError {
                 f,
                 "frame of {declared} bytes does not fit in the receive budget of {budget} bytes shared by all connections"
             ),
+            FrameError::Shed { declared, received, budget } => write!(
+                f,
+                "frame of {declared} bytes ({received} received) shed from the receive budget of {budget} bytes shared by all connections: another connection needed room, and this frame had held its reservation longest"
+            ),
             FrameError::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -122,6 +139,10 @@ impl From<io::Error> for FrameError {
 /// connections, they are bounded anyway, and checking them would cost every small call.
 pub const UNBUDGETED_FRAME_LEN: usize = 64 * 1024;
 
+/// How long a frame that does not fit in a [`ReceiveBudget`] waits for room before the oldest
+/// holder is shed to make some (and then, for that room, again at most this long).
+pub const SHED_AFTER: Duration = Duration::from_secs(1);
+
 /// Bytes of large frames being received, shared by the readers of many connections (a server's).
 ///
 /// A frame's length caps what one connection can make the process buffer; a connection cap bounds
@@ -129,18 +150,46 @@ pub const UNBUDGETED_FRAME_LEN: usize = 64 * 1024;
 /// with 1024 connections and 4 MiB frames) if every peer announces a maximal frame and fills it.
 /// A reader given a budget reserves the declared length of every frame longer than
 /// [`UNBUDGETED_FRAME_LEN`] before buffering its body, and returns it when the frame is complete
-/// or the reader is dropped; when the budget has no room, the read fails with
-/// [`FrameError::BudgetExhausted`] at once, so the connection can be shed instead of waiting.
+/// or the reader is dropped.
+///
+/// Fairness (H5): each connection's share is one frame at a time. When a frame does not fit, its
+/// reader waits up to [`SHED_AFTER`] for room; if none frees, the reservation held longest (a
+/// peer trickling its frame, typically: honest large frames complete in moments) is shed, its
+/// reader failing with [`FrameError::Shed`], and the newcomer waits for the room that frees. Only
+/// if that does not come either does the newcomer fail, with [`FrameError::BudgetExhausted`].
+/// So peers that announce large frames and trickle them cannot starve an honest large call.
 #[derive(Debug)]
 pub struct ReceiveBudget {
     limit: usize,
     used: AtomicUsize,
+    /// Readers holding a reservation, oldest first (only frames over [`UNBUDGETED_FRAME_LEN`]
+    /// come here, so the lock is off the path of small calls).
+    holders: Mutex<Holders>,
+    room: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Holders {
+    next: u64,
+    list: VecDeque<(u64, Arc<ShedSignal>)>,
+}
+
+/// Set and notified when a holder is shed.
+#[derive(Debug, Default)]
+struct ShedSignal {
+    shed: AtomicBool,
+    notify: Notify,
 }
 
 impl ReceiveBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(ReceiveBudget { limit, used: AtomicUsize::new(0) })
+        Arc::new(ReceiveBudget {
+            limit,
+            used: AtomicUsize::new(0),
+            holders: Mutex::new(Holders::default()),
+            room: Notify::new(),
+        })
     }
 
     /// The budget's size.
@@ -153,6 +202,10 @@ impl ReceiveBudget {
         self.used.load(Ordering::Acquire)
     }
 
+    fn holders(&self) -> std::sync::MutexGuard<'_, Holders> {
+        self.holders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn try_reserve(&self, n: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -161,8 +214,45 @@ impl ReceiveBudget {
             .is_ok()
     }
 
-    fn release(&self, n: usize) {
+    /// Reserves `n` bytes, waiting and shedding the oldest holder as described on the type.
+    async fn reserve(&self, n: usize) -> Result<(u64, Arc<ShedSignal>), FrameError> {
+        let exhausted = || FrameError::BudgetExhausted { declared: n as u64, budget: self.limit };
+        if n > self.limit {
+            return Err(exhausted());
+        }
+        let mut shed_one = false;
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.try_reserve(n) {
+                let signal = Arc::new(ShedSignal::default());
+                let mut holders = self.holders();
+                let id = holders.next;
+                holders.next += 1;
+                holders.list.push_back((id, Arc::clone(&signal)));
+                return Ok((id, signal));
+            }
+            if tokio::time::timeout(SHED_AFTER, room).await.is_ok() {
+                continue;
+            }
+            if shed_one {
+                return Err(exhausted());
+            }
+            // No room came: shed the oldest holder not already shed, once.
+            shed_one = true;
+            let holders = self.holders();
+            if let Some((_, signal)) = holders.list.iter().find(|(_, s)| !s.shed.load(Ordering::Acquire)) {
+                signal.shed.store(true, Ordering::Release);
+                signal.notify.notify_one();
+            }
+        }
+    }
+
+    fn release(&self, n: usize, id: u64) {
+        self.holders().list.retain(|(h, _)| *h != id);
         self.used.fetch_sub(n, Ordering::AcqRel);
+        self.room.notify_waiters();
     }
 }
 
@@ -184,15 +274,22 @@ pub struct FrameReader<R> {
 struct Reservation {
     budget: Option<Arc<ReceiveBudget>>,
     reserved: usize,
+    /// The holder's id in the budget and its shed signal, while `reserved > 0`.
+    holder: Option<(u64, Arc<ShedSignal>)>,
+}
+
+impl Reservation {
+    fn release(&mut self) {
+        if let (Some(budget), Some((id, _))) = (&self.budget, self.holder.take()) {
+            budget.release(self.reserved, id);
+        }
+        self.reserved = 0;
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let (Some(budget), reserved) = (&self.budget, self.reserved) {
-            if reserved > 0 {
-                budget.release(reserved);
-            }
-        }
+        self.release();
     }
 }
 
@@ -218,12 +315,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Returns what the frame being received had reserved.
     fn release_budget(&mut self) {
-        if let Some(budget) = &self.reservation.budget {
-            if self.reservation.reserved > 0 {
-                budget.release(self.reservation.reserved);
-            }
-        }
-        self.reservation.reserved = 0;
+        self.reservation.release();
+    }
+
+    /// The length to reserve before buffering more of the frame being received, if it needs a
+    /// reservation and has none yet.
+    fn needs_reservation(&self) -> Option<usize> {
+        let len = self.declared_len()?;
+        (self.reservation.budget.is_some()
+            && len > UNBUDGETED_FRAME_LEN
+            && len <= self.max
+            && self.reservation.holder.is_none()
+            && self.buf.len() < HEADER_LEN + len)
+            .then_some(len)
     }
 
     /// Limits how long a frame may take from its first byte to its last; a peer that stalls
@@ -265,6 +369,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = self.try_decode()? {
                 return Ok(Some(frame));
             }
+            if let Some(len) = self.needs_reservation() {
+                let budget = Arc::clone(self.reservation.budget.as_ref().expect("checked"));
+                // No await between the reservation and recording it: cancellation safe.
+                let holder = budget.reserve(len).await?;
+                self.reservation.reserved = len;
+                self.reservation.holder = Some(holder);
+            }
             let want = match self.declared_len() {
                 Some(len) => HEADER_LEN + len - self.buf.len(),
                 None => HEADER_LEN - self.buf.len(),
@@ -300,17 +411,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(FrameError::TooLarge { declared: len as u64, max: self.max });
         }
         if self.buf.len() < HEADER_LEN + len {
-            if let Some(budget) = &self.reservation.budget {
-                if len > UNBUDGETED_FRAME_LEN && self.reservation.reserved == 0 {
-                    if !budget.try_reserve(len) {
-                        return Err(FrameError::BudgetExhausted {
-                            declared: len as u64,
-                            budget: budget.limit(),
-                        });
-                    }
-                    self.reservation.reserved = len;
-                }
-            }
             return Ok(None);
         }
         self.release_budget();
@@ -328,14 +428,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let step = want.clamp(INITIAL_READ_CAPACITY, READ_CHUNK);
             self.buf.reserve(step);
         }
-        let read = match (self.partial_since, self.frame_timeout) {
-            (Some(since), Some(limit)) => {
-                match tokio::time::timeout_at(since + limit, self.inner.read_buf(&mut self.buf)).await {
-                    Ok(read) => read?,
-                    Err(_) => return Err(FrameError::Timeout { received: self.buf.len(), limit }),
+        let shed = self.reservation.holder.as_ref().map(|(_, s)| Arc::clone(s));
+        let declared = self.declared_len().unwrap_or(0) as u64;
+        let budget = self.reservation.budget.as_ref().map_or(0, |b| b.limit());
+        let (inner, buf) = (&mut self.inner, &mut self.buf);
+        let read = async move {
+            let Some(signal) = shed else { return Ok(inner.read_buf(buf).await?) };
+            let notified = signal.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !signal.shed.load(Ordering::Acquire) {
+                tokio::select! {
+                    read = inner.read_buf(buf) => return Ok(read?),
+                    _ = notified => {}
                 }
             }
-            _ => self.inner.read_buf(&mut self.buf).await?,
+            Err(FrameError::Shed { declared, received: buf.len(), budget })
+        };
+        let read = match (self.partial_since, self.frame_timeout) {
+            (Some(since), Some(limit)) => match tokio::time::timeout_at(since + limit, read).await {
+                Ok(read) => read?,
+                Err(_) => return Err(FrameError::Timeout { received: self.buf.len(), limit }),
+            },
+            _ => read.await?,
         };
         if self.partial_since.is_none() && !self.buf.is_empty() {
             self.partial_since = Some(Instant::now());

@@ -307,7 +307,7 @@ impl<S: Service> ServerConn<S> {
                                 return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
                             }
                             Err(e @ FrameError::Timeout { .. }) => return Close::GoAway(ErrorCode::Idle, e.to_string()),
-                            Err(e @ FrameError::BudgetExhausted { .. }) => {
+                            Err(e @ (FrameError::BudgetExhausted { .. } | FrameError::Shed { .. })) => {
                                 return Close::GoAway(ErrorCode::Overloaded, e.to_string())
                             }
                             Err(e) => return Close::Failed(e.to_string()),
@@ -434,7 +434,6 @@ impl<S: Service> ServerConn<S> {
     ) -> Result<(), Close> {
         let fail = |e| if oneway { None } else { Some(e) };
         let Ok(method) = std::str::from_utf8(method) else {
-            self.violation(id, "the method name is not valid UTF-8")?;
             if let Some(e) = fail(RpcError::Protocol("the method name is not valid UTF-8".into())) {
                 self.reply(id, &e).await;
             }

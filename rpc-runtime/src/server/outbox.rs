@@ -23,12 +23,20 @@ pub(crate) struct ByteBudget {
     used: AtomicUsize,
     /// Tasks waiting for room; a release wakes them only if there are any.
     waiting: AtomicUsize,
+    /// Frames encoded and waiting for room: while there are any, no call should start.
+    blocked: AtomicUsize,
     room: Notify,
 }
 
 impl ByteBudget {
     pub(crate) fn new(limit: usize) -> Self {
-        ByteBudget { limit, used: AtomicUsize::new(0), waiting: AtomicUsize::new(0), room: Notify::new() }
+        ByteBudget {
+            limit,
+            used: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            room: Notify::new(),
+        }
     }
 
     /// Bytes charged now.
@@ -36,9 +44,15 @@ impl ByteBudget {
         self.used.load(Ordering::Acquire)
     }
 
-    /// Whether nothing more fits (used up to the limit).
+    /// Whether nothing more fits (used up to the limit), or a frame is already waiting for room.
     pub(crate) fn is_full(&self) -> bool {
-        self.in_use() >= self.limit
+        self.in_use() >= self.limit || self.blocked.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether `n` would fit now.
+    fn has_room(&self, n: usize) -> bool {
+        let used = self.in_use();
+        used == 0 || used.saturating_add(n) <= self.limit
     }
 
     /// Charges `n` if it fits, or if nothing is charged (so one frame larger than the limit can
@@ -72,6 +86,26 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts a frame waiting for room on a [`ByteBudget`] for as long as it lives.
+struct Blocked<'a>(&'a ByteBudget);
+
+impl<'a> Blocked<'a> {
+    fn new(budget: &'a ByteBudget) -> Self {
+        budget.blocked.fetch_add(1, Ordering::AcqRel);
+        Blocked(budget)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.blocked.fetch_sub(1, Ordering::AcqRel);
+        // Connections waiting for the budget to be "not full" must re-check.
+        if self.0.waiting.load(Ordering::Acquire) > 0 {
+            self.0.room.notify_waiters();
+        }
     }
 }
 
@@ -181,6 +215,10 @@ impl Outbox {
     pub(crate) async fn send(&self, frame: Frame) -> Result<(), NotSent> {
         let n = frame.as_bytes().len();
         if !self.try_charge(n) {
+            // Marked blocked on both budgets: the connection (and, for the server-wide budget,
+            // every connection) starts no call and reads nothing while a response waits (H2).
+            let server_short = !self.server.has_room(n);
+            let _blocked = (Blocked::new(&self.conn), server_short.then(|| Blocked::new(&self.server)));
             match tokio::time::timeout(self.write_timeout, self.wait_until(|| self.try_charge(n))).await {
                 Ok(true) => {}
                 Ok(false) => return Err(NotSent::Closed),

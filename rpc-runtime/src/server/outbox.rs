@@ -197,7 +197,9 @@ impl Outbox {
             return false;
         }
         if !self.server.try_charge(n) {
-            self.conn.release(n);
+            // Silently: waking waiters here would wake this very caller, which waits on both
+            // budgets, and it would spin.
+            self.conn.used.fetch_sub(n, Ordering::AcqRel);
             return false;
         }
         true

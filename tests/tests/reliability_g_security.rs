@@ -270,7 +270,7 @@ async fn g3_unknown_and_arbitrary_methods() {
 #[test]
 fn g4_defaults_are_pinned_and_finite() {
     let c = ServerConfig::default();
-    let pinned: [(&str, u128, u128); 11] = [
+    let pinned: [(&str, u128, u128); 18] = [
         ("max_frame_len", c.max_frame_len as u128, 4 * MIB as u128),
         ("max_in_flight", c.max_in_flight as u128, 128),
         ("max_connections", c.max_connections as u128, 1024),
@@ -282,6 +282,13 @@ fn g4_defaults_are_pinned_and_finite() {
         ("outbound_queue", c.outbound_queue as u128, 128),
         ("max_control_frames_per_sec", c.max_control_frames_per_sec as u128, 1000),
         ("max_receive_budget", c.max_receive_budget as u128, 256 * MIB as u128),
+        ("max_connections_per_peer", c.max_connections_per_peer as u128, 256),
+        ("oneway_deadline ms", c.oneway_deadline.as_millis(), 60_000),
+        ("response_budget_per_connection", c.response_budget_per_connection as u128, 8 * MIB as u128),
+        ("max_response_budget", c.max_response_budget as u128, 128 * MIB as u128),
+        ("max_protocol_violations", c.max_protocol_violations as u128, 8),
+        ("max_detached_calls", c.max_detached_calls as u128, 1024),
+        ("inline_handlers", c.inline_handlers as u128, 1),
     ];
     for (name, got, want) in pinned {
         assert_eq!(got, want, "ServerConfig::{name}");
@@ -294,12 +301,22 @@ fn g4_defaults_are_pinned_and_finite() {
         c.max_receive_budget < c.max_connections * c.max_frame_len,
         "the budget must bind before the cap does"
     );
+    assert!(
+        c.max_response_budget < c.max_connections * c.response_budget_per_connection,
+        "the server-wide response budget must bind before the per-connection ones add up"
+    );
+    assert!(
+        c.response_budget_per_connection >= 2 * c.max_frame_len,
+        "room to write one frame while the next is encoded"
+    );
+    assert!(c.max_connections_per_peer < c.max_connections, "one peer cannot fill the server");
     for (name, d) in [
         ("idle", c.idle_timeout),
         ("frame", c.frame_timeout),
         ("handshake", c.handshake_timeout),
         ("write", c.write_timeout),
         ("deadline clamp", c.max_deadline),
+        ("one-way deadline", c.oneway_deadline),
     ] {
         assert!(d <= Duration::from_secs(7 * 24 * 3600), "{name} timeout is effectively unlimited: {d:?}");
     }
@@ -317,6 +334,9 @@ fn g4_defaults_are_pinned_and_finite() {
     }
     // The Unix socket mode.
     assert_eq!(unix::DEFAULT_MODE, 0o600);
+    // How long a frame that does not fit in the receive budget waits before the oldest holder is
+    // shed (H5).
+    assert_eq!(rpc_runtime::transport::framed::SHED_AFTER, Duration::from_secs(1));
 }
 
 /// G4: errors sent to a peer carry no panic text, source paths or backtraces (those go to the

@@ -391,14 +391,12 @@ async fn h8_control_frames_are_budgeted_whatever_the_requests_do() {
     let mut flood = fx.raw().await;
     let mut writer = flood.split_writer();
     let sender = tokio::spawn(async move {
-        let mut id = 0;
-        for _ in 0..100 {
+        for id in 0..100 {
             let mut batch = Vec::new();
             for nonce in 0..900 {
                 batch.extend(wire::frame(&wire::ping(nonce)));
             }
             batch.extend(wire::frame(&wire::request(id, "add", None, &[1, 2])));
-            id += 1;
             if writer.send(&batch).await.is_err() {
                 return;
             }

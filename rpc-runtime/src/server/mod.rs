@@ -10,6 +10,18 @@
 //! [`Server::serve`] runs a [`Listener`]'s connections; [`Server::serve_connection`] runs a single
 //! connection (a child process's stdin/stdout, say). Both return a [`ServerHandle`] for graceful
 //! shutdown; awaiting the handle waits until the server has stopped.
+//!
+//! Every limit, its default and the threat it answers are listed in [`limits`](crate::limits).
+//!
+//! # Handler panics
+//!
+//! A panicking handler gives its caller `HandlerPanicked` and the connection carries on. But the
+//! process's panic hook runs first, before the server catches the panic: by default it prints to
+//! stderr on every panic (the server cannot rate-limit it), and with `RUST_BACKTRACE=1` it also
+//! captures a backtrace, which costs milliseconds of CPU each. A peer that can make a handler panic
+//! can make the process print. To bound the cost, install a quiet hook with
+//! [`std::panic::set_hook`], leave `RUST_BACKTRACE` unset in production, and return errors
+//! rather than panic. The server's own log line for each panic is rate-limited per connection.
 
 mod connection;
 mod handler;

@@ -63,7 +63,7 @@ async fn a1_forged_length_prefix() {
         assert!(MemScope::is_counting());
         const MAX: usize = 64 * 1024;
         for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| s.max_frame_len(MAX)).await;
+            let fx = Fixture::start_with(kind, |s| s.max_frame_len(MAX)).await;
             // A bystander connection must not notice anything.
             let bystander = fx.client().await;
             assert_eq!(bystander.add(1, 1).await.unwrap(), 2);
@@ -121,7 +121,7 @@ async fn a1_oversize_send_fails_that_call_only() {
     within(600, "a1_oversize_send_fails_that_call_only", async {
         const MAX: usize = 64 * 1024;
         for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| s.max_frame_len(MAX)).await;
+            let fx = Fixture::start_with(kind, |s| s.max_frame_len(MAX)).await;
             let client = fx.client_with(Client::builder().max_frame_len(MAX)).await;
             let big = vec![7u8; 4 * MIB];
             let mem = MemScope::start();

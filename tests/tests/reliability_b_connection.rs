@@ -102,7 +102,8 @@ async fn b1_reconnecting_client_replays_nothing() {
         });
         let typed = ProbeClient::from_client(client.clone());
         let calls = spawn_calls(&typed, 100);
-        let mut first = RawPeer::new(within(60, "the first connection", listener.accept()).await.unwrap());
+        let mut first =
+            RawPeer::new(within(60, "the first connection", listener.accept()).await.unwrap().unwrap());
         within(60, "the first handshake", first.handshake()).await;
         for _ in 0..100 {
             let frame = within(60, "the 100 requests", first.expect_frame()).await;
@@ -117,7 +118,8 @@ async fn b1_reconnecting_client_replays_nothing() {
 
         let t = typed.clone();
         let call = tokio::spawn(async move { t.add(40, 2).await });
-        let mut second = RawPeer::new(within(60, "the second connection", listener.accept()).await.unwrap());
+        let mut second =
+            RawPeer::new(within(60, "the second connection", listener.accept()).await.unwrap().unwrap());
         within(60, "the second handshake", second.handshake()).await;
         let Frame::Request { id, method, .. } = within(60, "the new call", second.expect_frame()).await
         else {

@@ -92,7 +92,7 @@ async fn c2_handler_outlives_its_deadline_real() {
 
 async fn outlives_case(kind: Kind) {
     let deadline = Duration::from_millis(50);
-        let fx = Fixture::start_with(kind, |s| s.max_in_flight(1)).await;
+    let fx = Fixture::start_with(kind, |s| s.max_in_flight(1)).await;
     let client = fx.client().await;
     let short = client.with_timeout(deadline);
     let t0 = Instant::now();

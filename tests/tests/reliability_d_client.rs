@@ -61,7 +61,7 @@ async fn d1_cancellation_frames() {
 async fn d1_cancellation_frees_server_slots() {
     within(600, "d1_cancellation_frees_server_slots", async {
         for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| s.max_in_flight(2)).await;
+            let fx = Fixture::start_with(kind, |s| s.max_in_flight(2)).await;
             let client = fx.client().await;
             let mem = MemScope::start();
             for round in 0..50 {

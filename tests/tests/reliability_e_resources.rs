@@ -106,7 +106,7 @@ async fn e1_case(kind: Kind) {
 async fn e2_rapid_reset() {
     within(600, "e2_rapid_reset", async {
         for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
+            let fx = Fixture::start_with(kind, |s| s.max_in_flight(8)).await;
             let mem = MemScope::start();
             let mut peer = fx.raw().await;
             flood(&mut peer, 20_000, |i| {

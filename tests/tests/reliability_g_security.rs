@@ -348,7 +348,7 @@ fn g4_defaults_are_pinned_and_finite() {
 async fn g4_errors_sent_to_peers_do_not_leak() {
     within(600, "g4_errors_sent_to_peers_do_not_leak", async {
         for kind in STREAMS {
-        let fx = Fixture::start_with(kind, |s| s.max_frame_len(1024)).await;
+            let fx = Fixture::start_with(kind, |s| s.max_frame_len(1024)).await;
             let mut peer = fx.raw().await;
             let secret = "SECRET-PANIC at /home/app/src/lib.rs:42:7";
             let bodies = [

@@ -139,8 +139,8 @@ impl From<io::Error> for FrameError {
 /// connections, they are bounded anyway, and checking them would cost every small call.
 pub const UNBUDGETED_FRAME_LEN: usize = 64 * 1024;
 
-/// How long a frame that does not fit in a [`ReceiveBudget`] waits for room before the oldest
-/// holder is shed to make some (and then, for that room, again at most this long).
+/// How long a reservation in a [`ReceiveBudget`] may be held before a frame that does not fit
+/// sheds it to make room (and how long that frame then waits for the room, at most).
 pub const SHED_AFTER: Duration = Duration::from_secs(1);
 
 /// Bytes of large frames being received, shared by the readers of many connections (a server's).
@@ -152,11 +152,12 @@ pub const SHED_AFTER: Duration = Duration::from_secs(1);
 /// [`UNBUDGETED_FRAME_LEN`] before buffering its body, and returns it when the frame is complete
 /// or the reader is dropped.
 ///
-/// Fairness (H5): each connection's share is one frame at a time. When a frame does not fit, its
-/// reader waits up to [`SHED_AFTER`] for room; if none frees, the reservation held longest (a
-/// peer trickling its frame, typically: honest large frames complete in moments) is shed, its
-/// reader failing with [`FrameError::Shed`], and the newcomer waits for the room that frees. Only
-/// if that does not come either does the newcomer fail, with [`FrameError::BudgetExhausted`].
+/// Fairness (H5): each connection's share is one frame at a time. When a frame does not fit, the
+/// reservation held longest (a peer trickling its frame, typically: honest large frames complete
+/// in moments) is shed once it has been held for [`SHED_AFTER`] (at once if it already has; until
+/// then room may free as frames complete), its reader failing with [`FrameError::Shed`], and the
+/// newcomer waits for the room that frees. Only if that does not come within [`SHED_AFTER`] does
+/// the newcomer fail, with [`FrameError::BudgetExhausted`].
 /// So peers that announce large frames and trickle them cannot starve an honest large call.
 #[derive(Debug)]
 pub struct ReceiveBudget {
@@ -171,7 +172,8 @@ pub struct ReceiveBudget {
 #[derive(Debug, Default)]
 struct Holders {
     next: u64,
-    list: VecDeque<(u64, Arc<ShedSignal>)>,
+    /// Id, when the reservation was made, and how to shed it; oldest first.
+    list: VecDeque<(u64, Instant, Arc<ShedSignal>)>,
 }
 
 /// Set and notified when a holder is shed.
@@ -230,27 +232,42 @@ impl ReceiveBudget {
                 let mut holders = self.holders();
                 let id = holders.next;
                 holders.next += 1;
-                holders.list.push_back((id, Arc::clone(&signal)));
+                holders.list.push_back((id, Instant::now(), Arc::clone(&signal)));
                 return Ok((id, signal));
             }
-            if tokio::time::timeout(SHED_AFTER, room).await.is_ok() {
-                continue;
-            }
-            if shed_one {
-                return Err(exhausted());
-            }
-            // No room came: shed the oldest holder not already shed, once.
-            shed_one = true;
-            let holders = self.holders();
-            if let Some((_, signal)) = holders.list.iter().find(|(_, s)| !s.shed.load(Ordering::Acquire)) {
-                signal.shed.store(true, Ordering::Release);
-                signal.notify.notify_one();
+            // When the oldest holder not yet shed will have held its reservation for SHED_AFTER.
+            let due = self.holders().list.iter().find(|(_, _, s)| !s.shed.load(Ordering::Acquire)).map(|h| h.1 + SHED_AFTER);
+            match due {
+                // Until then, room may free as frames complete; a holder older than that is
+                // trickling its frame, and is shed at once rather than making the newcomer wait.
+                Some(due) if !shed_one => {
+                    if Instant::now() < due && tokio::time::timeout_at(due, room.as_mut()).await.is_ok() {
+                        continue;
+                    }
+                    shed_one = true;
+                    self.shed_oldest();
+                }
+                // Waiting for the room a shed holder frees (or, once that came and went, for any).
+                _ => {
+                    if tokio::time::timeout(SHED_AFTER, room).await.is_err() {
+                        return Err(exhausted());
+                    }
+                }
             }
         }
     }
 
+    /// Sheds the holder that has held its reservation longest, among those not already shed.
+    fn shed_oldest(&self) {
+        let holders = self.holders();
+        if let Some((_, _, signal)) = holders.list.iter().find(|(_, _, s)| !s.shed.load(Ordering::Acquire)) {
+            signal.shed.store(true, Ordering::Release);
+            signal.notify.notify_one();
+        }
+    }
+
     fn release(&self, n: usize, id: u64) {
-        self.holders().list.retain(|(h, _)| *h != id);
+        self.holders().list.retain(|(h, _, _)| *h != id);
         self.used.fetch_sub(n, Ordering::AcqRel);
         self.room.notify_waiters();
     }

@@ -16,6 +16,12 @@ use tokio_util::sync::CancellationToken;
 use super::log_limit::LogLimit;
 use crate::writer::Outgoing;
 
+/// Bytes of queued responses every connection may have whatever the server-wide budget holds:
+/// small replies to a peer that reads them never wait behind peers that filled the server-wide
+/// budget and stopped reading. Bounds memory at `max_response_budget + connections × this`
+/// (128 MiB + 1024 × 64 KiB by default).
+pub(crate) const RESERVED_PER_CONNECTION: usize = 64 * 1024;
+
 /// Bytes charged against a limit, with a way to wait for room.
 #[derive(Debug)]
 pub(crate) struct ByteBudget {
@@ -63,6 +69,11 @@ impl ByteBudget {
                 (used == 0 || used.saturating_add(n) <= self.limit).then(|| used.saturating_add(n))
             })
             .is_ok()
+    }
+
+    /// Charges `n` whatever the limit: for a connection's reserve (see [`RESERVED_PER_CONNECTION`]).
+    fn force_charge(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
     }
 
     fn release(&self, n: usize) {
@@ -160,9 +171,10 @@ impl Outbox {
         Outbox { log, tx, conn: ByteBudget::new(per_connection), server, write_timeout, closed }
     }
 
-    /// Whether either budget is full: the connection should start no call and read nothing.
+    /// Whether this connection should start no call and read nothing: its own budget is full, or
+    /// the server-wide one is and this connection has used up its reserve.
     pub(crate) fn is_full(&self) -> bool {
-        self.conn.is_full() || self.server.is_full()
+        self.conn.is_full() || (self.server.is_full() && self.conn.in_use() >= RESERVED_PER_CONNECTION)
     }
 
     /// Waits until `ready()` holds, re-checking after every release from either budget, or until
@@ -191,10 +203,16 @@ impl Outbox {
         self.wait_until(|| !self.is_full()).await;
     }
 
-    /// Charges both budgets, or neither.
+    /// Charges both budgets, or neither. Within its reserve a connection is charged to the
+    /// server-wide budget even when that is full, so peers that fill the server-wide budget by
+    /// not reading cannot hold up a connection whose responses are small and read (H2).
     fn try_charge(&self, n: usize) -> bool {
         if !self.conn.try_charge(n) {
             return false;
+        }
+        if self.conn.in_use() <= RESERVED_PER_CONNECTION {
+            self.server.force_charge(n);
+            return true;
         }
         if !self.server.try_charge(n) {
             // Silently: waking waiters here would wake this very caller, which waits on both
@@ -290,5 +308,24 @@ mod tests {
         outbox.release(first.into_frame().as_bytes().len());
         assert_eq!(server.in_use(), 0);
         assert!(outbox.try_send(frame(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_server_budget_does_not_hold_up_small_replies_within_the_reserve() {
+        const R: usize = RESERVED_PER_CONNECTION;
+        let server = Arc::new(ByteBudget::new(2 * R));
+        let (hog_tx, _hog_rx) = mpsc::channel(16);
+        let hog = Outbox::new(hog_tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        hog.send(frame(2 * R)).await.expect("fills the server-wide budget");
+        assert!(server.is_full());
+        assert_eq!(hog.send(frame(10)).await, Err(NotSent::NoRoom), "the hog is over its reserve");
+
+        let (tx, mut rx) = mpsc::channel(16);
+        let honest = Outbox::new(tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        assert!(!honest.is_full(), "a connection within its reserve keeps reading");
+        honest.send(frame(16)).await.expect("within the reserve");
+        let sent = rx.recv().await.expect("queued").into_frame();
+        honest.release(sent.as_bytes().len());
+        assert_eq!(server.in_use(), 2 * R + 4, "the reserve's bytes were charged and returned");
     }
 }

@@ -270,18 +270,14 @@ async fn drain(peer: RawPeer) -> usize {
 /// is bounded (here 4 frames, with 4 handlers), so memory stays within (handlers + 2 × queue + 1)
 /// responses; when a write has blocked for the write timeout (30 s) the connection is dropped
 /// and the handlers blocked on sending are cancelled.
+///
+/// In memory under paused time only. Over the OS transports nothing the peer can see says the
+/// server has given up short of reading, which would unblock it; in real time the quiet peer
+/// would have to out-wait the server, a race a loaded machine lost (once in 20 runs over TCP,
+/// whose buffers took the server's writes for longer than the quiet period).
 #[tokio::test(start_paused = true)]
 async fn e3_slow_consumer() {
     slow_consumer_case(Kind::Memory, Duration::from_secs(30)).await;
-}
-
-/// The same over the OS transports, in real time.
-#[tokio::test]
-async fn e3_slow_consumer_real() {
-    for kind in REAL_STREAMS {
-        let case = slow_consumer_case(kind, Duration::from_millis(300));
-        within(600, "e3 over a real transport", case).await;
-    }
 }
 
 async fn slow_consumer_case(kind: Kind, write_timeout: Duration) {

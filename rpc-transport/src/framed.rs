@@ -236,7 +236,12 @@ impl ReceiveBudget {
                 return Ok((id, signal));
             }
             // When the oldest holder not yet shed will have held its reservation for SHED_AFTER.
-            let due = self.holders().list.iter().find(|(_, _, s)| !s.shed.load(Ordering::Acquire)).map(|h| h.1 + SHED_AFTER);
+            let due = self
+                .holders()
+                .list
+                .iter()
+                .find(|(_, _, s)| !s.shed.load(Ordering::Acquire))
+                .map(|h| h.1 + SHED_AFTER);
             match due {
                 // Until then, room may free as frames complete; a holder older than that is
                 // trickling its frame, and is shed at once rather than making the newcomer wait.

@@ -315,13 +315,20 @@ mod tests {
         const R: usize = RESERVED_PER_CONNECTION;
         let server = Arc::new(ByteBudget::new(2 * R));
         let (hog_tx, _hog_rx) = mpsc::channel(16);
-        let hog = Outbox::new(hog_tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        let hog = Outbox::new(
+            hog_tx,
+            1 << 20,
+            Arc::clone(&server),
+            Duration::from_secs(30),
+            CancellationToken::new(),
+        );
         hog.send(frame(2 * R)).await.expect("fills the server-wide budget");
         assert!(server.is_full());
         assert_eq!(hog.send(frame(10)).await, Err(NotSent::NoRoom), "the hog is over its reserve");
 
         let (tx, mut rx) = mpsc::channel(16);
-        let honest = Outbox::new(tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        let honest =
+            Outbox::new(tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
         assert!(!honest.is_full(), "a connection within its reserve keeps reading");
         honest.send(frame(16)).await.expect("within the reserve");
         let sent = rx.recv().await.expect("queued").into_frame();

@@ -479,3 +479,29 @@ async fn h5_the_oldest_holder_is_shed_not_the_newcomer() {
     fx.assert_serving().await;
     fx.stop().await;
 }
+
+/// H5: a holder that has kept its reservation for `SHED_AFTER` is trickling, not sending: an
+/// honest large call that finds no room sheds it at once instead of waiting (the attack harness
+/// saw each honest 100 KiB call wait a whole `SHED_AFTER` before this rule).
+#[tokio::test(start_paused = true)]
+async fn h5_a_holder_past_its_time_is_shed_at_once() {
+    use rpc_runtime::transport::framed::SHED_AFTER;
+    let fx = Fixture::start_with(Kind::Memory, |s| s.max_receive_budget(4 * MIB)).await;
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let mut peer = fx.raw().await;
+        let mut bytes = (MIB as u32).to_be_bytes().to_vec();
+        bytes.resize(4 + MIB / 2, 0);
+        peer.send(&bytes).await.expect("half a frame");
+        holders.push(peer);
+    }
+    settle().await;
+    tokio::time::advance(SHED_AFTER * 2).await;
+    let client = fx.client().await;
+    let start = tokio::time::Instant::now();
+    let got = within(60, "an honest large call", client.bytes(vec![7; 100 * 1024])).await;
+    assert_eq!(got.expect("the honest call goes through"), 100 * 1024);
+    assert!(start.elapsed() < SHED_AFTER, "waited {:?} for room held by stale holders", start.elapsed());
+    fx.assert_serving().await;
+    fx.stop().await;
+}

@@ -8,11 +8,11 @@
 //! | Limit | Default | Threat | When reached |
 //! |---|---|---|---|
 //! | `max_frame_len` | 4 MiB | a forged length prefix (A1) | goaway `FRAME_TOO_LARGE`, close |
-//! | `max_receive_budget` | 256 MiB | many connections announcing maximal frames and trickling them (E4, H5) | a frame that does not fit waits [`SHED_AFTER`](crate::transport::framed::SHED_AFTER) (1 s); then the connection holding its reservation longest is shed (goaway `OVERLOADED`); the newcomer fails only if no room comes after that either |
+//! | `max_receive_budget` | 256 MiB | many connections announcing maximal frames and trickling them (E4, H5) | a frame that does not fit sheds the connection holding its reservation longest once that has held it for [`SHED_AFTER`](crate::transport::framed::SHED_AFTER) (1 s; at once if it already has), with goaway `OVERLOADED`; the newcomer fails only if no room comes within `SHED_AFTER` after that |
 //! | `max_in_flight` | 128 per connection | a request flood (E1) | the connection is not read until a handler ends (backpressure) |
 //! | `outbound_queue` | 128 frames per connection | many small responses to a peer that does not read (E3) | handlers wait for room |
 //! | `response_budget_per_connection` | 8 MiB | requests for large responses from a peer that never reads (H2) | the connection starts no call and is not read; a handler whose response does not fit waits, at most `write_timeout`. One frame larger than the budget still goes, alone |
-//! | `max_response_budget` | 128 MiB server-wide | the same, from many connections (H2) | the same, for every connection |
+//! | `max_response_budget` | 128 MiB server-wide | the same, from many connections (H2) | the same, for every connection past its 64 KiB reserve: a connection's first 64 KiB of queued responses are charged even when the server-wide budget is full, so small replies to a peer that reads never wait behind peers that stopped reading (memory: this budget + connections × 64 KiB) |
 //! | `write_timeout` | 30 s | a peer that stops reading, or reads too slowly to keep up (E3, H3) | the connection is closed once its oldest queued frame has waited this long unwritten |
 //! | `max_connections` | 1024 | connection floods (H6) | the connection idle longest (no call running) is evicted: goaway `IDLE`, close; if none is idle, the newcomer gets goaway `OVERLOADED` |
 //! | `max_connections_per_peer` | 256 (an IP address; a Unix uid) | one peer holding every slot (H6) | the newcomer gets goaway `OVERLOADED` |

@@ -74,7 +74,13 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
         let _ = tx.try_send(frame);
     }
     drop(tx);
-    let linger = REFUSAL_LINGER.min(config.handshake_timeout);
+    // A peer over its own cap is reconnecting in a loop, typically: a short linger keeps what
+    // its refusals cost the server (a task and a socket each) small, and still lets it read why.
+    let linger = match why {
+        Refused::Full => REFUSAL_LINGER,
+        Refused::PeerCap => PEER_CAP_LINGER,
+    }
+    .min(config.handshake_timeout);
     let _ = crate::writer::write_loop(write, &protocol::PREFACE, rx, linger).await;
     let mut sink = [0u8; 1024];
     let drain = async {
@@ -86,6 +92,8 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
 
 /// How long a refused connection is kept open to let the client read why.
 const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// The same for a peer refused for being over its own connection cap (see `refuse`).
+const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves one connection until it closes.
 ///

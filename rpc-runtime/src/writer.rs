@@ -1,6 +1,8 @@
 //! The task that owns a connection's write half, shared by clients and servers.
 
+use std::future::Future;
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 
 use rpc_transport::framed::{Frame, FrameWriter};
@@ -61,10 +63,23 @@ pub(crate) async fn write_frames<T: Outgoing>(
     writer.queue_raw(preface);
     let mut queued = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    let mut deadline = Instant::now() + write_timeout;
+    // When the oldest frame of the batch was queued, if the sender said (a server's frames).
+    let mut oldest: Option<Instant> = None;
     let result = loop {
         let bytes: usize = batch.iter().map(|f: &Frame| f.as_bytes().len()).sum();
-        match tokio::time::timeout_at(deadline, writer.send(&mut batch)).await {
+        let sent = {
+            let mut send = std::pin::pin!(writer.send(&mut batch));
+            // Most batches are written at once: the timer (and the clock read) is armed only
+            // when the socket is full. A timer per batch was a tenth of a cheap call's cost.
+            match std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+                Poll::Ready(done) => Ok(done),
+                Poll::Pending => {
+                    let deadline = oldest.unwrap_or_else(Instant::now) + write_timeout;
+                    tokio::time::timeout_at(deadline, send).await
+                }
+            }
+        };
+        match sent {
             Ok(Ok(())) => written(bytes),
             Ok(Err(e)) => break Err(e),
             Err(_) => {
@@ -89,8 +104,7 @@ pub(crate) async fn write_frames<T: Outgoing>(
             let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
             break Ok(());
         }
-        let now = Instant::now();
-        deadline = queued.first().and_then(Outgoing::queued_at).unwrap_or(now) + write_timeout;
+        oldest = queued.first().and_then(Outgoing::queued_at);
         batch.extend(queued.drain(..).map(Outgoing::into_frame));
     };
     // Whatever was not written is released too: queued frames, and the batch a failure left.

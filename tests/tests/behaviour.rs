@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
+use rpc_runtime::describe::MethodKind;
 use rpc_runtime::transport::framed::{FrameReader, FrameWriter};
-use rpc_runtime::{Client, RpcError};
+use rpc_runtime::{Client, MethodRef, RpcError};
 use rpc_tests::*;
 
 async fn method_shapes(transport: Transport) {
@@ -147,9 +148,10 @@ async fn connection_loss_fails_every_pending_call(transport: Transport) {
     let (read, write, _, _guard) = server_end.into_parts();
     let mut reader = FrameReader::new(read, 1 << 20);
     let mut writer = FrameWriter::new(write);
-    writer.queue_raw(&PREFACE);
+    writer.queue_raw(&rpc_tests::wire::greeting());
     writer.send(&mut Vec::new()).await.unwrap();
     assert_eq!(&reader.read_raw(8).await.unwrap().unwrap()[..], &PREFACE);
+    reader.read_frame().await.unwrap().unwrap(); // the HELLO
     for _ in 0..100 {
         guard("requests", reader.read_frame()).await.unwrap().unwrap();
     }
@@ -166,10 +168,17 @@ async fn connection_loss_fails_every_pending_call(transport: Transport) {
 async fn unknown_methods_leave_the_connection_up(transport: Transport) {
     let f = start(transport).await;
     let raw: &Client = f.client.as_client();
-    let result: Result<u64, _> = raw.call("no_such_method", &(1u64,)).await;
+    static NO_SUCH: MethodRef = MethodRef::dynamic("Kitchen", "no_such_method", MethodKind::Unary, 0);
+    let result: Result<u64, _> = raw.call(&NO_SUCH, &(1u64,)).await;
     assert!(matches!(&result, Err(RpcError::UnknownMethod(m)) if m == "no_such_method"), "{result:?}");
-    let bad_args: Result<i64, _> = raw.call("add", &("not", "numbers", "at all")).await;
+    // Hash 0 skips the signature check (a caller without a schema): the arguments then fail to
+    // decode, and say so.
+    static ADD: MethodRef = MethodRef::dynamic("Kitchen", "add", MethodKind::Unary, 0);
+    let bad_args: Result<i64, _> = raw.call(&ADD, &("not", "numbers", "at all")).await;
     assert!(matches!(bad_args, Err(RpcError::Decode(_))), "{bad_args:?}");
+    static OTHER: MethodRef = MethodRef::dynamic("NotKitchen", "add", MethodKind::Unary, 0);
+    let other: Result<i64, _> = raw.call(&OTHER, &(1i64, 2i64)).await;
+    assert!(matches!(&other, Err(RpcError::UnknownService(s)) if s == "NotKitchen"), "{other:?}");
     assert_eq!(f.client.add(2, 3).await.unwrap(), 5);
 }
 
@@ -185,13 +194,15 @@ async fn a_peer_of_another_version_gets_a_clear_error(transport: Transport) {
     let client = KitchenClient::new(client_end);
     let (_read, write, _, _g) = server_end.into_parts();
     let mut writer = FrameWriter::new(write);
-    let mut v2 = PREFACE;
-    v2[6] = 2;
-    writer.queue_raw(&v2);
+    let mut v1 = PREFACE;
+    v1[6] = 1;
+    writer.queue_raw(&v1);
     writer.send(&mut Vec::new()).await.unwrap();
-    let result = guard("call to a v2 server", client.add(1, 2)).await;
+    let result = guard("call to a v1 server", client.add(1, 2)).await;
     match result {
-        Err(RpcError::Protocol(msg)) => assert!(msg.contains("version 2"), "{msg}"),
+        Err(RpcError::Protocol(msg)) => {
+            assert!(msg.contains("version 1, this side speaks version 2"), "{msg}")
+        }
         other => panic!("expected a protocol error naming the version, got {other:?}"),
     }
 }

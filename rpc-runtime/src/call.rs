@@ -37,8 +37,9 @@ pub struct Call {
 }
 
 impl Call {
-    /// A call of `method`, with no deadline and no metadata.
-    pub fn new(method: &MethodRef, format: Format, body: Bytes) -> Call {
+    /// A call of `method`, with no deadline and no metadata; `body` is the arguments, encoded in
+    /// `format` (a `Vec<u8>`, a `&'static [u8]` or a `Bytes`).
+    pub fn new(method: &MethodRef, format: Format, body: impl Into<Bytes>) -> Call {
         Call {
             service: Cow::Borrowed(method.service()),
             method: Cow::Borrowed(method.method()),
@@ -47,7 +48,7 @@ impl Call {
             signature: method.signature_hash(),
             deadline: None,
             metadata: Metadata::new(),
-            body,
+            body: body.into(),
         }
     }
 }

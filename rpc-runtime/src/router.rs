@@ -3,8 +3,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
+use bytes::Bytes;
+use futures::FutureExt;
+use rpc_transport::framed::FrameBuf;
+use rpc_transport::Peer;
+
+use crate::call::{Call, Reply};
+use crate::context::Context;
 use crate::describe::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::hello::AdvertisedService;
 use crate::service::{Handler, ResponseBuf, Service};
@@ -51,8 +62,17 @@ use crate::RpcError;
 /// assert_eq!(stats.calls().await?, 7);
 /// # Ok(()) }
 /// ```
+///
+/// A router also answers untyped [`Call`]s in-process ([`Router::serve_call`], and as a
+/// `tower::Service<Call>`): how a transport that carries calls rather than bytes (a message
+/// broker) serves them, and how a test drives a service without a connection.
 #[derive(Clone, Default)]
 pub struct Router {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone, Default)]
+struct Inner {
     routes: HashMap<&'static str, Route>,
     /// Service names in the order they were added, for the HELLO.
     order: Vec<&'static str>,
@@ -81,19 +101,20 @@ impl Router {
     pub fn add(mut self, service: impl Service) -> Router {
         let descriptor = service.descriptor();
         let name = descriptor.name();
+        let inner = Arc::make_mut(&mut self.inner);
         assert!(
-            !self.routes.contains_key(name),
+            !inner.routes.contains_key(name),
             "two services named `{name}` added to one router; rename one with `#[service(name = \"...\")]`"
         );
         let methods = descriptor.methods().iter().map(|m| (m.name(), m)).collect();
-        self.routes.insert(name, Route { service: Arc::new(service), methods });
-        self.order.push(name);
+        inner.routes.insert(name, Route { service: Arc::new(service), methods });
+        inner.order.push(name);
         self
     }
 
     /// The descriptors of the services, in the order they were added.
     pub fn services(&self) -> impl Iterator<Item = &'static ServiceDescriptor> + '_ {
-        self.order.iter().map(|name| self.routes[name].service.descriptor())
+        self.inner.order.iter().map(|name| self.inner.routes[name].service.descriptor())
     }
 
     /// What the server's HELLO says of its services.
@@ -111,12 +132,11 @@ impl Router {
         payload: &[u8],
         response: ResponseBuf,
     ) -> Result<Handler, RpcError> {
-        let route = match self.routes.get(service) {
+        let routes = &self.inner.routes;
+        let route = match routes.get(service) {
             Some(route) => route,
             // An empty name is the only service, for hand-written peers (PROTOCOL.md).
-            None if service.is_empty() && self.routes.len() == 1 => {
-                self.routes.values().next().expect("one route")
-            }
+            None if service.is_empty() && routes.len() == 1 => routes.values().next().expect("one route"),
             None => return Err(RpcError::UnknownService(service.to_owned())),
         };
         let Some(descriptor) = route.methods.get(method) else {
@@ -151,6 +171,57 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Runs one call in this process: routed and checked as a server does (service, method,
+    /// kind, signature hash), within its deadline, with its metadata in the handler's
+    /// [`Context`]; a panicking handler is [`RpcError::HandlerPanicked`]. `peer` is who the
+    /// handler is told called.
+    pub async fn serve_call(&self, call: Call, peer: Peer) -> Result<Reply, RpcError> {
+        call.metadata.check()?;
+        let format = call.format;
+        // In-process, no frame limit applies; a transport that carries the reply checks its own.
+        let response =
+            ResponseBuf { buf: FrameBuf::with_capacity(64), max_frame_len: u32::MAX as usize, format };
+        let handler =
+            self.prepare(&call.service, &call.method, call.kind, call.signature, &call.body, response)?;
+        let context = Context {
+            request_id: 0,
+            method: handler.method,
+            deadline: call.deadline,
+            peer: Arc::new(peer),
+            metadata: call.metadata,
+        };
+        let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
+        let outcome = match call.deadline {
+            Some(deadline) if !handler.run_to_completion => {
+                tokio::time::timeout_at(deadline, run).await.map_err(|_| RpcError::DeadlineExceeded)?
+            }
+            _ => run.await,
+        };
+        match outcome {
+            Ok(Ok(buf)) => Ok(Reply { format, body: Bytes::copy_from_slice(buf.body()) }),
+            Ok(Err(e)) => Err(e),
+            Err(_panic) => Err(RpcError::HandlerPanicked),
+        }
+    }
+}
+
+/// [`Router::serve_call`] as a tower service, the handler told its peer is [`Peer::Memory`].
+impl tower_service::Service<Call> for Router {
+    type Response = Reply;
+    type Error = RpcError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, RpcError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let router = self.clone();
+        Box::pin(async move { router.serve_call(call, Peer::Memory).await })
+    }
+}
+
 impl<S: Service> From<S> for Router {
     fn from(service: S) -> Router {
         Router::new().add(service)
@@ -159,6 +230,6 @@ impl<S: Service> From<S> for Router {
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Router").field("services", &self.order).finish()
+        f.debug_struct("Router").field("services", &self.inner.order).finish()
     }
 }

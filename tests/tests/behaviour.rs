@@ -182,6 +182,59 @@ async fn unknown_methods_leave_the_connection_up(transport: Transport) {
     assert_eq!(f.client.add(2, 3).await.unwrap(), 5);
 }
 
+/// Copies of the `Kitchen` trait as another team might hold them (issue 11's skew cases).
+mod skewed {
+    use rpc_runtime::service;
+
+    /// `add` over `u32`s: under protocol v1, `add(3, 4)` answered `Ok(0)`.
+    #[service(name = "Kitchen")]
+    pub(crate) trait KitchenU32 {
+        async fn add(&self, a: u32, b: u32) -> u32;
+        async fn ping(&self);
+    }
+
+    /// `add` over `String`s: under protocol v1, `add("", "")` answered `Ok("")`.
+    #[service(name = "Kitchen")]
+    pub(crate) trait KitchenText {
+        async fn add(&self, a: String, b: String) -> String;
+    }
+
+    /// An unrelated service whose method shares a name (and a signature) with `Kitchen`'s.
+    #[service]
+    pub(crate) trait Stats {
+        async fn add(&self, a: i64, b: i64) -> i64;
+    }
+}
+
+/// Schema skew fails with a typed error naming the method, without running the handler; a
+/// method of another service is not answered; the connection carries on.
+async fn schema_skew_gets_a_typed_error(transport: Transport) {
+    use skewed::{KitchenTextClient, KitchenU32Client, StatsClient};
+    let f = start(transport).await;
+    let raw = f.client.as_client().clone();
+    let u32s = KitchenU32Client::from_client(raw.clone());
+    match u32s.add(3, 4).await {
+        Err(RpcError::SignatureMismatch { method, detail }) => {
+            assert_eq!(method, "Kitchen.add");
+            assert!(detail.contains("unary (i64,i64)->i64"), "names the server's signature: {detail}");
+        }
+        other => panic!("expected a signature mismatch, got {other:?}"),
+    }
+    // The methods the copies agree on still work.
+    u32s.ping().await.expect("an unchanged method of a skewed copy");
+    let text = KitchenTextClient::from_client(raw.clone());
+    let result = text.add(String::new(), String::new()).await;
+    assert!(
+        matches!(&result, Err(RpcError::SignatureMismatch { method, .. }) if method == "Kitchen.add"),
+        "{result:?}"
+    );
+    let stats = StatsClient::from_client(raw);
+    let result = stats.add(1, 2).await;
+    assert!(matches!(&result, Err(RpcError::UnknownService(s)) if s == "Stats"), "{result:?}");
+    assert!(result.unwrap_err().never_started());
+    assert_eq!(f.client.add(2, 3).await.unwrap(), 5);
+}
+
 async fn oversized_requests_fail_locally(transport: Transport) {
     let f = start(transport).await;
     let result = f.client.reverse(vec![0; 5 << 20]).await;
@@ -222,6 +275,7 @@ macro_rules! suite {
                 oneway_calls_reach_the_server,
                 a_panicking_handler_fails_only_its_call,
                 unknown_methods_leave_the_connection_up,
+                schema_skew_gets_a_typed_error,
                 oversized_requests_fail_locally
                 $(, $extra)*
             );

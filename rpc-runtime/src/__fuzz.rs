@@ -17,6 +17,9 @@ use crate::{Metadata, RpcError};
 /// The connection preface both sides send first.
 pub const PREFACE: [u8; 8] = protocol::PREFACE;
 
+/// One service in a HELLO: its name, and its methods as (name, kind byte, hash).
+pub type AdvertisedEntry = (String, Vec<(String, u8, u64)>);
+
 /// An owned copy of a decoded frame body, one variant per frame kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
@@ -31,7 +34,7 @@ pub enum Envelope {
         /// Format bit set.
         formats: u64,
         /// Services: name, then methods as (name, kind byte, hash).
-        services: Vec<(String, Vec<(String, u8, u64)>)>,
+        services: Vec<AdvertisedEntry>,
     },
     /// A call; `timeout` is the remaining time the caller allows, in whole microseconds.
     Call {

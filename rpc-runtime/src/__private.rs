@@ -221,18 +221,18 @@ pub mod dispatch {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
-        fn call<'a, C: Channel>(
+        fn call<C: Channel>(
             &self,
-            _client: &'a C,
+            _client: &C,
             _method: &'static MethodRef,
             _args: Self::Args,
         ) -> impl Future<Output = Result<Self::Output, RpcError>> {
             async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
         }
         /// Not reachable: see [`Probe`].
-        fn notify<'a, C: Channel>(
+        fn notify<C: Channel>(
             &self,
-            _client: &'a C,
+            _client: &C,
             _method: &'static MethodRef,
             _args: Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> {

@@ -37,20 +37,20 @@ pub trait Channel: Clone + Send + Sync + 'static {
 
 impl Channel for Client {
     #[inline]
-    fn call<A, R>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<R, RpcError>>
+    async fn call<A, R>(&self, method: &'static MethodRef, args: A) -> Result<R, RpcError>
     where
         A: Serialize,
         R: DeserializeOwned + 'static,
     {
-        async move { Client::call(self, method, &args).await }
+        Client::call(self, method, &args).await
     }
 
     #[inline]
-    fn notify<A>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<(), RpcError>>
+    async fn notify<A>(&self, method: &'static MethodRef, args: A) -> Result<(), RpcError>
     where
         A: Serialize,
     {
-        async move { Client::notify(self, method, &args).await }
+        Client::notify(self, method, &args).await
     }
 }
 
@@ -140,21 +140,19 @@ where
     S: Service<Call, Response = Reply> + Clone + Send + Sync + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    fn call<A, R>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<R, RpcError>>
+    async fn call<A, R>(&self, method: &'static MethodRef, args: A) -> Result<R, RpcError>
     where
         A: Serialize,
         R: DeserializeOwned + 'static,
     {
-        async move {
-            let reply = self.send(method, &args).await?;
-            codec::decode::<codec::Decoded<R>>(reply.format, &reply.body).map(|d| d.0)
-        }
+        let reply = self.send(method, &args).await?;
+        codec::decode::<codec::Decoded<R>>(reply.format, &reply.body).map(|d| d.0)
     }
 
-    fn notify<A>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<(), RpcError>>
+    async fn notify<A>(&self, method: &'static MethodRef, args: A) -> Result<(), RpcError>
     where
         A: Serialize,
     {
-        async move { self.send(method, &args).await.map(drop) }
+        self.send(method, &args).await.map(drop)
     }
 }

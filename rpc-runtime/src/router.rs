@@ -51,7 +51,7 @@ use crate::RpcError;
 /// }
 ///
 /// # #[tokio::main] async fn main() -> Result<(), rpc_runtime::RpcError> {
-/// let router = Router::new().add(GreeterServer::new(Impl)).add(StatsServer::new(Impl));
+/// let router = Router::new().add_service(GreeterServer::new(Impl)).add_service(StatsServer::new(Impl));
 /// let (listener, connector) = memory::listener();
 /// let _server = Server::new(router).serve(listener);
 /// let client = rpc_runtime::Client::new(connector.connect()?);
@@ -98,7 +98,7 @@ impl Router {
     /// name on one server (give one another with `#[service(name = "...")]`).
     #[must_use]
     #[track_caller]
-    pub fn add(mut self, service: impl Service) -> Router {
+    pub fn add_service(mut self, service: impl Service) -> Router {
         let descriptor = service.descriptor();
         let name = descriptor.name();
         let inner = Arc::make_mut(&mut self.inner);
@@ -224,7 +224,7 @@ impl tower_service::Service<Call> for Router {
 
 impl<S: Service> From<S> for Router {
     fn from(service: S) -> Router {
-        Router::new().add(service)
+        Router::new().add_service(service)
     }
 }
 

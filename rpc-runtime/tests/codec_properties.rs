@@ -60,7 +60,7 @@ fn metadata() -> impl Strategy<Value = Vec<(String, String)>> {
     prop::collection::vec((".{0,12}", ".{0,24}"), 0..4)
 }
 
-fn services() -> impl Strategy<Value = Vec<(String, Vec<(String, u8, u64)>)>> {
+fn services() -> impl Strategy<Value = Vec<rpc_runtime::__fuzz::AdvertisedEntry>> {
     let method = ("[a-z_]{1,12}", 0u8..5, any::<u64>());
     prop::collection::vec(("[A-Za-z.]{1,16}", prop::collection::vec(method, 0..4)), 0..3)
 }

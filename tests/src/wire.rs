@@ -8,8 +8,8 @@
 //! | kind | body after the kind byte |
 //! | --- | --- |
 //! | 1 hello | version, max frame, max calls, stream window, formats, services |
-//! | 2 call | id, kind (0 unary, 1 oneway), flags (1 deadline, 2 metadata), format, service, method, hash, [deadline µs], [metadata], payload |
-//! | 3 reply | id, flags, [metadata], payload |
+//! | 2 call | id, kind (0 unary, 1 oneway), flags (1 deadline, 2 metadata), format, service, method, hash, (deadline µs), (metadata), payload |
+//! | 3 reply | id, flags, (metadata), payload |
 //! | 4 error | id, code, message |
 //! | 5 item | id, payload |
 //! | 6 end / 7 cancel | id |

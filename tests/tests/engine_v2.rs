@@ -57,7 +57,7 @@ impl Stats for Impl {
 }
 
 fn router() -> Router {
-    Router::new().add(GreeterServer::new(Impl)).add(StatsServer::new(Impl))
+    Router::new().add_service(GreeterServer::new(Impl)).add_service(StatsServer::new(Impl))
 }
 
 /// Two services on one listener, over TCP and a Unix socket: each client reaches its own
@@ -96,7 +96,7 @@ async fn two_services_on_one_server_are_told_apart_by_name() {
 #[test]
 #[should_panic(expected = "two services named `Greeter`")]
 fn a_router_refuses_two_services_of_one_name() {
-    let _ = Router::new().add(GreeterServer::new(Impl)).add(GreeterServer::new(Impl));
+    let _ = Router::new().add_service(GreeterServer::new(Impl)).add_service(GreeterServer::new(Impl));
 }
 
 /// tower's own layers wrap a generated client: a concurrency limit, a timeout (whose error
@@ -268,7 +268,7 @@ async fn a_router_serves_calls_in_process() {
     use rpc_runtime::describe::MethodKind;
     use tower::ServiceExt;
     static COUNT: rpc_runtime::MethodRef =
-        rpc_runtime::MethodRef::new(|| StatsClient::descriptor(), "admin.Stats", "count", MethodKind::Unary);
+        rpc_runtime::MethodRef::new(StatsClient::descriptor, "admin.Stats", "count", MethodKind::Unary);
     let reply = router().oneshot(Call::new(&COUNT, Format::Json, &b"[]"[..])).await.unwrap();
     assert_eq!(&reply.body[..], b"42");
     let mut skewed = Call::new(&COUNT, Format::Json, &b"[]"[..]);

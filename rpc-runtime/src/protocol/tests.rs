@@ -119,7 +119,7 @@ fn metadata_over_its_bounds_fails_the_call_alone() {
 fn stream_frames_round_trip() {
     let mut item = item_header(5);
     item.extend_from_slice(&[9, 9]);
-    assert!(matches!(decode(body(item)).unwrap(), Message::Item { id: 5, body } if &body[..] == [9, 9]));
+    assert!(matches!(decode(body(item)).unwrap(), Message::Item { id: 5, body } if body[..] == [9, 9]));
     assert!(matches!(decode(body(end_frame(6))).unwrap(), Message::End { id: 6 }));
     assert!(matches!(decode(body(credit_frame(7, 32))).unwrap(), Message::Credit { id: 7, credit: 32 }));
 }

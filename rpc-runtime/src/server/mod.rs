@@ -217,7 +217,7 @@ setters! {
     inline_handlers / with_inline_handlers: bool;
 }
 
-/// Serves a [`Service`] on listeners or single connections.
+/// Serves a [`Service`](crate::Service), or a [`Router`] of several, on listeners or single connections.
 ///
 /// # Examples
 ///

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rpc_runtime::__fuzz::{decode_envelope, decode_payload, encode_envelope, encode_payload};
+use rpc_runtime::__fuzz::{decode_envelope, decode_payload, encode_envelope, encode_payload, Envelope};
 use rpc_runtime::transport::framed::{FrameError, FrameReader, HEADER_LEN};
 use rpc_runtime::transport::{memory, Connection, Peer};
 use rpc_runtime::{service, Server};
@@ -101,8 +101,15 @@ fn payload_round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::De
 /// body that decodes to the same envelope. The same bytes go through the payload codec as a few
 /// argument types, including a recursive one and the collections of case A6.
 pub fn envelope(data: &[u8]) {
-    if let Ok(env) = decode_envelope(data) {
+    if let Ok(mut env) = decode_envelope(data) {
         let again = decode_envelope(&encode_envelope(&env)).expect("a re-encoded envelope decodes");
+        // The decoder passes any format byte on (the server answers an unknown one with an
+        // error for the call); the encoder writes only formats it knows, postcard in its place.
+        if let Envelope::Call { format, .. } = &mut env {
+            if *format > 1 {
+                *format = 0;
+            }
+        }
         assert_eq!(again, env);
     }
     payload_round_trip::<(Tree,)>(data);

@@ -196,6 +196,7 @@ sc = {
     'stream_frames_on_unary': frame(call(1, b'sleep', varint(100))) + frame(item(1, bytes([1])))
     + frame(end(1)) + frame(credit(1, 1)),
     'credit_overflow': frame(call(1, b'sleep', varint(100))) + frame(credit(1, 2**32 - 1)) + frame(credit(1, U64_MAX)),
+    'stream_violations': frame(item(77, b'')) * 3 + frame(end(78)) * 3 + frame(credit(79, 1)) * 3,
     'stream_frame_finished': frame(call(1, b'sleep', varint(5), dl=0)) + frame(item(1, b'')) + frame(end(1)),
     'empty_frame': struct.pack('>I', 0),
     'ping_flood': frame(ping(1)) * 1100,

@@ -47,7 +47,9 @@ pub fn server_router(data: &[u8]) {
 
 /// [`server_router`], returning the frames the server sent after its HELLO.
 pub fn server_router_frames(data: &[u8]) -> Vec<wire::Frame> {
-    let router = Router::new().add_service(FuzzedServer::new(FuzzedImpl)).add_service(StatsServer::new(StatsImpl::default()));
+    let router = Router::new()
+        .add_service(FuzzedServer::new(FuzzedImpl))
+        .add_service(StatsServer::new(StatsImpl::default()));
     serve(router, ROUTER_MAX_FRAME, [&wire::greeting()[..], data].concat())
 }
 

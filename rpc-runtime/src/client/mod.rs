@@ -2,8 +2,9 @@
 //!
 //! A [`Client`] owns two background tasks: a writer that coalesces queued frames into as few
 //! writes as possible, and a reader that routes each response to its waiting call through the
-//! in-flight map. Dropping the last clone of a client closes the connection.
+//! in-flight table. Dropping the last clone of a client closes the connection.
 
+mod deadlines;
 mod in_flight;
 mod reader;
 mod reconnect;
@@ -11,7 +12,6 @@ mod reconnect;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +180,6 @@ impl ClientBuilder {
         Shared {
             in_flight,
             tx,
-            next_id: AtomicU64::new(1),
             max_frame_len: self.max_frame_len,
             // Protocol v1 is postcard only; the v2 handshake will choose per connection.
             format: Format::Postcard,
@@ -193,7 +192,7 @@ impl ClientBuilder {
 /// A connection to a server, shared by every clone; calls from many tasks run concurrently.
 ///
 /// Generated `{Trait}Client` types wrap one of these. Each call is framed, queued for the writer
-/// task and awaited through the in-flight map; responses may arrive in any order.
+/// task and awaited through the in-flight table; responses may arrive in any order.
 ///
 /// # Deadlines
 ///
@@ -205,7 +204,7 @@ impl ClientBuilder {
 ///
 /// # Cancellation
 ///
-/// Dropping a call's future cancels the call: it leaves the in-flight map and, if the request
+/// Dropping a call's future cancels the call: it leaves the in-flight table and, if the request
 /// was already queued, a cancel frame tells the server to drop the handler.
 #[derive(Clone)]
 pub struct Client {
@@ -243,7 +242,6 @@ enum Link {
 struct Shared {
     in_flight: Arc<InFlight>,
     tx: mpsc::Sender<Frame>,
-    next_id: AtomicU64,
     max_frame_len: usize,
     /// How calls and results are encoded on this connection.
     format: Format,
@@ -343,7 +341,12 @@ impl Client {
     async fn connection(&self, deadline: Option<Instant>) -> Result<SharedRef<'_>, RpcError> {
         match &self.link {
             Link::Fixed(shared) => Ok(SharedRef::Borrowed(shared)),
-            Link::Reconnecting(r) => Ok(SharedRef::Owned(r.connection(deadline).await?)),
+            Link::Reconnecting(r) => match r.usable() {
+                Some(shared) => Ok(SharedRef::Owned(shared)),
+                // Boxed: connecting is rare, and its future would otherwise make every call's
+                // larger (past the allocator's fast size classes).
+                None => Ok(SharedRef::Owned(Box::pin(r.connection(deadline)).await?)),
+            },
         }
     }
 
@@ -379,43 +382,39 @@ impl Client {
     {
         let now = Instant::now();
         let deadline = self.deadline_from(now);
-        match deadline {
-            None => self.call_inner(method, args, None).await,
-            Some(d) if d <= now => Err(RpcError::DeadlineExceeded),
-            Some(d) => tokio::time::timeout_at(d, self.call_inner(method, args, Some(d)))
-                .await
-                .unwrap_or(Err(RpcError::DeadlineExceeded)),
+        if deadline.is_some_and(|d| d <= now) {
+            return Err(RpcError::DeadlineExceeded);
         }
+        // Sending: a timer bounds it only if it has to wait (for a connection, for room).
+        let mut call = within(deadline, self.send_call(method, args, deadline)).await?;
+        // Waiting: the connection fails the call at its deadline (see `InFlight`).
+        let (reply, expired) = call.shared.in_flight.reply(call.id).await;
+        // An expired call is still running on the server: dropping `call` cancels it there.
+        call.expired = expired;
+        call.done = !expired;
+        // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
+        codec::decode::<codec::Decoded<R>>(call.shared.format, &reply?).map(|d| d.0)
     }
 
-    async fn call_inner<A, R>(
+    /// Registers a call and queues its request.
+    async fn send_call<A>(
         &self,
         method: &'static str,
         args: &A,
         deadline: Option<Instant>,
-    ) -> Result<R, RpcError>
+    ) -> Result<PendingGuard<'_>, RpcError>
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned + 'static,
     {
         let shared = self.connection(deadline).await?;
-        let shared: &Shared = &shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = shared.encode(id, method, args, deadline, false)?;
-        let rx = shared.in_flight.register(id)?;
-        let mut guard = PendingGuard { shared, id, sent: false, done: false };
-        if shared.tx.send(frame).await.is_err() {
-            return Err(shared.closed_error());
+        let id = shared.in_flight.register(deadline)?;
+        let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
+        let frame = call.shared.encode(id, method, args, deadline, false)?;
+        if call.shared.tx.send(frame).await.is_err() {
+            return Err(call.shared.closed_error());
         }
-        guard.sent = true;
-        let reply = rx.await;
-        guard.done = true;
-        match reply {
-            // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
-            Ok(Ok(payload)) => codec::decode::<codec::Decoded<R>>(shared.format, &payload).map(|d| d.0),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(shared.closed_error()),
-        }
+        call.sent = true;
+        Ok(call)
     }
 
     /// Sends a one-way call: returns once the request is queued for writing, ahead of any call
@@ -431,15 +430,34 @@ impl Client {
             if let Some(err) = shared.in_flight.closed_reason() {
                 return Err(err);
             }
-            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = shared.in_flight.oneway_id();
             let frame = shared.encode(id, method, args, deadline, true)?;
             shared.tx.send(frame).await.map_err(|_| shared.closed_error())
         };
-        match deadline {
-            None => send.await,
-            Some(d) => tokio::time::timeout_at(d, send).await.unwrap_or(Err(RpcError::DeadlineExceeded)),
-        }
+        within(deadline, send).await
     }
+}
+
+/// Runs `fut`, failing with [`RpcError::DeadlineExceeded`] at `deadline`; the timer is made only
+/// if `fut` does not finish on its first poll (a tenth of a cheap call's cost when made always).
+async fn within<T>(
+    deadline: Option<Instant>,
+    fut: impl Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    use std::task::Poll;
+    let mut fut = std::pin::pin!(fut);
+    // Boxed, and made on the first poll that finds `fut` waiting: kept inline, the timer would
+    // make every call's future larger.
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        let Some(deadline) = deadline else { return Poll::Pending };
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).map(|()| Err(RpcError::DeadlineExceeded))
+    })
+    .await
 }
 
 impl Shared {
@@ -484,17 +502,25 @@ pub(crate) fn finish(buf: FrameBuf, max: usize) -> Result<Frame, RpcError> {
     buf.finish(max).map_err(|e| RpcError::FrameTooLarge { len: e.len, max: e.max })
 }
 
-/// Cleans up a call that is dropped before its response arrives.
+/// A registered call; cleans up after one that is dropped before its response arrives, or
+/// whose deadline passed, telling the server to stop it.
 struct PendingGuard<'a> {
-    shared: &'a Shared,
+    shared: SharedRef<'a>,
     id: u64,
     sent: bool,
+    /// The response came: nothing to clean up.
     done: bool,
+    /// The deadline passed and the slot is already freed.
+    expired: bool,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if self.done || !self.shared.in_flight.remove(self.id) || !self.sent {
+        if self.done {
+            return;
+        }
+        let running = self.expired || self.shared.in_flight.remove(self.id);
+        if !running || !self.sent {
             return;
         }
         let Ok(frame) = protocol::cancel_frame(self.id).finish(self.shared.max_frame_len) else { return };

@@ -27,7 +27,9 @@ pub(super) struct ReaderParts {
 }
 
 pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderParts) {
-    let err = run(&mut reader, &parts).await;
+    // The deadlines are kept until the very end (describing how the connection ended may wait
+    // for a child to exit).
+    let err = super::deadlines::keep(&parts.in_flight, run(&mut reader, &parts)).await;
     parts.in_flight.close(err);
 }
 

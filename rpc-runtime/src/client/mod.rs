@@ -6,6 +6,7 @@
 
 mod deadlines;
 mod in_flight;
+mod outgoing;
 mod reader;
 mod reconnect;
 
@@ -19,7 +20,6 @@ use rpc_transport::framed::{Frame, FrameBuf, FrameReader, DEFAULT_MAX_FRAME_LEN}
 use rpc_transport::{Connection, Peer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -27,6 +27,7 @@ use crate::codec::{self, Format};
 use crate::context::Context;
 use crate::{protocol, RpcError};
 use in_flight::InFlight;
+use outgoing::Outgoing;
 use reconnect::Reconnector;
 
 /// The default per-call timeout: 30 seconds.
@@ -154,13 +155,15 @@ impl ClientBuilder {
         let end_reason = conn.end_reason();
         let (read, write, peer, guard) = conn.into_parts();
         let in_flight = Arc::new(InFlight::default());
-        let (tx, rx) = mpsc::channel(self.outbound_queue);
+        let out = Arc::new(Outgoing::new(self.outbound_queue));
 
         let writer_in_flight = Arc::clone(&in_flight);
+        let writer_out = Arc::clone(&out);
         let write_timeout = self.write_timeout;
         let writer_end_reason = end_reason.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::writer::write_loop(write, &protocol::PREFACE, rx, write_timeout).await {
+            let written = outgoing::write_loop(&writer_out, write, &protocol::PREFACE, write_timeout).await;
+            if let Err(e) = written {
                 // A peer that stopped reading is alive: only a failed write says it may have ended.
                 let end = writer_end_reason.as_ref().filter(|_| e.kind() != io::ErrorKind::TimedOut);
                 let reason = reader::with_end_reason(format!("write failed: {e}"), end).await;
@@ -170,7 +173,7 @@ impl ClientBuilder {
         let reader = FrameReader::new(read, self.max_frame_len);
         let parts = reader::ReaderParts {
             in_flight: Arc::clone(&in_flight),
-            tx: tx.clone(),
+            out: Arc::clone(&out),
             keepalive: self.keepalive,
             max_frame_len: self.max_frame_len,
             end_reason,
@@ -179,7 +182,7 @@ impl ClientBuilder {
         let reader_task = tokio::spawn(reader::read_loop(reader, parts));
         Shared {
             in_flight,
-            tx,
+            out,
             max_frame_len: self.max_frame_len,
             // Protocol v1 is postcard only; the v2 handshake will choose per connection.
             format: Format::Postcard,
@@ -241,7 +244,8 @@ enum Link {
 
 struct Shared {
     in_flight: Arc<InFlight>,
-    tx: mpsc::Sender<Frame>,
+    /// Frames waiting for the writer task.
+    out: Arc<Outgoing>,
     max_frame_len: usize,
     /// How calls and results are encoded on this connection.
     format: Format,
@@ -251,8 +255,9 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Dropping `tx` ends the writer, which closes our write side; the reader would otherwise
+        // Ending the queue ends the writer, which closes our write side; the reader would otherwise
         // wait for the server to close its side.
+        self.out.end();
         self.reader.abort();
     }
 }
@@ -410,9 +415,7 @@ impl Client {
         let id = shared.in_flight.register(deadline)?;
         let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
         let frame = call.shared.encode(id, method, args, deadline, false)?;
-        if call.shared.tx.send(frame).await.is_err() {
-            return Err(call.shared.closed_error());
-        }
+        call.shared.send(frame).await?;
         call.sent = true;
         Ok(call)
     }
@@ -432,7 +435,7 @@ impl Client {
             }
             let id = shared.in_flight.oneway_id();
             let frame = shared.encode(id, method, args, deadline, true)?;
-            shared.tx.send(frame).await.map_err(|_| shared.closed_error())
+            shared.send(frame).await
         };
         within(deadline, send).await
     }
@@ -474,6 +477,16 @@ impl Shared {
         let mut buf = protocol::request_header(id, method, remaining, oneway);
         codec::encode_into(self.format, &mut buf, args, max)?;
         finish(buf, max)
+    }
+
+    /// Queues `frame` for the writer, waiting for room if the queue is full.
+    async fn send(&self, frame: Frame) -> Result<(), RpcError> {
+        match self.out.try_push(frame) {
+            Ok(None) => Ok(()),
+            // Boxed: waiting is rare, and its future would make every call's larger.
+            Ok(Some(frame)) => Box::pin(self.out.push(frame)).await.map_err(|_| self.closed_error()),
+            Err(_) => Err(self.closed_error()),
+        }
     }
 
     fn closed_error(&self) -> RpcError {
@@ -524,19 +537,9 @@ impl Drop for PendingGuard<'_> {
             return;
         }
         let Ok(frame) = protocol::cancel_frame(self.id).finish(self.shared.max_frame_len) else { return };
-        match self.shared.tx.try_send(frame) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                // The queue is full of other calls; deliver the cancel once there is room rather
-                // than lose it (a lost cancel leaves the handler running to its deadline).
-                let tx = self.shared.tx.clone();
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move {
-                        let _ = tx.send(frame).await;
-                    });
-                }
-            }
-        }
+        // Past the queue's bound if need be: a lost cancel would leave the handler running to
+        // its deadline, and there is at most one per call.
+        let _ = self.shared.out.push_now(frame);
     }
 }
 

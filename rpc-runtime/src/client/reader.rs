@@ -4,21 +4,20 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::{Frame, FrameReader};
+use rpc_transport::framed::FrameReader;
 use rpc_transport::{BoxRead, EndReason};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::in_flight::InFlight;
+use super::outgoing::Outgoing;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::RpcError;
 
 /// What the reader needs besides the stream.
 pub(super) struct ReaderParts {
     pub(super) in_flight: Arc<InFlight>,
-    /// For pings and pongs. The reader is aborted when the client is dropped, so this clone
-    /// does not keep the writer alive.
-    pub(super) tx: mpsc::Sender<Frame>,
+    /// For pings and pongs (dropped when the queue is full).
+    pub(super) out: Arc<Outgoing>,
     pub(super) keepalive: Option<Duration>,
     pub(super) max_frame_len: usize,
     /// What the transport can add when the connection ends (a child's exit status).
@@ -57,7 +56,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                 if in_flight.len() > 0 {
                     // Only while calls wait: an idle client must not keep an idle connection busy.
                     if let Ok(frame) = protocol::ping_frame(keepalive.next_nonce(), false).finish(parts.max_frame_len) {
-                        let _ = parts.tx.try_send(frame);
+                        let _ = parts.out.try_push(frame);
                     }
                     keepalive.sent();
                 } else {
@@ -101,7 +100,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             Ok(Message::Pong) => {}
             Ok(Message::Ping { nonce }) => {
                 if let Ok(frame) = protocol::ping_frame(nonce, true).finish(parts.max_frame_len) {
-                    let _ = parts.tx.try_send(frame);
+                    let _ = parts.out.try_push(frame);
                 }
             }
             Ok(Message::Request { .. }) | Ok(Message::Cancel { .. }) => {

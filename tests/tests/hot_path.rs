@@ -173,3 +173,57 @@ async fn each_call_fails_at_its_own_deadline_and_is_cancelled() {
     server.send_frame(&response(id, &varint(7))).await.unwrap();
     assert_eq!(next.await.unwrap().unwrap(), 7);
 }
+
+/// A call that finds the client's outbound queue full waits for room (off the fast path), is
+/// bounded by its deadline meanwhile, and when that passes first it fails and sends nothing:
+/// neither its request nor a cancel reaches the server, and the calls queued before it do.
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_room_fails_at_its_deadline_and_sends_nothing() {
+    use rpc_tests::fixture::{fake_server, settle, Kind};
+    use rpc_tests::probe::ProbeClient;
+    use rpc_tests::wire::{response, varint, Frame};
+    use tokio::time::Instant;
+
+    let builder = Client::builder().outbound_queue(1).timeout(None).clone();
+    let (mut server, client) = fake_server(Kind::Memory, &builder).await;
+    let probe = ProbeClient::from_client(client.clone());
+    // The server does not read yet: this request fills the stream, blocking the writer...
+    let big = tokio::spawn({
+        let p = probe.clone();
+        async move { p.echo(vec![7; 200_000]).await.map(|v| v.len()) }
+    });
+    settle().await;
+    // ...and this one fills the queue (one frame).
+    let queued = tokio::spawn({
+        let p = probe.clone();
+        async move { p.add(1, 2).await }
+    });
+    settle().await;
+    let start = Instant::now();
+    let waiting = ProbeClient::from_client(client.with_timeout(Duration::from_millis(100)));
+    assert!(matches!(waiting.add(3, 4).await, Err(RpcError::DeadlineExceeded)));
+    let at = start.elapsed();
+    assert!(at >= Duration::from_millis(100) && at < Duration::from_millis(110), "failed at {at:?}");
+    assert_eq!(client.in_flight(), 2, "the two queued calls still wait");
+
+    let Frame::Request { id: big_id, method, .. } = server.expect_frame().await else { panic!("a request") };
+    assert_eq!(method, "echo");
+    let Frame::Request { id: queued_id, method, .. } = server.expect_frame().await else {
+        panic!("a request")
+    };
+    assert_eq!(method, "add");
+    server.send_frame(&response(big_id, &varint(0))).await.unwrap();
+    server.send_frame(&response(queued_id, &varint(3))).await.unwrap();
+    assert_eq!(big.await.unwrap().unwrap(), 0);
+    assert_eq!(queued.await.unwrap().unwrap(), 3);
+    // The next frame is a later call's: the call that gave up sent neither request nor cancel.
+    let next = tokio::spawn({
+        let p = probe.clone();
+        async move { p.add(5, 6).await }
+    });
+    let Frame::Request { id, payload, .. } = server.expect_frame().await else { panic!("a request") };
+    assert_eq!(rpc_runtime::__fuzz::decode_payload::<(u64, u64)>(&payload).unwrap(), (5, 6));
+    server.send_frame(&response(id, &varint(11))).await.unwrap();
+    assert_eq!(next.await.unwrap().unwrap(), 11);
+    assert_eq!(client.in_flight(), 0);
+}

@@ -390,8 +390,21 @@ impl Client {
         if deadline.is_some_and(|d| d <= now) {
             return Err(RpcError::DeadlineExceeded);
         }
-        // Sending: a timer bounds it only if it has to wait (for a connection, for room).
-        let mut call = within(deadline, self.send_call(method, args, deadline)).await?;
+        // Sending: done at once when the connection is up and the queue has room. What may wait
+        // (connecting, room) is boxed, with a timer for the deadline: kept inline, it would make
+        // every call's future several times larger, and futures are moved (into a task, a
+        // `FuturesUnordered`) by value.
+        let mut call = match self.try_send_call(method, args, deadline)? {
+            Sending::Sent(call) => call,
+            Sending::Full(mut call, frame) => {
+                Box::pin(within(deadline, call.shared.send(frame))).await?;
+                call.sent = true;
+                call
+            }
+            Sending::NotConnected => {
+                Box::pin(within(deadline, self.send_call(method, args, deadline))).await?
+            }
+        };
         // Waiting: the connection fails the call at its deadline (see `InFlight`).
         let (reply, expired) = call.shared.in_flight.reply(call.id).await;
         // An expired call is still running on the server: dropping `call` cancels it there.
@@ -401,7 +414,37 @@ impl Client {
         codec::decode::<codec::Decoded<R>>(call.shared.format, &reply?).map(|d| d.0)
     }
 
-    /// Registers a call and queues its request.
+    /// Registers a call and queues its request, if that needs no waiting.
+    fn try_send_call<A>(
+        &self,
+        method: &'static str,
+        args: &A,
+        deadline: Option<Instant>,
+    ) -> Result<Sending<'_>, RpcError>
+    where
+        A: Serialize + ?Sized,
+    {
+        let shared = match &self.link {
+            Link::Fixed(shared) => SharedRef::Borrowed(shared),
+            Link::Reconnecting(r) => match r.usable() {
+                Some(shared) => SharedRef::Owned(shared),
+                None => return Ok(Sending::NotConnected),
+            },
+        };
+        let id = shared.in_flight.register(deadline)?;
+        let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
+        let frame = call.shared.encode(id, method, args, deadline, false)?;
+        match call.shared.out.try_push(frame) {
+            Ok(None) => {
+                call.sent = true;
+                Ok(Sending::Sent(call))
+            }
+            Ok(Some(frame)) => Ok(Sending::Full(call, frame)),
+            Err(_) => Err(call.shared.closed_error()),
+        }
+    }
+
+    /// Waits for a connection, registers a call and queues its request.
     async fn send_call<A>(
         &self,
         method: &'static str,
@@ -513,6 +556,16 @@ fn require_runtime(what: &str) {
 
 pub(crate) fn finish(buf: FrameBuf, max: usize) -> Result<Frame, RpcError> {
     buf.finish(max).map_err(|e| RpcError::FrameTooLarge { len: e.len, max: e.max })
+}
+
+/// How far [`Client::try_send_call`] got.
+enum Sending<'a> {
+    /// The request is queued.
+    Sent(PendingGuard<'a>),
+    /// The call is registered; its request waits for room in the queue.
+    Full(PendingGuard<'a>, Frame),
+    /// A reconnecting client has no usable connection now.
+    NotConnected,
 }
 
 /// A registered call; cleans up after one that is dropped before its response arrives, or

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -35,6 +35,8 @@ pub(crate) struct InFlight {
     state: Mutex<State>,
     /// The next request id: shared by calls and one-way calls, which need unique ids too.
     next_id: AtomicU64,
+    /// `State::used`, readable without the lock.
+    used: AtomicUsize,
     /// Woken when the connection closes or starts refusing calls.
     unusable: tokio::sync::Notify,
     /// The reader, woken when a call's deadline is earlier than the one it waits for.
@@ -117,6 +119,7 @@ impl InFlight {
                 slot.id = id;
                 slot.deadline = deadline;
                 state.used += 1;
+                self.used.store(state.used, Ordering::Relaxed);
                 let rearm = deadline.is_some_and(|d| state.timer_at.is_none_or(|t| d < t));
                 if rearm {
                     state.timer_at = deadline;
@@ -200,6 +203,7 @@ impl InFlight {
             let expired = slot.expired;
             *slot = Slot::default();
             state.used -= 1;
+            self.used.store(state.used, Ordering::Relaxed);
             return Poll::Ready((reply, expired));
         }
         if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -216,6 +220,7 @@ impl InFlight {
         let waiting = slot.reply.is_none() || slot.expired;
         let slot = std::mem::take(slot);
         state.used -= 1;
+        self.used.store(state.used, Ordering::Relaxed);
         drop(state);
         // The waker and any reply are dropped outside the lock.
         drop(slot);
@@ -278,6 +283,11 @@ impl InFlight {
     pub(crate) fn closed_reason(&self) -> Option<RpcError> {
         let state = self.lock();
         state.closed.clone().or_else(|| state.refusing.clone())
+    }
+
+    /// Whether at most one call is registered (a hint: read without the lock).
+    pub(crate) fn at_most_one(&self) -> bool {
+        self.used.load(Ordering::Relaxed) <= 1
     }
 
     /// How many calls await a response.

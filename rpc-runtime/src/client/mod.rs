@@ -434,7 +434,10 @@ impl Client {
         let id = shared.in_flight.register(deadline)?;
         let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
         let frame = call.shared.encode(id, method, args, deadline, false)?;
-        match call.shared.out.try_push(frame) {
+        // The only call waiting writes its request itself (no wake-up of the writer); with
+        // others waiting, the writer's one write for all of them is cheaper.
+        let alone = call.shared.in_flight.at_most_one();
+        match call.shared.out.try_push(frame, alone) {
             Ok(None) => {
                 call.sent = true;
                 Ok(Sending::Sent(call))
@@ -524,7 +527,7 @@ impl Shared {
 
     /// Queues `frame` for the writer, waiting for room if the queue is full.
     async fn send(&self, frame: Frame) -> Result<(), RpcError> {
-        match self.out.try_push(frame) {
+        match self.out.try_push(frame, false) {
             Ok(None) => Ok(()),
             // Boxed: waiting is rare, and its future would make every call's larger.
             Ok(Some(frame)) => Box::pin(self.out.push(frame)).await.map_err(|_| self.closed_error()),

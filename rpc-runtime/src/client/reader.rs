@@ -56,7 +56,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                 if in_flight.len() > 0 {
                     // Only while calls wait: an idle client must not keep an idle connection busy.
                     if let Ok(frame) = protocol::ping_frame(keepalive.next_nonce(), false).finish(parts.max_frame_len) {
-                        let _ = parts.out.try_push(frame);
+                        let _ = parts.out.try_push(frame, false);
                     }
                     keepalive.sent();
                 } else {
@@ -100,7 +100,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             Ok(Message::Pong) => {}
             Ok(Message::Ping { nonce }) => {
                 if let Ok(frame) = protocol::ping_frame(nonce, true).finish(parts.max_frame_len) {
-                    let _ = parts.out.try_push(frame);
+                    let _ = parts.out.try_push(frame, false);
                 }
             }
             Ok(Message::Request { .. }) | Ok(Message::Cancel { .. }) => {

@@ -9,13 +9,15 @@ mod in_flight;
 mod outgoing;
 mod reader;
 mod reconnect;
+mod tower;
 
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rpc_transport::framed::{Frame, FrameBuf, FrameReader, DEFAULT_MAX_FRAME_LEN};
 use rpc_transport::{Connection, Peer};
 use serde::de::DeserializeOwned;
@@ -23,9 +25,11 @@ use serde::Serialize;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::call::MethodRef;
 use crate::codec::{self, Format};
 use crate::context::Context;
-use crate::{protocol, RpcError};
+use crate::hello::Hello;
+use crate::{protocol, Metadata, RpcError};
 use in_flight::InFlight;
 use outgoing::Outgoing;
 use reconnect::Reconnector;
@@ -46,6 +50,7 @@ pub struct ClientBuilder {
     write_timeout: Duration,
     keepalive: Option<Duration>,
     wait_for_ready: bool,
+    format: Format,
 }
 
 impl Default for ClientBuilder {
@@ -57,6 +62,7 @@ impl Default for ClientBuilder {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             keepalive: None,
             wait_for_ready: true,
+            format: Format::Postcard,
         }
     }
 }
@@ -116,6 +122,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The format calls are encoded in: [`Format::Postcard`] (the default), or
+    /// [`Format::Json`] (cargo feature `json`) to talk to a server in another language or to
+    /// read the traffic. The server answers in the format of each call.
+    pub fn format(&mut self, format: Format) -> &mut Self {
+        self.format = format;
+        self
+    }
+
     /// Starts a client on `conn`.
     ///
     /// # Panics
@@ -147,7 +161,7 @@ impl ClientBuilder {
     }
 
     fn client(&self, link: Link) -> Client {
-        Client { link, timeout: self.timeout, explicit_timeout: false }
+        Client { link, timeout: self.timeout, explicit_timeout: false, metadata: None }
     }
 
     /// Starts the reader and writer tasks of one connection.
@@ -156,6 +170,21 @@ impl ClientBuilder {
         let (read, write, peer, guard) = conn.into_parts();
         let in_flight = Arc::new(InFlight::default());
         let out = Arc::new(Outgoing::new(self.outbound_queue));
+        // Our HELLO is the first frame; calls follow without waiting for the server's.
+        let hello = Hello {
+            version: u64::from(protocol::VERSION),
+            max_frame_len: self.max_frame_len as u64,
+            max_concurrent_calls: 0,
+            stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
+            formats: crate::hello::local_formats(),
+            services: Vec::new(),
+        };
+        if let Ok(frame) = protocol::encode_hello(&hello).finish(self.max_frame_len) {
+            // Before any call can queue one, and the writer holds the write half until it has
+            // written the preface and taken this.
+            let _ = out.push_now(frame);
+        }
+        let server_hello = Arc::new(OnceLock::new());
 
         let writer_in_flight = Arc::clone(&in_flight);
         let writer_out = Arc::clone(&out);
@@ -177,6 +206,7 @@ impl ClientBuilder {
             keepalive: self.keepalive,
             max_frame_len: self.max_frame_len,
             end_reason,
+            hello: Arc::clone(&server_hello),
             _guard: guard,
         };
         let reader_task = tokio::spawn(reader::read_loop(reader, parts));
@@ -184,8 +214,8 @@ impl ClientBuilder {
             in_flight,
             out,
             max_frame_len: self.max_frame_len,
-            // Protocol v1 is postcard only; the v2 handshake will choose per connection.
-            format: Format::Postcard,
+            format: self.format,
+            hello: server_hello,
             reader: reader_task.abort_handle(),
             peer,
         }
@@ -214,6 +244,8 @@ pub struct Client {
     link: Link,
     timeout: Option<Duration>,
     explicit_timeout: bool,
+    /// Sent with every call made through this handle.
+    metadata: Option<Arc<Metadata>>,
 }
 
 /// A connection borrowed from a fixed client or held for the length of one call.
@@ -249,6 +281,8 @@ struct Shared {
     max_frame_len: usize,
     /// How calls and results are encoded on this connection.
     format: Format,
+    /// The server's HELLO, once it has arrived.
+    hello: Arc<OnceLock<Hello>>,
     reader: AbortHandle,
     peer: Peer,
 }
@@ -304,7 +338,34 @@ impl Client {
     /// A handle on the same connection whose calls use `timeout` as their deadline (`None`: no
     /// deadline), overriding any deadline inherited from an enclosing handler.
     pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Client {
-        Client { link: self.link.clone(), timeout: timeout.into(), explicit_timeout: true }
+        Client {
+            link: self.link.clone(),
+            timeout: timeout.into(),
+            explicit_timeout: true,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// A handle on the same connection whose calls carry `metadata` (trace context,
+    /// credentials); the server's handlers read it from [`Context::metadata`].
+    ///
+    /// Fails with [`RpcError::MetadataTooLarge`] if it is over the bounds every server enforces.
+    pub fn with_metadata(&self, metadata: Metadata) -> Result<Client, RpcError> {
+        metadata.check()?;
+        let metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
+        Ok(Client { metadata, ..self.clone() })
+    }
+
+    /// The metadata this handle's calls carry.
+    pub fn metadata(&self) -> &Metadata {
+        static EMPTY: Metadata = Metadata::new();
+        self.metadata.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// The server's HELLO on the current connection (its services with their methods'
+    /// signature hashes, its limits and formats), once it has arrived: see [`Hello`].
+    pub fn server_hello(&self) -> Option<Hello> {
+        self.current().and_then(|s| s.hello.get().cloned())
     }
 
     /// The timeout this handle gives each call.
@@ -380,29 +441,51 @@ impl Client {
 
     /// Calls `method` with `args` (a tuple, encoded in the connection's format) and decodes the
     /// response.
-    pub async fn call<A, R>(&self, method: &'static str, args: &A) -> Result<R, RpcError>
+    pub async fn call<A, R>(&self, method: &MethodRef, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned + 'static,
     {
-        let now = Instant::now();
-        let deadline = self.deadline_from(now);
-        if deadline.is_some_and(|d| d <= now) {
+        let encode =
+            |shared: &Shared, id, deadline| shared.encode(id, method, args, deadline, self.metadata());
+        let (format, payload) = self.round_trip(self.deadline(), encode).await?;
+        // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
+        codec::decode::<codec::Decoded<R>>(format, &payload).map(|d| d.0)
+    }
+
+    /// Sends a one-way call: returns once the request is queued for writing, ahead of any call
+    /// made after it on this client; the server sends nothing back.
+    pub async fn notify<A>(&self, method: &MethodRef, args: &A) -> Result<(), RpcError>
+    where
+        A: Serialize + ?Sized,
+    {
+        let encode =
+            |shared: &Shared, id, deadline| shared.encode(id, method, args, deadline, self.metadata());
+        self.send_only(self.deadline(), encode).await
+    }
+
+    /// Sends one call whose frame `encode` builds (given the connection, the call's id and its
+    /// deadline) and waits for its reply, within `deadline`: the result's format and payload.
+    async fn round_trip<E>(&self, deadline: Option<Instant>, encode: E) -> Result<(Format, Bytes), RpcError>
+    where
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
+    {
+        if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(RpcError::DeadlineExceeded);
         }
         // Sending: done at once when the connection is up and the queue has room. What may wait
         // (connecting, room) is boxed, with a timer for the deadline: kept inline, it would make
         // every call's future several times larger, and futures are moved (into a task, a
         // `FuturesUnordered`) by value.
-        let mut call = match self.try_send_call(method, args, deadline)? {
+        let mut call = match self.try_start(deadline, encode)? {
             Sending::Sent(call) => call,
             Sending::Full(mut call, frame) => {
                 Box::pin(within(deadline, call.shared.send(frame))).await?;
                 call.sent = true;
                 call
             }
-            Sending::NotConnected => {
-                Box::pin(within(deadline, self.send_call(method, args, deadline))).await?
+            Sending::NotConnected(encode) => {
+                Box::pin(within(deadline, self.connect_and_start(deadline, encode))).await?
             }
         };
         // Waiting: the connection fails the call at its deadline (see `InFlight`).
@@ -410,30 +493,24 @@ impl Client {
         // An expired call is still running on the server: dropping `call` cancels it there.
         call.expired = expired;
         call.done = !expired;
-        // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
-        codec::decode::<codec::Decoded<R>>(call.shared.format, &reply?).map(|d| d.0)
+        Ok((call.shared.format, reply?))
     }
 
     /// Registers a call and queues its request, if that needs no waiting.
-    fn try_send_call<A>(
-        &self,
-        method: &'static str,
-        args: &A,
-        deadline: Option<Instant>,
-    ) -> Result<Sending<'_>, RpcError>
+    fn try_start<E>(&self, deadline: Option<Instant>, encode: E) -> Result<Sending<'_, E>, RpcError>
     where
-        A: Serialize + ?Sized,
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
     {
         let shared = match &self.link {
             Link::Fixed(shared) => SharedRef::Borrowed(shared),
             Link::Reconnecting(r) => match r.usable() {
                 Some(shared) => SharedRef::Owned(shared),
-                None => return Ok(Sending::NotConnected),
+                None => return Ok(Sending::NotConnected(encode)),
             },
         };
         let id = shared.in_flight.register(deadline)?;
         let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
-        let frame = call.shared.encode(id, method, args, deadline, false)?;
+        let frame = encode(&call.shared, id, deadline)?;
         // The only call waiting writes its request itself (no wake-up of the writer); with
         // others waiting, the writer's one write for all of them is cheaper.
         let alone = call.shared.in_flight.at_most_one();
@@ -448,31 +525,28 @@ impl Client {
     }
 
     /// Waits for a connection, registers a call and queues its request.
-    async fn send_call<A>(
+    async fn connect_and_start<E>(
         &self,
-        method: &'static str,
-        args: &A,
         deadline: Option<Instant>,
+        encode: E,
     ) -> Result<PendingGuard<'_>, RpcError>
     where
-        A: Serialize + ?Sized,
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
     {
         let shared = self.connection(deadline).await?;
         let id = shared.in_flight.register(deadline)?;
         let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
-        let frame = call.shared.encode(id, method, args, deadline, false)?;
+        let frame = encode(&call.shared, id, deadline)?;
         call.shared.send(frame).await?;
         call.sent = true;
         Ok(call)
     }
 
-    /// Sends a one-way call: returns once the request is queued for writing, ahead of any call
-    /// made after it on this client; the server sends nothing back.
-    pub async fn notify<A>(&self, method: &'static str, args: &A) -> Result<(), RpcError>
+    /// Sends one call that expects no reply; returns once it is queued for writing.
+    async fn send_only<E>(&self, deadline: Option<Instant>, encode: E) -> Result<(), RpcError>
     where
-        A: Serialize + ?Sized,
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
     {
-        let deadline = self.deadline();
         let send = async {
             let shared = self.connection(deadline).await?;
             let shared: &Shared = &shared;
@@ -480,7 +554,7 @@ impl Client {
                 return Err(err);
             }
             let id = shared.in_flight.oneway_id();
-            let frame = shared.encode(id, method, args, deadline, true)?;
+            let frame = encode(shared, id, deadline)?;
             shared.send(frame).await
         };
         within(deadline, send).await
@@ -513,14 +587,20 @@ impl Shared {
     fn encode<A: Serialize + ?Sized>(
         &self,
         id: u64,
-        method: &str,
+        method: &MethodRef,
         args: &A,
         deadline: Option<Instant>,
-        oneway: bool,
+        metadata: &Metadata,
     ) -> Result<Frame, RpcError> {
         let max = self.max_frame_len;
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut buf = protocol::request_header(id, method, remaining, oneway);
+        let target = protocol::Target {
+            service: method.service().as_bytes(),
+            method: method.method().as_bytes(),
+            kind: method.kind(),
+            hash: method.signature_hash(),
+        };
+        let mut buf = protocol::call_header(id, target, self.format, remaining, metadata);
         codec::encode_into(self.format, &mut buf, args, max)?;
         finish(buf, max)
     }
@@ -561,14 +641,14 @@ pub(crate) fn finish(buf: FrameBuf, max: usize) -> Result<Frame, RpcError> {
     buf.finish(max).map_err(|e| RpcError::FrameTooLarge { len: e.len, max: e.max })
 }
 
-/// How far [`Client::try_send_call`] got.
-enum Sending<'a> {
+/// How far [`Client::try_start`] got.
+enum Sending<'a, E> {
     /// The request is queued.
     Sent(PendingGuard<'a>),
     /// The call is registered; its request waits for room in the queue.
     Full(PendingGuard<'a>, Frame),
-    /// A reconnecting client has no usable connection now.
-    NotConnected,
+    /// A reconnecting client has no usable connection now; `E` encodes the request once it has.
+    NotConnected(E),
 }
 
 /// A registered call; cleans up after one that is dropped before its response arrives, or

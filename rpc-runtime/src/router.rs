@@ -1,7 +1,6 @@
 //! Several services behind one server: calls routed by service name, each checked against the
 //! method's kind and signature hash before anything of the user's runs.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -71,17 +70,18 @@ pub struct Router {
     inner: Arc<Inner>,
 }
 
+/// Services and methods are found by a scan, not a hash map: a server hosts a handful of each,
+/// and comparing a few short names costs less than hashing one (SipHash) on every call.
 #[derive(Clone, Default)]
 struct Inner {
-    routes: HashMap<&'static str, Route>,
-    /// Service names in the order they were added, for the HELLO.
-    order: Vec<&'static str>,
+    /// In the order they were added, which is the HELLO's.
+    routes: Vec<(&'static str, Route)>,
 }
 
 #[derive(Clone)]
 struct Route {
     service: Arc<dyn Service>,
-    methods: HashMap<&'static str, &'static MethodDescriptor>,
+    methods: Vec<(&'static str, &'static MethodDescriptor)>,
 }
 
 impl Router {
@@ -103,18 +103,17 @@ impl Router {
         let name = descriptor.name();
         let inner = Arc::make_mut(&mut self.inner);
         assert!(
-            !inner.routes.contains_key(name),
+            !inner.routes.iter().any(|(n, _)| *n == name),
             "two services named `{name}` added to one router; rename one with `#[service(name = \"...\")]`"
         );
         let methods = descriptor.methods().iter().map(|m| (m.name(), m)).collect();
-        inner.routes.insert(name, Route { service: Arc::new(service), methods });
-        inner.order.push(name);
+        inner.routes.push((name, Route { service: Arc::new(service), methods }));
         self
     }
 
     /// The descriptors of the services, in the order they were added.
     pub fn services(&self) -> impl Iterator<Item = &'static ServiceDescriptor> + '_ {
-        self.inner.order.iter().map(|name| self.inner.routes[name].service.descriptor())
+        self.inner.routes.iter().map(|(_, route)| route.service.descriptor())
     }
 
     /// What the server's HELLO says of its services.
@@ -133,13 +132,13 @@ impl Router {
         response: ResponseBuf,
     ) -> Result<Handler, RpcError> {
         let routes = &self.inner.routes;
-        let route = match routes.get(service) {
-            Some(route) => route,
+        let route = match routes.iter().find(|(name, _)| *name == service) {
+            Some((_, route)) => route,
             // An empty name is the only service, for hand-written peers (PROTOCOL.md).
-            None if service.is_empty() && routes.len() == 1 => routes.values().next().expect("one route"),
+            None if service.is_empty() && routes.len() == 1 => &routes[0].1,
             None => return Err(RpcError::UnknownService(service.to_owned())),
         };
-        let Some(descriptor) = route.methods.get(method) else {
+        let Some(&(_, descriptor)) = route.methods.iter().find(|(name, _)| *name == method) else {
             return Err(RpcError::UnknownMethod(method.to_owned()));
         };
         // A one-way call of a unary method runs it and drops the result; any other difference
@@ -230,6 +229,7 @@ impl<S: Service> From<S> for Router {
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Router").field("services", &self.inner.order).finish()
+        let names: Vec<_> = self.inner.routes.iter().map(|(name, _)| name).collect();
+        f.debug_struct("Router").field("services", &names).finish()
     }
 }

@@ -119,7 +119,7 @@ pub(crate) fn decode(body: Bytes) -> Result<Message, (Option<u64>, RpcError)> {
         kind::CALL => {
             let id = c.varint("call id").map_err(no_id)?;
             let (head, body) = call(&mut c, id).map_err(|e| (Some(id), e))?;
-            Message::Call { head: Box::new(head), body }
+            Message::Call { head, body }
         }
         kind::REPLY => {
             let id = c.varint("reply id").map_err(no_id)?;

@@ -146,9 +146,10 @@ pub(crate) struct CallHead {
 
 /// A decoded frame. Bodies and names borrow from the frame's buffer.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a call is the common frame: boxing it costs an allocation each
 pub(crate) enum Message {
     Hello(Box<Hello>),
-    Call { head: Box<CallHead>, body: Bytes },
+    Call { head: CallHead, body: Bytes },
     Reply { id: u64, metadata: Metadata, body: Bytes },
     Error { id: u64, code: u64, message: String },
     Item { id: u64, body: Bytes },

@@ -372,7 +372,7 @@ impl ServerConn {
         match protocol::decode(body) {
             Ok(Message::Call { head, body }) => {
                 self.cancel_credit = self.cancel_credit.saturating_add(1);
-                self.on_request(*head, &body).await?;
+                self.on_request(head, &body).await?;
                 Ok(Activity::Call)
             }
             Ok(Message::Cancel { id }) => {

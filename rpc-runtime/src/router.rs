@@ -122,24 +122,28 @@ impl Router {
     }
 
     /// Checks a call against the services and prepares its handler.
+    ///
+    /// Names arrive as the frame's bytes: a name that matches one of ours is valid UTF-8, so only
+    /// a name that matches none is checked (and reported as a protocol error if it is not text).
     pub(crate) fn prepare(
         &self,
-        service: &str,
-        method: &str,
+        service: &[u8],
+        method: &[u8],
         kind: MethodKind,
         hash: u64,
         payload: &[u8],
         response: ResponseBuf,
     ) -> Result<Handler, RpcError> {
         let routes = &self.inner.routes;
-        let route = match routes.iter().find(|(name, _)| *name == service) {
-            Some((_, route)) => route,
+        let (service, route) = match routes.iter().find(|(name, _)| name.as_bytes() == service) {
+            Some((name, route)) => (*name, route),
             // An empty name is the only service, for hand-written peers (PROTOCOL.md).
-            None if service.is_empty() && routes.len() == 1 => &routes[0].1,
-            None => return Err(RpcError::UnknownService(service.to_owned())),
+            None if service.is_empty() && routes.len() == 1 => (routes[0].0, &routes[0].1),
+            None => return Err(RpcError::UnknownService(text(service, "service")?.to_owned())),
         };
-        let Some(&(_, descriptor)) = route.methods.iter().find(|(name, _)| *name == method) else {
-            return Err(RpcError::UnknownMethod(method.to_owned()));
+        let Some(&(method, descriptor)) = route.methods.iter().find(|(name, _)| name.as_bytes() == method)
+        else {
+            return Err(RpcError::UnknownMethod(text(method, "method")?.to_owned()));
         };
         // A one-way call of a unary method runs it and drops the result; any other difference
         // means the caller was built from another trait.
@@ -170,6 +174,11 @@ impl Router {
     }
 }
 
+/// A name that matched nothing, as text for the error that says so.
+fn text<'a>(name: &'a [u8], what: &str) -> Result<&'a str, RpcError> {
+    std::str::from_utf8(name).map_err(|_| RpcError::Protocol(format!("the {what} name is not valid UTF-8")))
+}
+
 impl Router {
     /// Runs one call in this process: routed and checked as a server does (service, method,
     /// kind, signature hash), within its deadline, with its metadata in the handler's
@@ -181,8 +190,14 @@ impl Router {
         // In-process, no frame limit applies; a transport that carries the reply checks its own.
         let response =
             ResponseBuf { buf: FrameBuf::with_capacity(64), max_frame_len: u32::MAX as usize, format };
-        let handler =
-            self.prepare(&call.service, &call.method, call.kind, call.signature, &call.body, response)?;
+        let handler = self.prepare(
+            call.service.as_bytes(),
+            call.method.as_bytes(),
+            call.kind,
+            call.signature,
+            &call.body,
+            response,
+        )?;
         let context = Context {
             request_id: 0,
             method: handler.method,

@@ -474,13 +474,6 @@ impl ServerConn {
         let protocol::CallHead { id, kind, format, service, method, hash, timeout, metadata } = head;
         let oneway = kind == crate::describe::MethodKind::Oneway;
         let fail = |e| if oneway { None } else { Some(e) };
-        let (Ok(service), Ok(method)) = (std::str::from_utf8(&service), std::str::from_utf8(&method)) else {
-            if let Some(e) = fail(RpcError::Protocol("the service or method name is not valid UTF-8".into()))
-            {
-                self.reply(id, &e).await;
-            }
-            return Ok(());
-        };
         let Some(format) = protocol::format_from_byte(format).filter(|f| Format::available().contains(f))
         else {
             if let Some(e) =
@@ -518,19 +511,21 @@ impl ServerConn {
         let response =
             ResponseBuf { buf: protocol::reply_header(id), max_frame_len: self.max_reply_len, format };
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.shared.router.prepare(service, method, kind, hash, payload, response)
+            self.shared.router.prepare(&service, &method, kind, hash, payload, response)
         }));
         let handler = match prepared {
             Ok(Ok(handler)) => handler,
             Ok(Err(e)) => {
-                limited!(self.outbox.log(), debug, peer = %self.peer, id, method, "refused a call: {e}");
+                let method = String::from_utf8_lossy(&method);
+                limited!(self.outbox.log(), debug, peer = %self.peer, id, %method, "refused a call: {e}");
                 if let Some(e) = fail(e) {
                     self.reply(id, &e).await;
                 }
                 return Ok(());
             }
             Err(panic) => {
-                limited!(self.outbox.log(), error, peer = %self.peer, id, method, "decoding the arguments panicked: {}", panic_message(&*panic));
+                let method = String::from_utf8_lossy(&method);
+                limited!(self.outbox.log(), error, peer = %self.peer, id, %method, "decoding the arguments panicked: {}", panic_message(&*panic));
                 if let Some(e) = fail(RpcError::HandlerPanicked) {
                     self.reply(id, &e).await;
                 }

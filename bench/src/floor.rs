@@ -21,8 +21,11 @@ use crate::suite::Until;
 const HEADER: usize = 4;
 /// The same maximum frame length as this framework's default.
 const MAX_FRAME: usize = 4 * 1024 * 1024;
-/// Room for several 64 KiB frames, so one read takes whatever the kernel has.
-const BUFFER: usize = 256 * 1024;
+/// Room for a 64 KiB frame and then some, so one read takes whatever the kernel has. Below
+/// glibc's 128 KiB `mmap` threshold on purpose: with a 256 KiB buffer (which malloc maps with
+/// `mmap`) the kernel's copies into it took twice the CPU time on this machine (64 KiB echo,
+/// `perf stat` task-clock, pinned, every transport); the cause was not pinned down.
+const BUFFER: usize = 120_000;
 
 /// Serves one connection until the peer closes it: every read's whole frames go back in one write.
 pub(crate) fn echo(mut r: Reader, mut w: Writer) -> io::Result<()> {

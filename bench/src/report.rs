@@ -12,9 +12,9 @@ Reproduce with `cargo run --release -p rpc-bench -- full` (about ten minutes; `-
 tiny version CI runs). Each transport is measured with the server in a child process of the
 benchmark. **floor** is a hand-written echo of 4-byte-length-prefixed frames, as fast as a careful
 one can be (`bench/src/floor.rs`): blocking std I/O with a thread per connection on both sides,
-each read taking every whole frame in a 256 KiB buffer and the server echoing all of them with one
-write straight from that buffer (no copy, no per-frame allocation), pipes and FIFOs enlarged to
-1 MiB (`F_SETPIPE_SZ`); for many connections at once, one event-loop thread (tokio,
+each read taking every whole frame in a 120,000-byte buffer and the server echoing all of them
+with one write straight from that buffer (no copy, no per-frame allocation), pipes and FIFOs
+enlarged to 1 MiB (`F_SETPIPE_SZ`); for many connections at once, one event-loop thread (tokio,
 current-thread) on each side instead. **ours** is this framework, **tarpc** is tarpc 0.38 over its
 serde transport with bincode (`serde-transport-bincode`: tokio-util's length-delimited framing and
 `tokio_serde::formats::Bincode`); both run on tokio's default multi-threaded runtime and drive

@@ -1,10 +1,12 @@
 //! The floor's transports: listeners that hand each connection to a thread of its own (blocking
-//! std I/O) or to one shared event loop (tokio, current thread), as the client asks, and client
-//! connections. The same kernel objects as this framework's
-//! transports (TCP with `TCP_NODELAY`, Unix sockets, the child's stdin and stdout, a pair of FIFOs
-//! per connection), set up the simplest way a hand-written program would. Pipes and FIFOs are
-//! enlarged to 1 MiB (`F_SETPIPE_SZ`, the unprivileged maximum), so a 64 KiB frame goes through in
-//! one write instead of four 16-page rounds.
+//! std I/O) or to one shared event loop (tokio, current thread), as the client asks with the
+//! connection's first byte, and client connections.
+//!
+//! The same kernel objects as this framework's transports (TCP with `TCP_NODELAY`, Unix sockets,
+//! the child's stdin and stdout, a pair of FIFOs per connection), set up the simplest way a
+//! hand-written program would (the FIFO registration is a line naming the client's directory, not
+//! `FIFO.md`'s handshake: set-up is not measured). Pipes and FIFOs are enlarged to 1 MiB
+//! (`F_SETPIPE_SZ`, the unprivileged maximum), so a 64 KiB frame goes through in one write.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -17,10 +17,13 @@ pub use std::vec::Vec;
 /// `std::sync::Arc`.
 pub type Shared<T> = Arc<T>;
 
+pub use crate::call::MethodRef;
+pub use crate::channel::{Channel, Layered};
 pub use crate::client::Client;
 pub use crate::codec::Format;
-use crate::codec::{Args, ArgsRef, WireArgs};
+use crate::codec::{Args, WireArgs};
 pub use crate::describe::{Described, MethodDescriptor, MethodKind, ServiceDescriptor};
+pub use crate::metadata::Metadata;
 
 /// Where a generated service keeps its descriptor, built on first use.
 pub type DescriptorCell = OnceLock<ServiceDescriptor>;
@@ -135,18 +138,18 @@ pub mod dispatch {
         /// Encodes a result into its response frame.
         fn encode(&self, response: ResponseBuf, value: &Self::Output) -> Result<FrameBuf, RpcError>;
         /// Makes a call and waits for its result.
-        fn call<'a>(
+        fn call<'a, C: Channel>(
             &self,
-            client: &'a Client,
-            method: &'static str,
-            args: &'a Self::Args,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: Self::Args,
         ) -> impl Future<Output = Result<Self::Output, RpcError>> + 'a;
         /// Sends a one-way call.
-        fn notify<'a>(
+        fn notify<'a, C: Channel>(
             &self,
-            client: &'a Client,
-            method: &'static str,
-            args: &'a Self::Args,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> + 'a;
         /// Describes the method: its argument names are `arg_names`, in order.
         fn describe(
@@ -171,25 +174,23 @@ pub mod dispatch {
             response.encode(value)
         }
 
-        // Not `async fn`: the future borrows the client and the arguments, never the probe.
-        #[allow(clippy::manual_async_fn)]
-        fn call<'a>(
+        // Not `async fn`: the future borrows the client, never the probe.
+        fn call<'a, C: Channel>(
             &self,
-            client: &'a Client,
-            method: &'static str,
-            args: &'a A,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: A,
         ) -> impl Future<Output = Result<R, RpcError>> + 'a {
-            async move { client.call(method, &ArgsRef(args)).await }
+            client.call(method, Args(args))
         }
 
-        #[allow(clippy::manual_async_fn)]
-        fn notify<'a>(
+        fn notify<'a, C: Channel>(
             &self,
-            client: &'a Client,
-            method: &'static str,
-            args: &'a A,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: A,
         ) -> impl Future<Output = Result<(), RpcError>> + 'a {
-            async move { client.notify(method, &ArgsRef(args)).await }
+            client.notify(method, Args(args))
         }
 
         fn describe(
@@ -220,20 +221,20 @@ pub mod dispatch {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
-        fn call<'a>(
+        fn call<C: Channel>(
             &self,
-            _client: &'a Client,
-            _method: &'static str,
-            _args: &'a Self::Args,
+            _client: &C,
+            _method: &'static MethodRef,
+            _args: Self::Args,
         ) -> impl Future<Output = Result<Self::Output, RpcError>> {
             async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
         }
         /// Not reachable: see [`Probe`].
-        fn notify<'a>(
+        fn notify<C: Channel>(
             &self,
-            _client: &'a Client,
-            _method: &'static str,
-            _args: &'a Self::Args,
+            _client: &C,
+            _method: &'static MethodRef,
+            _args: Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> {
             async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
         }

@@ -110,6 +110,14 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     }
 }
 
+/// Encodes `value` in `format` into a buffer of its own (the tower path, where the frame is
+/// not known yet).
+pub(crate) fn encode_to_vec<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>, RpcError> {
+    let mut buf = FrameBuf::with_capacity(64);
+    encode_into(format, &mut buf, value, u32::MAX as usize)?;
+    Ok(buf.body().to_vec())
+}
+
 /// Decodes a whole payload in `format`; trailing bytes are an error, not silently ignored, so a
 /// message from a mismatched schema is caught instead of half-read. Nesting and element counts
 /// are bounded, and the error names the limit that was broken.

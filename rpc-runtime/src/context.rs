@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use rpc_transport::Peer;
+
+use crate::Metadata;
 use tokio::time::Instant;
 
 tokio::task_local! {
     static CURRENT: Context;
 }
 
-/// The context of the call a handler is serving: its deadline, request id, method and peer.
+/// The context of the call a handler is serving: its deadline, request id, method, peer and
+/// metadata.
 ///
 /// Nothing here is marshalled with the arguments; the server sets it around each handler, and
 /// [`Context::current`] reads it from anywhere inside the handler's task. A client call made from
@@ -21,6 +24,7 @@ pub struct Context {
     pub(crate) method: &'static str,
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Arc<Peer>,
+    pub(crate) metadata: Metadata,
 }
 
 impl Context {
@@ -47,6 +51,12 @@ impl Context {
     /// Who called: the peer's address, or for a Unix socket its uid, gid and pid.
     pub fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// The metadata the caller sent with the call (trace context, credentials): see
+    /// [`Client::with_metadata`](crate::Client::with_metadata).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
     /// Runs `fut` with this context as the current one.

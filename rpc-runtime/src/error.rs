@@ -75,6 +75,29 @@ pub enum RpcError {
     /// The peer broke the wire protocol (bad preface, malformed frame, version mismatch).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server hosts no service of this name (the client was built for another server, or
+    /// the server does not host this service any more). The call never ran.
+    #[error("unknown service `{0}`")]
+    UnknownService(String),
+    /// The caller's and the server's signatures of the method differ: the argument or result
+    /// types changed on one side (a `i32` became a `u32`, a field was added to a struct). The
+    /// server refused the call without running it; rebuild the older side from the newer trait.
+    #[error("signature mismatch on `{method}`: {detail}")]
+    SignatureMismatch {
+        /// The method, as `service.method`.
+        method: String,
+        /// What differs, as the server reported it: both hashes and the server's signature.
+        detail: String,
+    },
+    /// A call's or reply's metadata is over its bounds (see [`crate::Metadata`]); the message
+    /// says which. From a client, the call never started.
+    #[error("metadata too large: {0}")]
+    MetadataTooLarge(Arc<str>),
+    /// A middleware layer between a generated client and its connection failed the call (a
+    /// tower timeout, a rate limiter, a load balancer with no endpoint); its error is the
+    /// [`source`](std::error::Error::source).
+    #[error("layer error: {0}")]
+    Layer(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// The server reported an error code this client does not know.
     #[error("remote error {code}: {message}")]
     Remote {
@@ -91,15 +114,32 @@ impl RpcError {
     /// [`Overloaded`](RpcError::Overloaded)), or there was no connection to send it on
     /// ([`Unavailable`](RpcError::Unavailable)). A call that failed any other way may have run.
     pub fn never_started(&self) -> bool {
-        matches!(self, RpcError::ShuttingDown | RpcError::Overloaded(_) | RpcError::Unavailable { .. })
+        matches!(
+            self,
+            RpcError::ShuttingDown
+                | RpcError::Overloaded(_)
+                | RpcError::Unavailable { .. }
+                | RpcError::UnknownService(_)
+                | RpcError::SignatureMismatch { .. }
+                | RpcError::MetadataTooLarge(_)
+        )
     }
 
     /// Whether retrying the call is safe (it never started, see [`never_started`]) and may
-    /// succeed: true for the same errors.
+    /// succeed: true for the same errors, except those a retry would meet again (an unknown
+    /// service, a signature mismatch, metadata over its bounds).
     ///
     /// [`never_started`]: RpcError::never_started
     pub fn is_retryable(&self) -> bool {
-        self.never_started()
+        matches!(self, RpcError::ShuttingDown | RpcError::Overloaded(_) | RpcError::Unavailable { .. })
+    }
+
+    /// Converts a middleware layer's error: an `RpcError` inside it comes out as itself.
+    pub fn from_layer(error: Box<dyn std::error::Error + Send + Sync>) -> RpcError {
+        match error.downcast::<RpcError>() {
+            Ok(e) => *e,
+            Err(other) => RpcError::Layer(Arc::from(other)),
+        }
     }
 
     /// The I/O error underneath, for [`Io`](RpcError::Io) and [`Unavailable`](RpcError::Unavailable)
@@ -130,6 +170,13 @@ impl RpcError {
                 (ErrorCode::Internal, format!("the server could not encode the response: {m}"))
             }
             RpcError::Protocol(m) => (ErrorCode::Protocol, m.clone()),
+            RpcError::UnknownService(s) => (ErrorCode::UnknownService, s.clone()),
+            // The client knows the method; `service.method: detail` keeps the message readable
+            // for any peer and parseable for ours.
+            RpcError::SignatureMismatch { method, detail } => {
+                (ErrorCode::SignatureMismatch, format!("{method}: {detail}"))
+            }
+            RpcError::MetadataTooLarge(m) => (ErrorCode::MetadataTooLarge, m.to_string()),
             // I/O and connection errors describe this side's environment (paths, addresses):
             // they go to the log, never to the peer.
             other => {
@@ -155,7 +202,16 @@ impl RpcError {
                 let mut parts = message.split(' ').map(|p| p.parse::<usize>().unwrap_or(0));
                 RpcError::FrameTooLarge { len: parts.next().unwrap_or(0), max: parts.next().unwrap_or(0) }
             }
-            Some(ErrorCode::Protocol) => RpcError::Protocol(message),
+            Some(ErrorCode::Protocol | ErrorCode::StreamProtocol) => RpcError::Protocol(message),
+            Some(ErrorCode::UnsupportedFormat) => RpcError::Decode(message),
+            Some(ErrorCode::UnknownService) => RpcError::UnknownService(message),
+            Some(ErrorCode::SignatureMismatch) => match message.split_once(": ") {
+                Some((method, detail)) => {
+                    RpcError::SignatureMismatch { method: method.to_owned(), detail: detail.to_owned() }
+                }
+                None => RpcError::SignatureMismatch { method: String::new(), detail: message },
+            },
+            Some(ErrorCode::MetadataTooLarge) => RpcError::MetadataTooLarge(message.into()),
             _ => RpcError::Remote { code, message },
         }
     }

@@ -60,13 +60,18 @@
 #[allow(unused_extern_crates)]
 extern crate self as rpc_runtime;
 
+mod call;
+mod channel;
 pub mod client;
 pub mod codec;
 mod context;
 pub mod describe;
 mod error;
+pub mod hello;
 pub mod limits;
+mod metadata;
 mod protocol;
+mod router;
 pub mod server;
 mod service;
 mod writer;
@@ -77,10 +82,15 @@ pub mod __private;
 #[doc(hidden)]
 pub mod __fuzz;
 
+pub use call::{Call, MethodRef, Reply};
+pub use channel::{Channel, Layered};
 pub use client::{Client, ClientBuilder};
 pub use codec::{Format, MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
 pub use context::Context;
 pub use error::RpcError;
+pub use hello::Hello;
+pub use metadata::{Metadata, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES};
+pub use router::Router;
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use service::{Handler, HandlerFuture, ResponseBuf, Service};
 

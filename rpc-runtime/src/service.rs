@@ -28,6 +28,24 @@ impl Handler {
         Handler { method, future: Box::pin(future), run_to_completion: false }
     }
 
+    /// The method's wire name.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// Replaces the handler's future with `wrap(future)`: how middleware sees a call's outcome
+    /// (the encoded reply, or the error) and the time it took.
+    pub fn map_future<F>(self, wrap: impl FnOnce(HandlerFuture) -> F) -> Self
+    where
+        F: Future<Output = Result<FrameBuf, RpcError>> + Send + 'static,
+    {
+        Handler {
+            method: self.method,
+            future: Box::pin(wrap(self.future)),
+            run_to_completion: self.run_to_completion,
+        }
+    }
+
     /// Makes the handler run to completion even if the caller cancels, its deadline passes or the
     /// connection closes (its result is then discarded). Only the end of a shutdown's grace
     /// period stops it. For handlers that must not be interrupted halfway.
@@ -44,24 +62,34 @@ impl fmt::Debug for Handler {
 }
 
 /// A service the runtime can serve: implemented by the `{Trait}Server` type `#[service]`
-/// generates.
+/// generates, and by wrappers of it (middleware).
 ///
 /// `call` decodes the arguments of `method` from `payload` and returns the future that runs the
 /// user's implementation and appends the encoded result to `response` (a frame whose header the
 /// runtime has already written). An unknown method is [`RpcError::UnknownMethod`]; arguments that
-/// do not decode are [`RpcError::Decode`].
+/// do not decode are [`RpcError::Decode`]. The [`Router`](crate::Router) has already checked
+/// the service's name and the method's kind and signature hash against [`descriptor`].
+///
+/// A middleware wraps another `Service`, forwards `descriptor` and `call`, and wraps the
+/// returned [`Handler`] with [`Handler::map_future`] to see every call's outcome.
+///
+/// [`descriptor`]: Service::descriptor
 pub trait Service: Send + Sync + 'static {
+    /// The service's name and methods, with their kinds and signature hashes.
+    fn descriptor(&self) -> &'static crate::describe::ServiceDescriptor;
+
     /// Decodes one call and prepares its handler.
     fn call(&self, method: &str, payload: &[u8], response: ResponseBuf) -> Result<Handler, RpcError>;
 }
 
 /// The frame a handler's result is encoded into, with the runtime's maximum frame length and
-/// the connection's format.
-#[derive(Debug)]
+/// the call's format. Cloning it lets a composite service offer the call to one service and,
+/// should it refuse it, to another.
+#[derive(Debug, Clone)]
 pub struct ResponseBuf {
     pub(crate) buf: FrameBuf,
     pub(crate) max_frame_len: usize,
-    /// The connection's format: the call's arguments arrived in it, the result leaves in it.
+    /// The call's format: its arguments arrived in it, the result leaves in it.
     pub(crate) format: Format,
 }
 

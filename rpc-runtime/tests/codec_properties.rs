@@ -10,16 +10,40 @@ use serde::{Deserialize, Serialize};
 fn envelope() -> impl Strategy<Value = Envelope> {
     let bytes = || prop::collection::vec(any::<u8>(), 0..64);
     prop_oneof![
-        (any::<u64>(), prop::option::of(any::<u64>()), any::<bool>(), bytes(), bytes()).prop_map(
-            |(id, us, oneway, method, payload)| Envelope::Request {
-                id,
-                timeout: us.map(Duration::from_micros),
-                oneway,
-                method,
-                payload
+        (
+            (any::<u64>(), 0u8..5, 0u8..2, bytes(), bytes(), any::<u64>()),
+            (prop::option::of(any::<u64>()), metadata(), bytes())
+        )
+            .prop_map(|((id, kind, format, service, method, hash), (us, metadata, payload))| {
+                Envelope::Call {
+                    id,
+                    kind,
+                    format,
+                    service,
+                    method,
+                    hash,
+                    timeout: us.map(Duration::from_micros),
+                    metadata,
+                    payload,
+                }
+            }),
+        (any::<u64>(), metadata(), bytes()).prop_map(|(id, metadata, payload)| Envelope::Reply {
+            id,
+            metadata,
+            payload
+        }),
+        (any::<u64>(), bytes()).prop_map(|(id, payload)| Envelope::Item { id, payload }),
+        any::<u64>().prop_map(|id| Envelope::End { id }),
+        (any::<u64>(), any::<u64>()).prop_map(|(id, credit)| Envelope::Credit { id, credit }),
+        (1024u64.., any::<u64>(), 1u64.., 1u64..4, services()).prop_map(
+            |(max_frame_len, max_concurrent_calls, stream_window, formats, services)| Envelope::Hello {
+                max_frame_len,
+                max_concurrent_calls,
+                stream_window,
+                formats,
+                services
             }
         ),
-        (any::<u64>(), bytes()).prop_map(|(id, payload)| Envelope::Response { id, payload }),
         (any::<u64>(), any::<u64>(), ".{0,40}").prop_map(|(id, code, message)| Envelope::Error {
             id,
             code,
@@ -30,6 +54,15 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         Just(Envelope::Pong { nonce: 0 }),
         (any::<u64>(), ".{0,40}").prop_map(|(code, message)| Envelope::GoAway { code, message }),
     ]
+}
+
+fn metadata() -> impl Strategy<Value = Vec<(String, String)>> {
+    prop::collection::vec((".{0,12}", ".{0,24}"), 0..4)
+}
+
+fn services() -> impl Strategy<Value = Vec<rpc_runtime::__fuzz::AdvertisedEntry>> {
+    let method = ("[a-z_]{1,12}", 0u8..5, any::<u64>());
+    prop::collection::vec(("[A-Za-z.]{1,16}", prop::collection::vec(method, 0..4)), 0..3)
 }
 
 /// A message with every kind of field the checklist names.

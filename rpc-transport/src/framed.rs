@@ -514,7 +514,7 @@ impl Frame {
 ///
 /// A plain `Vec<u8>` underneath: its `push` and `extend_from_slice` inline into the encoder, so a
 /// byte array serialized element by element costs a store per byte, not a `memcpy` call.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FrameBuf {
     buf: Vec<u8>,
 }

@@ -191,10 +191,7 @@ impl Fixture {
     }
 
     /// Starts a server, letting `configure` change its settings first.
-    pub async fn start_with(
-        kind: Kind,
-        configure: impl FnOnce(Server<ProbeServer<ProbeImpl>>) -> Server<ProbeServer<ProbeImpl>>,
-    ) -> Fixture {
+    pub async fn start_with(kind: Kind, configure: impl FnOnce(Server) -> Server) -> Fixture {
         let probe = ProbeImpl::default();
         let state = Arc::clone(&probe.state);
         let server = configure(Server::new(ProbeServer::new(probe)));

@@ -190,7 +190,7 @@ pub fn server_connection_frames(data: &[u8]) -> Vec<wire::Frame> {
             .serve_connection(Connection::new(read, write, Peer::Memory));
         let mut peer = RawPeer::new(ours);
         let mut writer = peer.split_writer();
-        let input = [&wire::PREFACE[..], data].concat();
+        let input = [&wire::greeting()[..], data].concat();
         // The input is not followed by EOF (a client that hangs up makes the server abort its
         // calls, which would hide the handlers from the fuzzer): the server ends the connection
         // itself, at the latest when its idle timeout fires in paused time.

@@ -368,10 +368,7 @@ impl Connector {
 }
 
 /// Starts a [`KitchenImpl`] server on `transport`, configured by `configure`, and connects a client.
-pub async fn start_with(
-    transport: Transport,
-    configure: impl FnOnce(Server<KitchenServer<KitchenImpl>>) -> Server<KitchenServer<KitchenImpl>>,
-) -> Fixture {
+pub async fn start_with(transport: Transport, configure: impl FnOnce(Server) -> Server) -> Fixture {
     use rpc_runtime::transport::{fifo, pipe};
     let imp = KitchenImpl::new();
     let server = configure(Server::new(KitchenServer::new(imp)));
@@ -491,5 +488,5 @@ pub async fn raw_pair(
     }
 }
 
-/// The connection preface of protocol version 1.
-pub const PREFACE: [u8; 8] = [0x89, b'R', b'P', b'C', b'\r', b'\n', 1, 0];
+/// The connection preface of protocol version 2.
+pub use wire::PREFACE;

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::Rng;
+use rpc_runtime::describe::MethodKind;
 use rpc_runtime::transport::framed::{FrameReader, FrameWriter};
-use rpc_runtime::{Client, RpcError};
+use rpc_runtime::{Client, MethodRef, RpcError};
 use rpc_tests::*;
 
 async fn method_shapes(transport: Transport) {
@@ -147,9 +148,10 @@ async fn connection_loss_fails_every_pending_call(transport: Transport) {
     let (read, write, _, _guard) = server_end.into_parts();
     let mut reader = FrameReader::new(read, 1 << 20);
     let mut writer = FrameWriter::new(write);
-    writer.queue_raw(&PREFACE);
+    writer.queue_raw(&rpc_tests::wire::greeting());
     writer.send(&mut Vec::new()).await.unwrap();
     assert_eq!(&reader.read_raw(8).await.unwrap().unwrap()[..], &PREFACE);
+    reader.read_frame().await.unwrap().unwrap(); // the HELLO
     for _ in 0..100 {
         guard("requests", reader.read_frame()).await.unwrap().unwrap();
     }
@@ -166,10 +168,70 @@ async fn connection_loss_fails_every_pending_call(transport: Transport) {
 async fn unknown_methods_leave_the_connection_up(transport: Transport) {
     let f = start(transport).await;
     let raw: &Client = f.client.as_client();
-    let result: Result<u64, _> = raw.call("no_such_method", &(1u64,)).await;
+    static NO_SUCH: MethodRef = MethodRef::dynamic("Kitchen", "no_such_method", MethodKind::Unary, 0);
+    let result: Result<u64, _> = raw.call(&NO_SUCH, &(1u64,)).await;
     assert!(matches!(&result, Err(RpcError::UnknownMethod(m)) if m == "no_such_method"), "{result:?}");
-    let bad_args: Result<i64, _> = raw.call("add", &("not", "numbers", "at all")).await;
+    // Hash 0 skips the signature check (a caller without a schema): the arguments then fail to
+    // decode, and say so.
+    static ADD: MethodRef = MethodRef::dynamic("Kitchen", "add", MethodKind::Unary, 0);
+    let bad_args: Result<i64, _> = raw.call(&ADD, &("not", "numbers", "at all")).await;
     assert!(matches!(bad_args, Err(RpcError::Decode(_))), "{bad_args:?}");
+    static OTHER: MethodRef = MethodRef::dynamic("NotKitchen", "add", MethodKind::Unary, 0);
+    let other: Result<i64, _> = raw.call(&OTHER, &(1i64, 2i64)).await;
+    assert!(matches!(&other, Err(RpcError::UnknownService(s)) if s == "NotKitchen"), "{other:?}");
+    assert_eq!(f.client.add(2, 3).await.unwrap(), 5);
+}
+
+/// Copies of the `Kitchen` trait as another team might hold them (issue 11's skew cases).
+mod skewed {
+    use rpc_runtime::service;
+
+    /// `add` over `u32`s: under protocol v1, `add(3, 4)` answered `Ok(0)`.
+    #[service(name = "Kitchen")]
+    pub(crate) trait KitchenU32 {
+        async fn add(&self, a: u32, b: u32) -> u32;
+        async fn ping(&self);
+    }
+
+    /// `add` over `String`s: under protocol v1, `add("", "")` answered `Ok("")`.
+    #[service(name = "Kitchen")]
+    pub(crate) trait KitchenText {
+        async fn add(&self, a: String, b: String) -> String;
+    }
+
+    /// An unrelated service whose method shares a name (and a signature) with `Kitchen`'s.
+    #[service]
+    pub(crate) trait Stats {
+        async fn add(&self, a: i64, b: i64) -> i64;
+    }
+}
+
+/// Schema skew fails with a typed error naming the method, without running the handler; a
+/// method of another service is not answered; the connection carries on.
+async fn schema_skew_gets_a_typed_error(transport: Transport) {
+    use skewed::{KitchenTextClient, KitchenU32Client, StatsClient};
+    let f = start(transport).await;
+    let raw = f.client.as_client().clone();
+    let u32s = KitchenU32Client::from_client(raw.clone());
+    match u32s.add(3, 4).await {
+        Err(RpcError::SignatureMismatch { method, detail }) => {
+            assert_eq!(method, "Kitchen.add");
+            assert!(detail.contains("unary (i64,i64)->i64"), "names the server's signature: {detail}");
+        }
+        other => panic!("expected a signature mismatch, got {other:?}"),
+    }
+    // The methods the copies agree on still work.
+    u32s.ping().await.expect("an unchanged method of a skewed copy");
+    let text = KitchenTextClient::from_client(raw.clone());
+    let result = text.add(String::new(), String::new()).await;
+    assert!(
+        matches!(&result, Err(RpcError::SignatureMismatch { method, .. }) if method == "Kitchen.add"),
+        "{result:?}"
+    );
+    let stats = StatsClient::from_client(raw);
+    let result = stats.add(1, 2).await;
+    assert!(matches!(&result, Err(RpcError::UnknownService(s)) if s == "Stats"), "{result:?}");
+    assert!(result.unwrap_err().never_started());
     assert_eq!(f.client.add(2, 3).await.unwrap(), 5);
 }
 
@@ -185,13 +247,15 @@ async fn a_peer_of_another_version_gets_a_clear_error(transport: Transport) {
     let client = KitchenClient::new(client_end);
     let (_read, write, _, _g) = server_end.into_parts();
     let mut writer = FrameWriter::new(write);
-    let mut v2 = PREFACE;
-    v2[6] = 2;
-    writer.queue_raw(&v2);
+    let mut v1 = PREFACE;
+    v1[6] = 1;
+    writer.queue_raw(&v1);
     writer.send(&mut Vec::new()).await.unwrap();
-    let result = guard("call to a v2 server", client.add(1, 2)).await;
+    let result = guard("call to a v1 server", client.add(1, 2)).await;
     match result {
-        Err(RpcError::Protocol(msg)) => assert!(msg.contains("version 2"), "{msg}"),
+        Err(RpcError::Protocol(msg)) => {
+            assert!(msg.contains("version 1, this side speaks version 2"), "{msg}")
+        }
         other => panic!("expected a protocol error naming the version, got {other:?}"),
     }
 }
@@ -211,6 +275,7 @@ macro_rules! suite {
                 oneway_calls_reach_the_server,
                 a_panicking_handler_fails_only_its_call,
                 unknown_methods_leave_the_connection_up,
+                schema_skew_gets_a_typed_error,
                 oversized_requests_fail_locally
                 $(, $extra)*
             );

@@ -145,7 +145,7 @@ impl Hop for HopImpl {
 /// Serves `imp` on a fresh TCP port and returns a client to it.
 async fn serve_tcp(
     imp: HopImpl,
-    configure: impl FnOnce(Server<HopServer<HopImpl>>) -> Server<HopServer<HopImpl>>,
+    configure: impl FnOnce(Server) -> Server,
 ) -> (HopClient, rpc_runtime::ServerHandle) {
     let listener = tcp::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr();
@@ -414,9 +414,10 @@ async fn silent_server(mut listener: memory::MemoryListener) {
     let (read, write, _, _g) = listener.accept().await.unwrap().unwrap().into_parts();
     let mut reader = FrameReader::new(read, 1 << 20);
     let mut writer = FrameWriter::new(write);
-    writer.queue_raw(&PREFACE);
+    writer.queue_raw(&rpc_tests::wire::greeting());
     writer.send(&mut Vec::new()).await.unwrap();
     assert_eq!(&reader.read_raw(8).await.unwrap().unwrap()[..], &PREFACE);
+    reader.read_frame().await.unwrap().unwrap(); // the HELLO
     while let Ok(Some(_)) = reader.read_frame().await {}
 }
 
@@ -489,9 +490,10 @@ async fn a_reconnecting_client_fails_calls_at_the_break_and_never_replays_them()
             guard("first connection", first.accept()).await.unwrap().unwrap().into_parts();
         let mut reader = FrameReader::new(read, 1 << 20);
         let mut writer = FrameWriter::new(write);
-        writer.queue_raw(&PREFACE);
+        writer.queue_raw(&rpc_tests::wire::greeting());
         writer.send(&mut Vec::new()).await.unwrap();
         reader.read_raw(8).await.unwrap();
+        reader.read_frame().await.unwrap().unwrap(); // the HELLO
         guard("the request", reader.read_frame()).await.unwrap().unwrap();
     }
     drop(first);
@@ -641,23 +643,14 @@ async fn a_peer_that_stops_reading_is_disconnected_not_buffered() {
     let _server = Server::new(HopServer::new(imp)).write_timeout(write_timeout).serve(listener);
     let (read, write, _, _g) = connector.connect().unwrap().into_parts();
     let mut writer = FrameWriter::new(write);
-    writer.queue_raw(&PREFACE);
+    writer.queue_raw(&rpc_tests::wire::greeting());
     // 20,000 calls asking for 64 KiB each (1.25 GiB of responses; the requests alone are 5 times
     // the pipe's buffer), and this side never reads.
     let sender = tokio::spawn(async move {
         for id in 1..=20_000u64 {
             let mut req = FrameBuf::with_capacity(16);
-            req.push(1); // REQUEST
-            let mut v = id;
-            while v >= 0x80 {
-                req.push(v as u8 | 0x80);
-                v >>= 7;
-            }
-            req.push(v as u8);
-            req.push(0); // flags
-            req.push(4); // method name length
-            req.extend_from_slice(b"blob");
-            req.extend_from_slice(&[0x80, 0x80, 0x04]); // len = 65536 as a varint
+            // 65536 as a varint: the size of the response to make.
+            req.extend_from_slice(&rpc_tests::wire::request(id, "blob", None, &[0x80, 0x80, 0x04]));
             let frame = req.finish(1 << 20).unwrap();
             if writer.send(&mut vec![frame]).await.is_err() {
                 return id;
@@ -676,6 +669,7 @@ async fn a_peer_that_stops_reading_is_disconnected_not_buffered() {
     // What the server did send is still readable, then EOF: the connection was closed.
     let mut reader = FrameReader::new(read, 1 << 20);
     reader.read_raw(8).await.unwrap();
+    reader.read_frame().await.unwrap().unwrap(); // the HELLO
     let mut frames = 0;
     while let Ok(Some(_)) = guard("drain", reader.read_frame()).await {
         frames += 1;
@@ -691,19 +685,13 @@ fn raw_request(
     args: &[u8],
 ) -> rpc_runtime::transport::framed::Frame {
     let mut req = rpc_runtime::transport::framed::FrameBuf::with_capacity(32);
-    req.push(1); // REQUEST
-    req.push(id);
-    req.push(if timeout_us.is_some() { 1 } else { 0 });
-    if let Some(mut v) = timeout_us {
-        while v >= 0x80 {
-            req.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        req.push(v as u8);
-    }
-    req.push(method.len() as u8);
-    req.extend_from_slice(method.as_bytes());
-    req.extend_from_slice(args);
+    req.extend_from_slice(&rpc_tests::wire::request_raw(
+        id.into(),
+        method.as_bytes(),
+        timeout_us,
+        false,
+        args,
+    ));
     req.finish(1 << 20).unwrap()
 }
 
@@ -718,7 +706,7 @@ async fn forged_deadlines_are_clamped_or_refused_without_panicking() {
     let (read, write, _, _g) = tcp::connect(addr).await.unwrap().into_parts();
     let mut reader = FrameReader::new(read, 1 << 20);
     let mut writer = FrameWriter::new(write);
-    writer.queue_raw(&PREFACE);
+    writer.queue_raw(&rpc_tests::wire::greeting());
     let mut frames = vec![
         raw_request(1, Some(0), "nap", &[0]),                    // already expired
         raw_request(2, Some(u64::MAX), "whoami", &[]),           // ~584,000 years
@@ -726,20 +714,22 @@ async fn forged_deadlines_are_clamped_or_refused_without_panicking() {
     ];
     writer.send(&mut frames).await.unwrap();
     reader.read_raw(8).await.unwrap();
+    reader.read_frame().await.unwrap().unwrap(); // the HELLO
     let mut replies = std::collections::BTreeMap::new();
     for _ in 0..3 {
         let body = guard("reply", reader.read_frame()).await.unwrap().unwrap();
         replies.insert(body[1], body);
     }
     // Deadline 0: refused as expired, without running the handler.
-    assert_eq!(replies[&1][0], 3, "an error frame");
+    assert_eq!(replies[&1][0], 4, "an error frame");
     assert_eq!(replies[&1][2], 4, "DEADLINE_EXCEEDED");
     // Huge deadlines: served, with the deadline clamped to the server's maximum.
-    assert_eq!(replies[&2][0], 2, "a response frame");
-    let info: CallInfo = postcard::from_bytes(&replies[&2][2..]).unwrap();
+    assert_eq!(replies[&2][0], 3, "a reply frame");
+    // Kind, id, flags, then the body.
+    let info: CallInfo = postcard::from_bytes(&replies[&2][3..]).unwrap();
     let remaining = info.remaining.expect("a clamped deadline");
     assert!(remaining <= Duration::from_secs(60), "clamped to max_deadline: {remaining:?}");
-    assert_eq!(replies[&3][0], 2, "a response frame");
+    assert_eq!(replies[&3][0], 3, "a reply frame");
     // The server is unharmed.
     assert_eq!(client.nap(0).await.unwrap(), 0);
 }

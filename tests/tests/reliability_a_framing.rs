@@ -90,7 +90,9 @@ async fn a1_forged_length_prefix() {
             let mut peer = fx.raw().await;
             peer.send_frame(&bytes_request_of_len(1, MAX)).await.unwrap();
             let len = expect_response_u64(peer.expect_frame().await, 1);
-            assert!(len as usize > MAX - 16, "{kind}: a frame of exactly max bytes is served");
+            // The call's envelope (kind, id, call kind, flags, format, names, hash) and the
+            // payload's length take the rest.
+            assert!(len as usize > MAX - 32, "{kind}: a frame of exactly max bytes is served");
             let mut over = wire::frame(&bytes_request_of_len(2, MAX + 1));
             over.truncate(4 + 100); // the header alone must decide
             peer.send(&over).await.unwrap();
@@ -291,19 +293,19 @@ async fn a3_invalid_bodies_get_typed_errors() {
             assert!(message.contains("UTF-8"), "{message}");
             // Unknown flags with a readable id: answered for that id.
             let mut flagged = wire::request(202, "add", None, &[1, 2]);
-            flagged[1 + varint(202).len()] = 0x80;
+            flagged[1 + varint(202).len() + 1] = 0x80;
             peer.send_frame(&flagged).await.unwrap();
             let message = expect_error(peer.expect_frame().await, 202, code::PROTOCOL);
-            assert!(message.contains("unknown request flags"), "{message}");
+            assert!(message.contains("unknown call flags"), "{message}");
             // The connection carries on.
             peer.send_frame(&wire::request(300, "add", None, &[2, 3])).await.unwrap();
             assert_eq!(expect_response_u64(peer.expect_frame().await, 300), 5);
 
             // No readable id: goaway naming the reason, then close.
             for (body, want) in [
-                ([vec![1], vec![0xff; 11]].concat(), "request id overflows"),
+                ([vec![2], vec![0xff; 11]].concat(), "call id overflows"),
                 (vec![99, 1, 2], "unknown frame kind 99"),
-                (vec![4], "cancel id"),
+                (vec![7], "cancel id"),
             ] {
                 let mut peer = fx.raw().await;
                 peer.send_frame(&body).await.unwrap();

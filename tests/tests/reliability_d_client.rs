@@ -258,7 +258,9 @@ async fn extreme_deadlines_case(kind: Kind, max_deadline: Option<Duration>) {
         }
 
         let mut overlong = wire::request_raw(4, b"add", Some(0), false, &[1, 1]);
-        let at = 1 + varint(4).len() + 1;
+        // Kind, id, call kind, flags, format, an empty service name, "add", the hash: then the
+        // deadline.
+        let at = 1 + varint(4).len() + 3 + 1 + 4 + 8;
         overlong.splice(at..at + 1, [0xff; 11]);
         peer.send_frame(&overlong).await.unwrap();
         match peer.expect_frame().await {

@@ -379,7 +379,7 @@ async fn e4_many_connections_announcing_max_frames() {
             let (mut refused, mut evicted, mut shed, mut stalled) = (0, 0, 0, 0);
             for _ in 0..200 {
                 let mut peer = RawPeer::new(fx.connect().await);
-                peer.send(&wire::PREFACE).await.unwrap();
+                peer.send(&wire::greeting()).await.unwrap();
                 peer.expect_preface().await;
                 let mut bytes = (4 * MIB as u32).to_be_bytes().to_vec();
                 bytes.resize(4 + trickle, 0);

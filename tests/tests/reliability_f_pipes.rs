@@ -14,7 +14,7 @@ use rpc_tests::within;
 
 const PROBE_SERVER: &str = env!("CARGO_BIN_EXE_probe-server");
 
-fn server() -> Server<ProbeServer<ProbeImpl>> {
+fn server() -> Server {
     Server::new(ProbeServer::new(ProbeImpl::default()))
 }
 
@@ -225,7 +225,7 @@ async fn f5_child_death_on_pipes() {
     sibling.kill().await.unwrap();
 
     // A child that printed part of a response, then died: "unexpected end of stream mid-frame".
-    let script = r#"printf '\211RPC\r\n\001\000'; head -c 1 >/dev/null; printf '\000\000\000\144\002\001'; kill -9 $$"#;
+    let script = r#"printf '\211RPC\r\n\002\000'; head -c 1 >/dev/null; printf '\000\000\000\144\003\001'; kill -9 $$"#;
     let mut sh = std::process::Command::new("sh");
     sh.arg("-c").arg(script);
     let (conn, mut child) = pipe::spawn(sh).unwrap();
@@ -261,7 +261,7 @@ async fn f5_errors_name_the_child_and_its_exit() {
     assert_eq!(within(20, "reaping", child.wait()).await.unwrap().code(), Some(3));
 
     // Sends its preface, reads the request's first byte, then exits 7 with the call in flight.
-    let script = r#"printf '\211RPC\r\n\001\000'; head -c 1 >/dev/null; exit 7"#;
+    let script = r#"printf '\211RPC\r\n\002\000'; head -c 1 >/dev/null; exit 7"#;
     let mut sh = std::process::Command::new("sh");
     sh.arg("-c").arg(script);
     let (conn, mut child) = pipe::spawn(sh).unwrap();

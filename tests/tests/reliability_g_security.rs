@@ -211,7 +211,7 @@ fn unsafe_geteuid() -> u32 {
 ///
 /// `pub`: the macro's generated items are `pub` and would trip `unreachable_pub` on a private
 /// trait.
-#[service]
+#[service(name = "Probe")]
 pub trait ProbeV2 {
     /// As in `Probe`.
     async fn add(&self, a: u64, b: u64) -> u64;

@@ -10,7 +10,11 @@ use crate::ast::Service;
 /// impls and an inherent impl with `new`, `from_client`, `with_timeout`, `as_client` and
 /// `async fn add(&self, a: i64, b: i64) -> Result<i64, RpcError>` (for a `#[oneway]` method,
 /// `fn log(&self, line: String) -> impl OnewayFuture<Output = Result<(), RpcError>> + '_`).
-pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
+pub(super) fn generate(
+    krate: &syn::Path,
+    service: &Service,
+    wire_service: &str,
+) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
     let client = super::suffixed(service, "Client");
@@ -23,6 +27,12 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
         let (args, tys) = super::arg_lists(m);
         let probe = super::probe(krate, m);
+        let kind = if m.oneway.is_some() { quote!(Oneway) } else { quote!(Unary) };
+        // The method's identity on the wire; its signature hash is computed on first use.
+        let method_ref = quote! {
+            static __RPC_METHOD: #p::MethodRef =
+                #p::MethodRef::new(__rpc_descriptor, #wire_service, #wire, #p::MethodKind::#kind);
+        };
         // `#[deprecated]` warns the callers of the client, not the generated code (which allows
         // it where it calls the trait method).
         let deprecated = m.attrs.iter().filter(|a| a.path().is_ident("deprecated"));
@@ -35,13 +45,15 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             // says that the call is sent only when awaited.
             quote_spanned! {span=>
                 fn #name(&self, #(#args: #tys),*) -> impl #p::OnewayFuture<Output = #ret> + '_ {
-                    async move { #probe.notify(&self.client, #wire, &(#(#args,)*)).await }
+                    #method_ref
+                    async move { #probe.notify(&self.client, &__RPC_METHOD, (#(#args,)*)).await }
                 }
             }
         } else {
             quote_spanned! {span=>
                 async fn #name(&self, #(#args: #tys),*) -> #ret {
-                    #probe.call(&self.client, #wire, &(#(#args,)*)).await
+                    #method_ref
+                    #probe.call(&self.client, &__RPC_METHOD, (#(#args,)*)).await
                 }
             }
         };
@@ -57,24 +69,25 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     });
     let doc = format!(
         "The client of the [`{trait_name}`](super::{trait_name}) service: one async method per trait method.\n\n\
-         Clones share one connection; calls from many tasks are multiplexed on it."
+         Clones share one connection; calls from many tasks are multiplexed on it. `C` is what carries \
+         the calls: a `rpc_runtime::Client` by default, or tower layers around one (`from_service`)."
     );
     let ty = quote! {
         #[doc = #doc]
-        #inner_vis struct #client {
-            pub(super) client: #inner_p::Client,
+        #inner_vis struct #client<C = #inner_p::Client> {
+            pub(super) client: C,
         }
     };
     let impls = quote! {
         #[automatically_derived]
-        impl ::core::clone::Clone for #client_path {
+        impl<C: ::core::clone::Clone> ::core::clone::Clone for #client_path<C> {
             fn clone(&self) -> Self {
                 Self { client: ::core::clone::Clone::clone(&self.client) }
             }
         }
 
         #[automatically_derived]
-        impl ::core::fmt::Debug for #client_path {
+        impl<C: ::core::fmt::Debug> ::core::fmt::Debug for #client_path<C> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Debug::fmt(&self.client, f)
             }
@@ -102,8 +115,40 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
                 Self { client: self.client.with_timeout(timeout) }
             }
 
+            /// A handle on the same connection whose calls carry `metadata` (see
+            /// `rpc_runtime::Client::with_metadata`).
+            #vis fn with_metadata(&self, metadata: #p::Metadata) -> ::core::result::Result<Self, #p::RpcError> {
+                ::core::result::Result::Ok(Self { client: self.client.with_metadata(metadata)? })
+            }
+
             /// The runtime client underneath.
             #vis fn as_client(&self) -> &#p::Client {
+                &self.client
+            }
+        }
+
+        #[automatically_derived]
+        impl<S> #client_path<#p::Layered<S>>
+        where
+            #p::Layered<S>: #p::Channel,
+        {
+            /// A client whose calls go through `service`, a tower `Service<rpc_runtime::Call>`: a
+            /// `rpc_runtime::Client` wrapped in layers (timeouts, retries, limits, balancing),
+            /// or a transport that carries calls itself.
+            #vis fn from_service(service: S) -> Self {
+                Self { client: #p::Layered::new(service) }
+            }
+        }
+
+        #[automatically_derived]
+        impl<C: #p::Channel> #client_path<C> {
+            /// A client whose calls go through `channel`.
+            #vis fn with_channel(channel: C) -> Self {
+                Self { client: channel }
+            }
+
+            /// The channel underneath.
+            #vis fn channel(&self) -> &C {
                 &self.client
             }
 

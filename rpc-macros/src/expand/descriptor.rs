@@ -23,6 +23,14 @@ pub(super) fn check_default_name(args: &ServiceArgs, service: &Service, errors: 
     }
 }
 
+/// The service's wire name: `#[service(name = "...")]`, or the trait's name.
+pub(super) fn wire_name(args: &ServiceArgs, service: &Service) -> String {
+    match &args.name {
+        Some(name) => name.value(),
+        None => service.ident.unraw().to_string(),
+    }
+}
+
 /// Input: `#[service(name = "math.Calc")] trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
 /// Output (for the hidden `const _` block): `CalcServer::<S>::descriptor()` and
 /// `CalcClient::descriptor()`, both also as `Described` impls, returning one
@@ -36,10 +44,7 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
     let client = super::stub_path(service, &super::suffixed(service, "Client"));
     let p = super::private(krate);
     let s = super::server::impl_param(krate, service);
-    let name = match &args.name {
-        Some(name) => name.value(),
-        None => service.ident.unraw().to_string(),
-    };
+    let name = wire_name(args, service);
     let methods = service.methods.iter().map(|m| {
         let (cfgs, wire) = (&m.cfgs, &m.wire_name);
         let probe = super::probe(krate, m);
@@ -90,7 +95,7 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
         }
 
         #[automatically_derived]
-        impl #p::Described for #client {
+        impl<C> #p::Described for #client<C> {
             fn descriptor() -> &'static #p::ServiceDescriptor {
                 __rpc_descriptor()
             }

@@ -40,7 +40,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let krate = &args.krate;
     let service_trait = service_trait::generate(krate, service);
     let (message_types, message_impls) = messages::generate(krate, service);
-    let (client_type, client_impls) = client::generate(krate, service);
+    let (client_type, client_impls) = client::generate(krate, service, &descriptor::wire_name(args, service));
     let (server_type, server_impls) = server::generate(krate, service);
     let descriptor = descriptor::generate(krate, args, service);
     let stubs = stubs(args, service, &client_type, &server_type);

@@ -108,6 +108,10 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         where
             #s: #trait_name + ::core::marker::Send + ::core::marker::Sync + 'static,
         {
+            fn descriptor(&self) -> &'static #p::ServiceDescriptor {
+                __rpc_descriptor()
+            }
+
             fn call(
                 &self,
                 method: &str,

@@ -7,14 +7,16 @@
 mod in_flight;
 mod reader;
 mod reconnect;
+mod tower;
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rpc_transport::framed::{Frame, FrameBuf, FrameReader, DEFAULT_MAX_FRAME_LEN};
 use rpc_transport::{Connection, Peer};
 use serde::de::DeserializeOwned;
@@ -23,9 +25,11 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::call::MethodRef;
 use crate::codec::{self, Format};
 use crate::context::Context;
-use crate::{protocol, RpcError};
+use crate::hello::Hello;
+use crate::{protocol, Metadata, RpcError};
 use in_flight::InFlight;
 use reconnect::Reconnector;
 
@@ -45,6 +49,7 @@ pub struct ClientBuilder {
     write_timeout: Duration,
     keepalive: Option<Duration>,
     wait_for_ready: bool,
+    format: Format,
 }
 
 impl Default for ClientBuilder {
@@ -56,6 +61,7 @@ impl Default for ClientBuilder {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             keepalive: None,
             wait_for_ready: true,
+            format: Format::Postcard,
         }
     }
 }
@@ -115,6 +121,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The format calls are encoded in: [`Format::Postcard`] (the default), or
+    /// [`Format::Json`] (cargo feature `json`) to talk to a server in another language or to
+    /// read the traffic. The server answers in the format of each call.
+    pub fn format(&mut self, format: Format) -> &mut Self {
+        self.format = format;
+        self
+    }
+
     /// Starts a client on `conn`.
     ///
     /// # Panics
@@ -146,7 +160,7 @@ impl ClientBuilder {
     }
 
     fn client(&self, link: Link) -> Client {
-        Client { link, timeout: self.timeout, explicit_timeout: false }
+        Client { link, timeout: self.timeout, explicit_timeout: false, metadata: None }
     }
 
     /// Starts the reader and writer tasks of one connection.
@@ -155,6 +169,19 @@ impl ClientBuilder {
         let (read, write, peer, guard) = conn.into_parts();
         let in_flight = Arc::new(InFlight::default());
         let (tx, rx) = mpsc::channel(self.outbound_queue);
+        // Our HELLO is the first frame; calls follow without waiting for the server's.
+        let hello = Hello {
+            version: u64::from(protocol::VERSION),
+            max_frame_len: self.max_frame_len as u64,
+            max_concurrent_calls: 0,
+            stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
+            formats: crate::hello::local_formats(),
+            services: Vec::new(),
+        };
+        if let Ok(frame) = protocol::encode_hello(&hello).finish(self.max_frame_len) {
+            tx.try_send(frame).expect("a new queue has room for the HELLO");
+        }
+        let server_hello = Arc::new(OnceLock::new());
 
         let writer_in_flight = Arc::clone(&in_flight);
         let write_timeout = self.write_timeout;
@@ -174,6 +201,7 @@ impl ClientBuilder {
             keepalive: self.keepalive,
             max_frame_len: self.max_frame_len,
             end_reason,
+            hello: Arc::clone(&server_hello),
             _guard: guard,
         };
         let reader_task = tokio::spawn(reader::read_loop(reader, parts));
@@ -182,8 +210,8 @@ impl ClientBuilder {
             tx,
             next_id: AtomicU64::new(1),
             max_frame_len: self.max_frame_len,
-            // Protocol v1 is postcard only; the v2 handshake will choose per connection.
-            format: Format::Postcard,
+            format: self.format,
+            hello: server_hello,
             reader: reader_task.abort_handle(),
             peer,
         }
@@ -212,6 +240,8 @@ pub struct Client {
     link: Link,
     timeout: Option<Duration>,
     explicit_timeout: bool,
+    /// Sent with every call made through this handle.
+    metadata: Option<Arc<Metadata>>,
 }
 
 /// A connection borrowed from a fixed client or held for the length of one call.
@@ -247,6 +277,8 @@ struct Shared {
     max_frame_len: usize,
     /// How calls and results are encoded on this connection.
     format: Format,
+    /// The server's HELLO, once it has arrived.
+    hello: Arc<OnceLock<Hello>>,
     reader: AbortHandle,
     peer: Peer,
 }
@@ -301,7 +333,34 @@ impl Client {
     /// A handle on the same connection whose calls use `timeout` as their deadline (`None`: no
     /// deadline), overriding any deadline inherited from an enclosing handler.
     pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Client {
-        Client { link: self.link.clone(), timeout: timeout.into(), explicit_timeout: true }
+        Client {
+            link: self.link.clone(),
+            timeout: timeout.into(),
+            explicit_timeout: true,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// A handle on the same connection whose calls carry `metadata` (trace context,
+    /// credentials); the server's handlers read it from [`Context::metadata`].
+    ///
+    /// Fails with [`RpcError::MetadataTooLarge`] if it is over the bounds every server enforces.
+    pub fn with_metadata(&self, metadata: Metadata) -> Result<Client, RpcError> {
+        metadata.check()?;
+        let metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
+        Ok(Client { metadata, ..self.clone() })
+    }
+
+    /// The metadata this handle's calls carry.
+    pub fn metadata(&self) -> &Metadata {
+        static EMPTY: Metadata = Metadata::new();
+        self.metadata.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// The server's HELLO on the current connection (its services with their methods'
+    /// signature hashes, its limits and formats), once it has arrived: see [`Hello`].
+    pub fn server_hello(&self) -> Option<Hello> {
+        self.current().and_then(|s| s.hello.get().cloned())
     }
 
     /// The timeout this handle gives each call.
@@ -372,59 +431,66 @@ impl Client {
 
     /// Calls `method` with `args` (a tuple, encoded in the connection's format) and decodes the
     /// response.
-    pub async fn call<A, R>(&self, method: &'static str, args: &A) -> Result<R, RpcError>
+    pub async fn call<A, R>(&self, method: &MethodRef, args: &A) -> Result<R, RpcError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned + 'static,
     {
-        let now = Instant::now();
-        let deadline = self.deadline_from(now);
-        match deadline {
-            None => self.call_inner(method, args, None).await,
-            Some(d) if d <= now => Err(RpcError::DeadlineExceeded),
-            Some(d) => tokio::time::timeout_at(d, self.call_inner(method, args, Some(d)))
-                .await
-                .unwrap_or(Err(RpcError::DeadlineExceeded)),
-        }
-    }
-
-    async fn call_inner<A, R>(
-        &self,
-        method: &'static str,
-        args: &A,
-        deadline: Option<Instant>,
-    ) -> Result<R, RpcError>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned + 'static,
-    {
-        let shared = self.connection(deadline).await?;
-        let shared: &Shared = &shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = shared.encode(id, method, args, deadline, false)?;
-        let rx = shared.in_flight.register(id)?;
-        let mut guard = PendingGuard { shared, id, sent: false, done: false };
-        if shared.tx.send(frame).await.is_err() {
-            return Err(shared.closed_error());
-        }
-        guard.sent = true;
-        let reply = rx.await;
-        guard.done = true;
-        match reply {
-            // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
-            Ok(Ok(payload)) => codec::decode::<codec::Decoded<R>>(shared.format, &payload).map(|d| d.0),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(shared.closed_error()),
-        }
+        let encode =
+            |shared: &Shared, id, deadline| shared.encode(id, method, args, deadline, self.metadata());
+        let (format, payload) = self.round_trip(self.deadline(), encode).await?;
+        // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
+        codec::decode::<codec::Decoded<R>>(format, &payload).map(|d| d.0)
     }
 
     /// Sends a one-way call: returns once the request is queued for writing, ahead of any call
     /// made after it on this client; the server sends nothing back.
-    pub async fn notify<A>(&self, method: &'static str, args: &A) -> Result<(), RpcError>
+    pub async fn notify<A>(&self, method: &MethodRef, args: &A) -> Result<(), RpcError>
     where
         A: Serialize + ?Sized,
     {
-        let deadline = self.deadline();
+        let encode =
+            |shared: &Shared, id, deadline| shared.encode(id, method, args, deadline, self.metadata());
+        self.send_only(self.deadline(), encode).await
+    }
+
+    /// Sends one call whose frame `encode` builds (given the connection, the call's id and its
+    /// deadline) and waits for its reply, within `deadline`: the result's format and payload.
+    async fn round_trip<E>(&self, deadline: Option<Instant>, encode: E) -> Result<(Format, Bytes), RpcError>
+    where
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
+    {
+        let inner = async {
+            let shared = self.connection(deadline).await?;
+            let shared: &Shared = &shared;
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let frame = encode(shared, id, deadline)?;
+            let rx = shared.in_flight.register(id)?;
+            let mut guard = PendingGuard { shared, id, sent: false, done: false };
+            if shared.tx.send(frame).await.is_err() {
+                return Err(shared.closed_error());
+            }
+            guard.sent = true;
+            let reply = rx.await;
+            guard.done = true;
+            match reply {
+                Ok(Ok(payload)) => Ok((shared.format, payload)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(shared.closed_error()),
+            }
+        };
+        match deadline {
+            None => inner.await,
+            Some(d) if d <= Instant::now() => Err(RpcError::DeadlineExceeded),
+            Some(d) => tokio::time::timeout_at(d, inner).await.unwrap_or(Err(RpcError::DeadlineExceeded)),
+        }
+    }
+
+    /// Sends one call that expects no reply; returns once it is queued for writing.
+    async fn send_only<E>(&self, deadline: Option<Instant>, encode: E) -> Result<(), RpcError>
+    where
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
+    {
         let send = async {
             let shared = self.connection(deadline).await?;
             let shared: &Shared = &shared;
@@ -432,7 +498,7 @@ impl Client {
                 return Err(err);
             }
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let frame = shared.encode(id, method, args, deadline, true)?;
+            let frame = encode(shared, id, deadline)?;
             shared.tx.send(frame).await.map_err(|_| shared.closed_error())
         };
         match deadline {
@@ -446,14 +512,20 @@ impl Shared {
     fn encode<A: Serialize + ?Sized>(
         &self,
         id: u64,
-        method: &str,
+        method: &MethodRef,
         args: &A,
         deadline: Option<Instant>,
-        oneway: bool,
+        metadata: &Metadata,
     ) -> Result<Frame, RpcError> {
         let max = self.max_frame_len;
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut buf = protocol::request_header(id, method, remaining, oneway);
+        let target = protocol::Target {
+            service: method.service().as_bytes(),
+            method: method.method().as_bytes(),
+            kind: method.kind(),
+            hash: method.signature_hash(),
+        };
+        let mut buf = protocol::call_header(id, target, self.format, remaining, metadata);
         codec::encode_into(self.format, &mut buf, args, max)?;
         finish(buf, max)
     }

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::in_flight::InFlight;
+use crate::hello::Hello;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::RpcError;
 
@@ -23,6 +24,8 @@ pub(super) struct ReaderParts {
     pub(super) max_frame_len: usize,
     /// What the transport can add when the connection ends (a child's exit status).
     pub(super) end_reason: Option<EndReason>,
+    /// Where the server's HELLO goes once read.
+    pub(super) hello: Arc<std::sync::OnceLock<Hello>>,
     pub(super) _guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -76,9 +79,19 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             }
             Err(e) => return parts.ended(e.to_string()).await,
         };
-        match protocol::decode(body) {
-            Ok(Message::Response { id, payload }) => {
-                if !in_flight.complete(id, Ok(payload)) {
+        let message = protocol::decode(body);
+        // The server's HELLO comes first (calls were sent without waiting for it), unless the
+        // server refuses the connection at once with a goaway.
+        if parts.hello.get().is_none() && !matches!(message, Ok(Message::Hello(_) | Message::GoAway { .. })) {
+            return RpcError::Protocol("the server sent a frame before its HELLO".into());
+        }
+        match message {
+            Ok(Message::Hello(hello)) if parts.hello.get().is_none() => {
+                let _ = parts.hello.set(*hello);
+            }
+            // Reply metadata is part of the protocol; no API reads it yet, so it is not kept.
+            Ok(Message::Reply { id, metadata: _, body }) => {
+                if !in_flight.complete(id, Ok(body)) {
                     tracing::trace!(id, "dropped a response for a call that is no longer waiting");
                 }
             }
@@ -102,8 +115,15 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                     let _ = parts.tx.try_send(frame);
                 }
             }
-            Ok(Message::Request { .. }) | Ok(Message::Cancel { .. }) => {
-                return RpcError::Protocol("the server sent a request or cancel frame".into());
+            Ok(Message::Call { .. } | Message::Cancel { .. } | Message::Hello(_)) => {
+                return RpcError::Protocol("the server sent a call, cancel or second HELLO frame".into());
+            }
+            Ok(msg @ (Message::Item { .. } | Message::End { .. } | Message::Credit { .. })) => {
+                // No call on this client is a stream, so every stream frame names an unknown one.
+                return RpcError::Protocol(format!(
+                    "the server sent a stream frame for call {}, which is not a stream",
+                    msg.stream_id().unwrap_or_default()
+                ));
             }
             Err((_, e)) => return e,
         }

@@ -101,9 +101,16 @@ impl<A: WireArgs> Serialize for ArgsRef<'_, A> {
     }
 }
 
-/// Reads arguments, through [`WireArgs`].
+/// Reads arguments, or writes them owned, through [`WireArgs`].
 #[derive(Debug)]
 pub(crate) struct Args<A>(pub A);
+
+impl<A: WireArgs> Serialize for Args<A> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_args(serializer)
+    }
+}
 
 impl<'de, A: WireArgs> Deserialize<'de> for Args<A> {
     #[inline]

@@ -21,10 +21,11 @@ use super::log_limit::limited;
 use super::outbox::Outbox;
 use super::registry::{Refused, Slot};
 use super::{ServerConfig, Shared};
+use crate::codec::Format;
 use crate::context::Context;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
-use crate::{RpcError, Service};
+use crate::RpcError;
 
 /// A signal the connection's loop waits for besides its own work.
 enum Event {
@@ -99,7 +100,7 @@ const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(10
 ///
 /// Returns as soon as the connection is closed, freeing its slot and socket: calls that must
 /// outlive it (one-way, run-to-completion) go on detached, within the server's limit (H4).
-pub(super) async fn serve<S: Service>(conn: Connection, shared: Arc<Shared<S>>, slot: Slot) {
+pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     let config = &shared.config;
     let (read, write, peer, _guard) = conn.into_parts();
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
@@ -118,10 +119,11 @@ pub(super) async fn serve<S: Service>(conn: Connection, shared: Arc<Shared<S>>, 
         let outbox = Arc::clone(&outbox);
         let write_timeout = config.write_timeout;
         let peer = peer.to_string();
+        let shared_greeting = shared.greeting.clone();
         async move {
             let written = |n| outbox.release(n);
             let result =
-                crate::writer::write_frames(write, &protocol::PREFACE, rx, write_timeout, &finish, written)
+                crate::writer::write_frames(write, &shared_greeting, rx, write_timeout, &finish, written)
                     .await;
             if let Err(e) = result {
                 tracing::debug!(%peer, "closing connection: {e}");
@@ -143,6 +145,7 @@ pub(super) async fn serve<S: Service>(conn: Connection, shared: Arc<Shared<S>>, 
         control: ControlBudget { since: Instant::now(), tokens: config.max_control_frames_per_sec },
         cancel_credit: CANCEL_SLACK,
         violations: 0,
+        max_reply_len: config.max_frame_len,
         last_request: Instant::now(),
         slot,
         shared: Arc::clone(&shared),
@@ -169,10 +172,13 @@ struct Parked {
     handler: crate::service::Handler,
     deadline: Option<Instant>,
     oneway: bool,
+    metadata: crate::Metadata,
 }
 
-struct ServerConn<S> {
-    shared: Arc<Shared<S>>,
+struct ServerConn {
+    shared: Arc<Shared>,
+    /// The longest reply this connection may send: ours, or the client's HELLO's if smaller.
+    max_reply_len: usize,
     peer: Arc<Peer>,
     outbox: Arc<Outbox>,
     slots: Arc<Semaphore>,
@@ -205,7 +211,7 @@ struct ControlBudget {
     tokens: u32,
 }
 
-impl<S: Service> ServerConn<S> {
+impl ServerConn {
     async fn run(&mut self, reader: &mut FrameReader<BoxRead>, writer_dead: &CancellationToken) -> Close {
         let shared = Arc::clone(&self.shared);
         let signals = &shared.signals;
@@ -225,6 +231,19 @@ impl<S: Service> ServerConn<S> {
                     return Close::Failed(e.to_string());
                 }
             }
+        }
+        // The client's HELLO, within the same timeout; its calls may follow it in the same read.
+        match tokio::time::timeout(self.shared.config.handshake_timeout, reader.read_frame()).await {
+            Err(_) => return Close::Failed("no HELLO within the handshake timeout".into()),
+            Ok(Ok(None)) => return Close::PeerClosed,
+            Ok(Err(e)) => return Close::Failed(e.to_string()),
+            Ok(Ok(Some(body))) => match protocol::decode_hello(body) {
+                Ok(hello) => {
+                    let theirs = usize::try_from(hello.max_frame_len).unwrap_or(usize::MAX);
+                    self.max_reply_len = self.max_reply_len.min(theirs);
+                }
+                Err(e) => return Close::GoAway(ErrorCode::Protocol, e.to_string()),
+            },
         }
 
         let idle_timeout = self.shared.config.idle_timeout;
@@ -351,9 +370,9 @@ impl<S: Service> ServerConn<S> {
     /// Handles one frame: what kind of activity it was, or why the connection must close.
     async fn on_frame(&mut self, body: Bytes) -> Result<Activity, Close> {
         match protocol::decode(body) {
-            Ok(Message::Request { id, timeout, oneway, method, payload }) => {
+            Ok(Message::Call { head, body }) => {
                 self.cancel_credit = self.cancel_credit.saturating_add(1);
-                self.on_request(id, timeout, oneway, &method, &payload).await?;
+                self.on_request(*head, &body).await?;
                 Ok(Activity::Call)
             }
             Ok(Message::Cancel { id }) => {
@@ -381,9 +400,23 @@ impl<S: Service> ServerConn<S> {
                 Ok(Activity::Control)
             }
             Ok(Message::Pong) => self.control_frame().map(|()| Activity::Control),
-            Ok(Message::Response { .. } | Message::Error { .. } | Message::GoAway { .. }) => Err(
-                Close::GoAway(ErrorCode::Protocol, "a client sent a response, error or goaway frame".into()),
-            ),
+            Ok(Message::Reply { .. } | Message::Error { .. } | Message::GoAway { .. }) => {
+                Err(Close::GoAway(ErrorCode::Protocol, "a client sent a reply, error or goaway frame".into()))
+            }
+            Ok(Message::Hello(_)) => {
+                Err(Close::GoAway(ErrorCode::Protocol, "a client sent a second HELLO".into()))
+            }
+            Ok(msg @ (Message::Item { .. } | Message::End { .. } | Message::Credit { .. })) => {
+                // No call on this server is a stream yet, so every stream frame names an
+                // unknown stream: a violation, counted like the others (H7).
+                let id = msg.stream_id().unwrap_or_default();
+                self.violation_of(
+                    ErrorCode::StreamProtocol,
+                    id,
+                    &format!("a stream frame for call {id}, which is not an open stream"),
+                )?;
+                Ok(Activity::Control)
+            }
             Err((Some(id), e)) => {
                 self.violation(id, &e.to_string())?;
                 self.reply(id, &e).await;
@@ -420,11 +453,16 @@ impl<S: Service> ServerConn<S> {
     /// Counts a protocol violation that does not by itself close the connection; `Err` once there
     /// have been more than [`ServerConfig::max_protocol_violations`] (H7).
     fn violation(&mut self, id: u64, what: &str) -> Result<(), Close> {
+        self.violation_of(ErrorCode::Protocol, id, what)
+    }
+
+    /// [`violation`](Self::violation) of a named rule: the goaway carries its code.
+    fn violation_of(&mut self, code: ErrorCode, id: u64, what: &str) -> Result<(), Close> {
         self.violations = self.violations.saturating_add(1);
         let max = self.shared.config.max_protocol_violations;
         if self.violations > max {
             return Err(Close::GoAway(
-                ErrorCode::Protocol,
+                code,
                 format!("too many protocol violations: more than {max}; the last: {what}"),
             ));
         }
@@ -432,17 +470,22 @@ impl<S: Service> ServerConn<S> {
         Ok(())
     }
 
-    async fn on_request(
-        &mut self,
-        id: u64,
-        timeout: Option<std::time::Duration>,
-        oneway: bool,
-        method: &[u8],
-        payload: &[u8],
-    ) -> Result<(), Close> {
+    async fn on_request(&mut self, head: protocol::CallHead, payload: &[u8]) -> Result<(), Close> {
+        let protocol::CallHead { id, kind, format, service, method, hash, timeout, metadata } = head;
+        let oneway = kind == crate::describe::MethodKind::Oneway;
         let fail = |e| if oneway { None } else { Some(e) };
-        let Ok(method) = std::str::from_utf8(method) else {
-            if let Some(e) = fail(RpcError::Protocol("the method name is not valid UTF-8".into())) {
+        let (Ok(service), Ok(method)) = (std::str::from_utf8(&service), std::str::from_utf8(&method)) else {
+            if let Some(e) = fail(RpcError::Protocol("the service or method name is not valid UTF-8".into()))
+            {
+                self.reply(id, &e).await;
+            }
+            return Ok(());
+        };
+        let Some(format) = protocol::format_from_byte(format).filter(|f| Format::available().contains(f))
+        else {
+            if let Some(e) =
+                fail(RpcError::Decode(format!("the call's format {format} is not one this server speaks")))
+            {
                 self.reply(id, &e).await;
             }
             return Ok(());
@@ -472,14 +515,10 @@ impl<S: Service> ServerConn<S> {
             }
             return Ok(());
         }
-        let response = ResponseBuf {
-            buf: protocol::response_header(id),
-            max_frame_len: config.max_frame_len,
-            // Protocol v1 is postcard only; the v2 handshake will choose per connection.
-            format: crate::codec::Format::Postcard,
-        };
+        let response =
+            ResponseBuf { buf: protocol::reply_header(id), max_frame_len: self.max_reply_len, format };
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.shared.service.call(method, payload, response)
+            self.shared.router.prepare(service, method, kind, hash, payload, response)
         }));
         let handler = match prepared {
             Ok(Ok(handler)) => handler,
@@ -498,7 +537,7 @@ impl<S: Service> ServerConn<S> {
                 return Ok(());
             }
         };
-        let parked = Parked { id, handler, deadline, oneway };
+        let parked = Parked { id, handler, deadline, oneway, metadata };
         // First come, first served: a request never overtakes one already waiting.
         match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) if self.parked.is_empty() && !self.outbox.is_full() => {
@@ -512,17 +551,17 @@ impl<S: Service> ServerConn<S> {
     /// Starts a call that has a slot: polls it once here, and gives it a task of its own only if
     /// it has to wait (see [`ServerConfig::inline_handlers`]).
     async fn start(&mut self, parked: Parked, permit: OwnedSemaphorePermit) {
-        let Parked { id, handler, deadline, oneway } = parked;
+        let Parked { id, handler, deadline, oneway, metadata } = parked;
         let cancellable = !oneway && !handler.run_to_completion;
         let method = handler.method;
-        let context = Context { request_id: id, method, deadline, peer: Arc::clone(&self.peer) };
+        let context = Context { request_id: id, method, deadline, peer: Arc::clone(&self.peer), metadata };
         let call = Call {
             handler,
             context,
             deadline,
             oneway,
             outbox: Arc::clone(&self.outbox),
-            max_frame_len: self.shared.config.max_frame_len,
+            max_frame_len: self.max_reply_len,
             _slot: permit,
         };
         let mut run = Box::pin(handler::run(call));

@@ -43,7 +43,9 @@ use tokio_util::task::TaskTracker;
 use self::log_limit::{limited, LogLimit};
 use self::outbox::ByteBudget;
 use self::registry::Registry;
-use crate::Service;
+use crate::hello::Hello;
+use crate::protocol;
+use crate::router::Router;
 
 /// The limits and timeouts of a server. Every field has a finite default, pinned by a test; the
 /// threat each one answers is listed in the crate's [`limits`](crate::limits) documentation.
@@ -176,7 +178,7 @@ macro_rules! setters {
                 }
             )*
         }
-        impl<S: Service> Server<S> {
+        impl Server {
             $(
                 #[doc = concat!("Sets [`ServerConfig::", stringify!($field), "`].")]
                 #[must_use]
@@ -215,7 +217,7 @@ setters! {
     inline_handlers / with_inline_handlers: bool;
 }
 
-/// Serves a [`Service`] on listeners or single connections.
+/// Serves a [`Service`](crate::Service), or a [`Router`] of several, on listeners or single connections.
 ///
 /// # Examples
 ///
@@ -240,16 +242,22 @@ setters! {
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct Server<S> {
-    service: Arc<S>,
+pub struct Server {
+    router: Arc<Router>,
     config: ServerConfig,
 }
 
-impl<S: Service> Server<S> {
-    /// A server for `service` with the default [`ServerConfig`]; configure it with the by-value
-    /// setters, `Server::new(svc).max_in_flight(8)`.
-    pub fn new(service: S) -> Self {
-        Server { service: Arc::new(service), config: ServerConfig::default() }
+impl Server {
+    /// A server for `services`, one generated `{Trait}Server` or a [`Router`] of several, with
+    /// the default [`ServerConfig`]; configure it with the by-value setters,
+    /// `Server::new(svc).max_in_flight(8)`.
+    pub fn new(services: impl Into<Router>) -> Self {
+        Server { router: Arc::new(services.into()), config: ServerConfig::default() }
+    }
+
+    /// The services this server hosts.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// Replaces the whole configuration.
@@ -298,14 +306,16 @@ impl<S: Service> Server<S> {
     }
 
     /// The state every connection of one `serve` shares, and its handle.
-    fn start(&self) -> (ServerHandle, Arc<Shared<S>>) {
+    fn start(&self) -> (ServerHandle, Arc<Shared>) {
         let config = self.config.clone();
         let registry = Registry::new(config.max_connections, config.max_connections_per_peer);
         let detached = Arc::new(Semaphore::new(config.max_detached_calls));
         let handle =
             ServerHandle::new(Arc::clone(&registry), Arc::clone(&detached), config.max_detached_calls);
+        let greeting = greeting(&self.router, &config);
         let shared = Arc::new(Shared {
-            service: Arc::clone(&self.service),
+            router: Arc::clone(&self.router),
+            greeting,
             signals: handle.signals(),
             tracker: handle.shared.tracker.clone(),
             receive: ReceiveBudget::new(config.max_receive_budget),
@@ -318,9 +328,41 @@ impl<S: Service> Server<S> {
     }
 }
 
+/// The preface and HELLO every connection of a server starts with, built once.
+fn greeting(router: &Router, config: &ServerConfig) -> Vec<u8> {
+    let hello = Hello {
+        version: u64::from(protocol::VERSION),
+        max_frame_len: config.max_frame_len as u64,
+        max_concurrent_calls: config.max_in_flight as u64,
+        stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
+        formats: crate::hello::local_formats(),
+        services: router.advertise(),
+    };
+    let mut greeting = protocol::PREFACE.to_vec();
+    match protocol::encode_hello(&hello)
+        .finish(config.max_frame_len.max(protocol::MIN_MAX_FRAME_LEN as usize))
+    {
+        Ok(frame) => greeting.extend_from_slice(frame.as_bytes()),
+        // Hundreds of services with long names in a tiny frame limit: say so, and send a HELLO
+        // without the list rather than none.
+        Err(e) => {
+            tracing::warn!(
+                "the server's HELLO does not fit in a frame ({e}); sending it without its services"
+            );
+            let bare = Hello { services: Vec::new(), ..hello };
+            if let Ok(frame) = protocol::encode_hello(&bare).finish(usize::MAX) {
+                greeting.extend_from_slice(frame.as_bytes());
+            }
+        }
+    }
+    greeting
+}
+
 /// What every connection of a server shares.
-pub(crate) struct Shared<S> {
-    pub(crate) service: Arc<S>,
+pub(crate) struct Shared {
+    pub(crate) router: Arc<Router>,
+    /// The preface and HELLO, written first on every connection.
+    pub(crate) greeting: Vec<u8>,
     pub(crate) config: ServerConfig,
     pub(crate) signals: Signals,
     /// Tracks every task, so shutdown waits for detached calls too.
@@ -333,7 +375,7 @@ pub(crate) struct Shared<S> {
     pub(crate) registry: Arc<Registry>,
 }
 
-async fn accept_loop<L: Listener, S: Service>(mut listener: L, shared: Arc<Shared<S>>) {
+async fn accept_loop<L: Listener>(mut listener: L, shared: Arc<Shared>) {
     let config = &shared.config;
     let signals = &shared.signals;
     let mut backoff = Duration::from_millis(5);

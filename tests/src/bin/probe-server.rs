@@ -14,7 +14,7 @@ use rpc_runtime::transport::{pipe, tcp, unix};
 use rpc_runtime::{RpcError, Server};
 use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
 
-fn server(idle_ms: Option<&String>) -> Server<ProbeServer<ProbeImpl>> {
+fn server(idle_ms: Option<&String>) -> Server {
     let server = Server::new(ProbeServer::new(ProbeImpl::default()));
     match idle_ms {
         Some(ms) => server.idle_timeout(Duration::from_millis(ms.parse().expect("IDLE_MS"))),

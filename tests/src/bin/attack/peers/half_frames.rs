@@ -61,7 +61,7 @@ async fn holder(endpoint: &Endpoint, until: Instant) -> (u64, u64, u64) {
             continue;
         };
         let reader = tokio::spawn(drain(read, until));
-        let mut ok = write.write_all(&wire::PREFACE).await.is_ok();
+        let mut ok = write.write_all(&wire::greeting()).await.is_ok();
         let mut id = 1;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         'frames: while ok && Instant::now() < until {

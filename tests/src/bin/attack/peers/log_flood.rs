@@ -33,7 +33,7 @@ async fn duplicates(endpoint: Endpoint, until: Instant) -> (u64, u64) {
     while sent < DUPLICATES && Instant::now() < until {
         let Ok((read, mut write)) = endpoint.connect_raw().await else { break };
         let reader = tokio::spawn(drain(read, until));
-        let mut bytes = wire::PREFACE.to_vec();
+        let mut bytes = wire::greeting();
         // `slow(ms)`: 60,000 as a varint.
         bytes.extend(request(1, "slow", false, &wire::varint(60_000)));
         let mut ok = write.write_all(&bytes).await.is_ok();
@@ -62,7 +62,7 @@ async fn panics(endpoint: Endpoint, until: Instant) -> (u64, u64) {
     while Instant::now() < until {
         let Ok((read, mut write)) = endpoint.connect_raw().await else { break };
         let reader = tokio::spawn(drain(read, until));
-        let mut ok = write.write_all(&wire::PREFACE).await.is_ok();
+        let mut ok = write.write_all(&wire::greeting()).await.is_ok();
         // Ten calls every 10 ms.
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         while ok && Instant::now() < until && !reader.is_finished() {

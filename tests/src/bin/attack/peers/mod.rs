@@ -80,7 +80,7 @@ impl Scanner {
             } else {
                 if self.at_body_start {
                     self.at_body_start = false;
-                    self.goaways += u64::from(bytes[0] == 7);
+                    self.goaways += u64::from(bytes[0] == 11);
                 }
                 let n = self.body_left.min(bytes.len());
                 self.body_left -= n;
@@ -126,14 +126,15 @@ mod tests {
 
     #[test]
     fn scanner_counts_frames_across_any_split() {
-        let mut stream = wire::PREFACE.to_vec();
+        let mut stream = wire::greeting();
         stream.extend(wire::frame(&wire::response(1, &[9; 300])));
         stream.extend(wire::frame(&wire::goaway(5, "full")));
         stream.extend(wire::frame(&wire::response(2, &[])));
         for chunk in [1, 3, 7, 64, stream.len()] {
             let mut s = Scanner::default();
             let total: u64 = stream.chunks(chunk).map(|c| s.feed(c)).sum();
-            assert_eq!((total, s.goaways), (3, 1), "chunks of {chunk}");
+            // The HELLO is a frame too.
+            assert_eq!((total, s.goaways), (4, 1), "chunks of {chunk}");
         }
     }
 }

@@ -33,7 +33,7 @@ async fn one(endpoint: &Endpoint, until: Instant) -> bool {
         return false;
     }
     let Ok((mut read, mut write)) = endpoint.connect_raw().await else { return false };
-    let mut bytes = wire::PREFACE.to_vec();
+    let mut bytes = wire::greeting();
     // `linger(secs: u64)`: postcard's varint of 60 is the byte 60.
     bytes.extend(request(1, "linger", true, &[HANDLER_SECS]));
     if write.write_all(&bytes).await.is_err() {

@@ -20,7 +20,7 @@ pub(crate) async fn run(endpoint: &Endpoint, until: Instant) -> String {
     while Instant::now() < until {
         let Ok((read, mut write)) = endpoint.connect_raw().await else { break };
         let reader = tokio::spawn(drain(read, until));
-        let mut ok = write.write_all(&wire::PREFACE).await.is_ok();
+        let mut ok = write.write_all(&wire::greeting()).await.is_ok();
         let mut tick = tokio::time::interval(PERIOD);
         while ok && Instant::now() < until && !reader.is_finished() {
             tick.tick().await;

@@ -43,7 +43,7 @@ async fn holder(endpoint: &Endpoint, until: Instant, offset: Duration) -> (bool,
             continue;
         };
         let reader = tokio::spawn(drain(read, until));
-        let mut ok = write.write_all(&wire::PREFACE).await.is_ok();
+        let mut ok = write.write_all(&wire::greeting()).await.is_ok();
         let mut tick = tokio::time::interval_at((Instant::now() + offset).into(), PING_EVERY);
         while ok && !reader.is_finished() {
             tokio::select! {

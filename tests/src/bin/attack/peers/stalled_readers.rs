@@ -18,7 +18,7 @@ const SLOW_BYTES_PER_SEC: usize = 3_000_000;
 
 /// The preface and `OUTSTANDING` requests for `big`, ids from 1.
 fn opening() -> Vec<u8> {
-    let mut bytes = wire::PREFACE.to_vec();
+    let mut bytes = wire::greeting();
     for id in 1..=OUTSTANDING {
         bytes.extend(request(id, "big", false, &[]));
     }

@@ -1,0 +1,158 @@
+//! What a generated client sends its calls through: a [`Client`] directly (the fast path), or any
+//! tower service of [`Call`]s wrapped in [`Layered`].
+
+use std::fmt;
+use std::future::Future;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower_service::Service;
+
+use crate::call::{Call, MethodRef, Reply};
+use crate::codec::{self, Format};
+use crate::{Client, RpcError};
+
+/// Carries a generated client's calls. `{Trait}Client<C>` works over any `C: Channel`:
+///
+/// - [`Client`], the default: a connection of this crate's transports, encoding each call
+///   straight into its frame.
+/// - [`Layered<S>`] for any tower `S: Service<Call, Response = Reply>`: a [`Client`] wrapped in
+///   tower layers (timeouts, retries, concurrency limits, load balancing), or a transport that
+///   is not a byte stream (a message broker). Build one with `{Trait}Client::from_service`.
+///
+/// The futures are `Send` whenever the channel's and the arguments' types allow.
+pub trait Channel: Clone + Send + Sync + 'static {
+    /// Makes a call and decodes its result.
+    fn call<A, R>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<R, RpcError>>
+    where
+        A: Serialize,
+        R: DeserializeOwned + 'static;
+
+    /// Sends a one-way call.
+    fn notify<A>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<(), RpcError>>
+    where
+        A: Serialize;
+}
+
+impl Channel for Client {
+    #[inline]
+    async fn call<A, R>(&self, method: &'static MethodRef, args: A) -> Result<R, RpcError>
+    where
+        A: Serialize,
+        R: DeserializeOwned + 'static,
+    {
+        Client::call(self, method, &args).await
+    }
+
+    #[inline]
+    async fn notify<A>(&self, method: &'static MethodRef, args: A) -> Result<(), RpcError>
+    where
+        A: Serialize,
+    {
+        Client::notify(self, method, &args).await
+    }
+}
+
+/// A tower service of [`Call`]s, as a [`Channel`] for generated clients.
+///
+/// Each call waits for the service to be ready (its backpressure), then calls a clone of it, as
+/// tower's `ServiceExt::oneshot` does: clone-per-call is tower's convention for shared services.
+/// Arguments are encoded in [`Format::Postcard`] unless [`Layered::with_format`] says otherwise.
+/// A layer's error that is an [`RpcError`] comes out as itself; any other is
+/// [`RpcError::Layer`].
+///
+/// ```
+/// use rpc_runtime::{service, transport::memory, Server};
+///
+/// #[service]
+/// trait Echo {
+///     async fn echo(&self, text: String) -> String;
+/// }
+///
+/// struct Impl;
+/// impl Echo for Impl {
+///     async fn echo(&self, text: String) -> String {
+///         text
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), rpc_runtime::RpcError> {
+/// let (listener, connector) = memory::listener();
+/// let _server = Server::new(EchoServer::new(Impl)).serve(listener);
+/// let client = rpc_runtime::Client::new(connector.connect()?);
+/// // Any tower layer fits between the generated client and the connection.
+/// let layered = tower::ServiceBuilder::new().concurrency_limit(8).service(client);
+/// let echo = EchoClient::from_service(layered);
+/// assert_eq!(echo.echo("hi".into()).await?, "hi");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Layered<S> {
+    service: S,
+    format: Format,
+}
+
+impl<S> Layered<S> {
+    /// Wraps `service`; calls are encoded in postcard.
+    pub fn new(service: S) -> Layered<S> {
+        Layered { service, format: Format::Postcard }
+    }
+
+    /// Encodes calls in `format` (the server must speak it).
+    pub fn with_format(mut self, format: Format) -> Layered<S> {
+        self.format = format;
+        self
+    }
+
+    /// The service underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.service
+    }
+
+    /// Encodes `args` and sends the call through a ready clone of the service.
+    async fn send<A: Serialize>(&self, method: &'static MethodRef, args: &A) -> Result<Reply, RpcError>
+    where
+        S: Service<Call, Response = Reply> + Clone,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let body = codec::encode_to_vec(self.format, args)?;
+        let mut call = Call::new(method, self.format, Bytes::from(body));
+        call.deadline = crate::context::Context::inherited_deadline();
+        let mut service = self.service.clone();
+        std::future::poll_fn(|cx| service.poll_ready(cx)).await.map_err(layer_error)?;
+        service.call(call).await.map_err(layer_error)
+    }
+}
+
+fn layer_error<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> RpcError {
+    RpcError::from_layer(e.into())
+}
+
+impl<S: fmt::Debug> fmt::Debug for Layered<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layered").field("service", &self.service).field("format", &self.format).finish()
+    }
+}
+
+impl<S> Channel for Layered<S>
+where
+    S: Service<Call, Response = Reply> + Clone + Send + Sync + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn call<A, R>(&self, method: &'static MethodRef, args: A) -> Result<R, RpcError>
+    where
+        A: Serialize,
+        R: DeserializeOwned + 'static,
+    {
+        let reply = self.send(method, &args).await?;
+        codec::decode::<codec::Decoded<R>>(reply.format, &reply.body).map(|d| d.0)
+    }
+
+    async fn notify<A>(&self, method: &'static MethodRef, args: A) -> Result<(), RpcError>
+    where
+        A: Serialize,
+    {
+        self.send(method, &args).await.map(drop)
+    }
+}

@@ -1,0 +1,235 @@
+//! Several services behind one server: calls routed by service name, each checked against the
+//! method's kind and signature hash before anything of the user's runs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use rpc_transport::framed::FrameBuf;
+use rpc_transport::Peer;
+
+use crate::call::{Call, Reply};
+use crate::context::Context;
+use crate::describe::{MethodDescriptor, MethodKind, ServiceDescriptor};
+use crate::hello::AdvertisedService;
+use crate::service::{Handler, ResponseBuf, Service};
+use crate::RpcError;
+
+/// The services one [`Server`](crate::Server) hosts, by wire name (`#[service(name = "...")]`,
+/// the trait's name by default).
+///
+/// A server built from one service has a router of one. Each call names its service (a call
+/// with an empty name goes to the only service of a router of one, for hand-written peers); a
+/// name no service has is [`RpcError::UnknownService`], a method the service does not have is
+/// [`RpcError::UnknownMethod`], and a call whose signature hash differs from the method's is
+/// [`RpcError::SignatureMismatch`]: the handler does not run, and the connection carries on.
+///
+/// ```
+/// use rpc_runtime::{service, transport::memory, Router, Server};
+///
+/// #[service]
+/// trait Greeter {
+///     async fn hello(&self) -> String;
+/// }
+/// #[service(name = "admin.Stats")]
+/// trait Stats {
+///     async fn calls(&self) -> u64;
+/// }
+///
+/// struct Impl;
+/// impl Greeter for Impl {
+///     async fn hello(&self) -> String { "hello".into() }
+/// }
+/// impl Stats for Impl {
+///     async fn calls(&self) -> u64 { 7 }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), rpc_runtime::RpcError> {
+/// let router = Router::new().add_service(GreeterServer::new(Impl)).add_service(StatsServer::new(Impl));
+/// let (listener, connector) = memory::listener();
+/// let _server = Server::new(router).serve(listener);
+/// let client = rpc_runtime::Client::new(connector.connect()?);
+/// // Two generated clients share one connection.
+/// let greeter = GreeterClient::from_client(client.clone());
+/// let stats = StatsClient::from_client(client);
+/// assert_eq!(greeter.hello().await?, "hello");
+/// assert_eq!(stats.calls().await?, 7);
+/// # Ok(()) }
+/// ```
+///
+/// A router also answers untyped [`Call`]s in-process ([`Router::serve_call`], and as a
+/// `tower::Service<Call>`): how a transport that carries calls rather than bytes (a message
+/// broker) serves them, and how a test drives a service without a connection.
+#[derive(Clone, Default)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone, Default)]
+struct Inner {
+    routes: HashMap<&'static str, Route>,
+    /// Service names in the order they were added, for the HELLO.
+    order: Vec<&'static str>,
+}
+
+#[derive(Clone)]
+struct Route {
+    service: Arc<dyn Service>,
+    methods: HashMap<&'static str, &'static MethodDescriptor>,
+}
+
+impl Router {
+    /// No services.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Adds `service` under its descriptor's name.
+    ///
+    /// # Panics
+    ///
+    /// Panics if a service of the same name was added already: two services cannot share a
+    /// name on one server (give one another with `#[service(name = "...")]`).
+    #[must_use]
+    #[track_caller]
+    pub fn add_service(mut self, service: impl Service) -> Router {
+        let descriptor = service.descriptor();
+        let name = descriptor.name();
+        let inner = Arc::make_mut(&mut self.inner);
+        assert!(
+            !inner.routes.contains_key(name),
+            "two services named `{name}` added to one router; rename one with `#[service(name = \"...\")]`"
+        );
+        let methods = descriptor.methods().iter().map(|m| (m.name(), m)).collect();
+        inner.routes.insert(name, Route { service: Arc::new(service), methods });
+        inner.order.push(name);
+        self
+    }
+
+    /// The descriptors of the services, in the order they were added.
+    pub fn services(&self) -> impl Iterator<Item = &'static ServiceDescriptor> + '_ {
+        self.inner.order.iter().map(|name| self.inner.routes[name].service.descriptor())
+    }
+
+    /// What the server's HELLO says of its services.
+    pub(crate) fn advertise(&self) -> Vec<AdvertisedService> {
+        self.services().map(AdvertisedService::from_descriptor).collect()
+    }
+
+    /// Checks a call against the services and prepares its handler.
+    pub(crate) fn prepare(
+        &self,
+        service: &str,
+        method: &str,
+        kind: MethodKind,
+        hash: u64,
+        payload: &[u8],
+        response: ResponseBuf,
+    ) -> Result<Handler, RpcError> {
+        let routes = &self.inner.routes;
+        let route = match routes.get(service) {
+            Some(route) => route,
+            // An empty name is the only service, for hand-written peers (PROTOCOL.md).
+            None if service.is_empty() && routes.len() == 1 => routes.values().next().expect("one route"),
+            None => return Err(RpcError::UnknownService(service.to_owned())),
+        };
+        let Some(descriptor) = route.methods.get(method) else {
+            return Err(RpcError::UnknownMethod(method.to_owned()));
+        };
+        // A one-way call of a unary method runs it and drops the result; any other difference
+        // means the caller was built from another trait.
+        let compatible = descriptor.kind() == kind
+            || (kind == MethodKind::Oneway && descriptor.kind() == MethodKind::Unary);
+        if !compatible {
+            return Err(RpcError::SignatureMismatch {
+                method: format!("{service}.{method}"),
+                detail: format!(
+                    "called as a {kind} method; the server's is {}: the caller was built from another version of the trait",
+                    descriptor.kind()
+                ),
+            });
+        }
+        // 0: a caller without a schema (it read the method from the HELLO) skips the check.
+        if hash != 0 && hash != descriptor.signature_hash() {
+            return Err(RpcError::SignatureMismatch {
+                method: format!("{service}.{method}"),
+                detail: format!(
+                    "the caller's signature hash is {hash:#018x}, the server's is {:#018x} for `{}`; \
+                     the argument or result types differ: rebuild the older side from the newer trait",
+                    descriptor.signature_hash(),
+                    descriptor.signature()
+                ),
+            });
+        }
+        route.service.call(method, payload, response)
+    }
+}
+
+impl Router {
+    /// Runs one call in this process: routed and checked as a server does (service, method,
+    /// kind, signature hash), within its deadline, with its metadata in the handler's
+    /// [`Context`]; a panicking handler is [`RpcError::HandlerPanicked`]. `peer` is who the
+    /// handler is told called.
+    pub async fn serve_call(&self, call: Call, peer: Peer) -> Result<Reply, RpcError> {
+        call.metadata.check()?;
+        let format = call.format;
+        // In-process, no frame limit applies; a transport that carries the reply checks its own.
+        let response =
+            ResponseBuf { buf: FrameBuf::with_capacity(64), max_frame_len: u32::MAX as usize, format };
+        let handler =
+            self.prepare(&call.service, &call.method, call.kind, call.signature, &call.body, response)?;
+        let context = Context {
+            request_id: 0,
+            method: handler.method,
+            deadline: call.deadline,
+            peer: Arc::new(peer),
+            metadata: call.metadata,
+        };
+        let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
+        let outcome = match call.deadline {
+            Some(deadline) if !handler.run_to_completion => {
+                tokio::time::timeout_at(deadline, run).await.map_err(|_| RpcError::DeadlineExceeded)?
+            }
+            _ => run.await,
+        };
+        match outcome {
+            Ok(Ok(buf)) => Ok(Reply { format, body: Bytes::copy_from_slice(buf.body()) }),
+            Ok(Err(e)) => Err(e),
+            Err(_panic) => Err(RpcError::HandlerPanicked),
+        }
+    }
+}
+
+/// [`Router::serve_call`] as a tower service, the handler told its peer is [`Peer::Memory`].
+impl tower_service::Service<Call> for Router {
+    type Response = Reply;
+    type Error = RpcError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, RpcError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), RpcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let router = self.clone();
+        Box::pin(async move { router.serve_call(call, Peer::Memory).await })
+    }
+}
+
+impl<S: Service> From<S> for Router {
+    fn from(service: S) -> Router {
+        Router::new().add_service(service)
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router").field("services", &self.inner.order).finish()
+    }
+}

@@ -37,7 +37,7 @@ impl Bench for Echo {
 
 /// The default server configuration, except the connection caps: figure (e) holds 1,000 idle
 /// connections from this one process (one peer), past the default 256 per peer.
-fn server() -> Server<BenchServer<Echo>> {
+fn server() -> Server {
     Server::new(BenchServer::new(Echo)).max_connections(4096).max_connections_per_peer(4096)
 }
 

@@ -1,4 +1,4 @@
-//! The task that owns a connection's write half, shared by clients and servers.
+//! The task that owns a server connection's write half (a client's is `client::outgoing`).
 
 use std::future::Future;
 use std::io;

@@ -42,6 +42,15 @@ pub enum Peer {
     Fifo(PathBuf),
     /// The other end of an in-memory pair.
     Memory,
+    /// A peer reached through a transport outside this crate (a message broker, a tunnel):
+    /// `transport` names it (`nats`), `address` says where the peer is in its terms (a subject,
+    /// a client id).
+    Other {
+        /// The transport's name.
+        transport: std::borrow::Cow<'static, str>,
+        /// The peer's address on that transport.
+        address: String,
+    },
 }
 
 impl fmt::Display for Peer {
@@ -56,6 +65,7 @@ impl fmt::Display for Peer {
             Peer::Pipe { pid: None } => f.write_str("pipe"),
             Peer::Fifo(path) => write!(f, "fifo:{}", path.display()),
             Peer::Memory => f.write_str("memory"),
+            Peer::Other { transport, address } => write!(f, "{transport}:{address}"),
         }
     }
 }

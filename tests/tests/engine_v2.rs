@@ -279,3 +279,63 @@ async fn a_router_serves_calls_in_process() {
         "{err}"
     );
 }
+
+/// A malformed HELLO (absurd limits, a wrong version, too many services) is refused with a
+/// goaway naming the rule, before any call is read.
+#[tokio::test]
+async fn a_malformed_hello_gets_a_goaway_naming_the_rule() {
+    use rpc_tests::wire::{self, code, varint, RawPeer};
+    within(60, "malformed HELLOs", async {
+        let (listener, connector) = memory::listener();
+        let _server = Server::new(router()).serve(listener);
+        let tiny_frames = [vec![1, 2], varint(16), vec![0, 16, 1, 0]].concat();
+        let no_window = [vec![1, 2], varint(1 << 20), vec![0, 0, 1, 0]].concat();
+        let version_9 = [vec![1, 9], varint(1 << 20), vec![0, 16, 1, 0]].concat();
+        let no_format = [vec![1, 2], varint(1 << 20), vec![0, 16], varint(1 << 20), vec![0]].concat();
+        let services = [vec![1, 2], varint(1 << 20), vec![0, 16, 1], varint(100_000)].concat();
+        let not_hello = wire::ping(1);
+        for (hello, want) in [
+            (tiny_frames, "below the minimum 1024"),
+            (no_window, "stream window of 0"),
+            (version_9, "version 9"),
+            (no_format, "no format"),
+            (services, "services, more than"),
+            (not_hello, "expected a HELLO frame first"),
+        ] {
+            let mut peer = RawPeer::new(connector.connect().unwrap());
+            peer.send(&[&wire::PREFACE[..], &wire::frame(&hello)].concat()).await.unwrap();
+            peer.expect_preface().await;
+            let (c, message) = peer.goaway_then_close().await.expect("a goaway");
+            assert_eq!(c, code::PROTOCOL);
+            assert!(message.contains(want), "expected {want:?} in {message:?}");
+        }
+    })
+    .await;
+}
+
+/// Stream frames for a call that is not a stream are violations: the connection's calls carry
+/// on until there have been too many, then a goaway names the stream rule.
+#[tokio::test]
+async fn stream_frames_for_unknown_streams_are_violations() {
+    use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
+    within(60, "stream frames", async {
+        let (listener, connector) = memory::listener();
+        let _server = Server::new(GreeterServer::new(Impl)).serve(listener);
+        let mut peer = RawPeer::new(connector.connect().unwrap());
+        peer.handshake().await;
+        let item = [vec![5], varint(77), vec![1, 2, 3]].concat();
+        let credit = [vec![8], varint(77), varint(u64::MAX)].concat();
+        for frame in [&item, &credit] {
+            peer.send_frame(frame).await.unwrap();
+        }
+        peer.send_frame(&wire::call(1, "Greeter", "count", 0, &[])).await.unwrap();
+        assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "calls carry on");
+        for _ in 0..8 {
+            peer.send_frame(&[vec![6], varint(78)].concat()).await.unwrap();
+        }
+        let (c, message) = peer.goaway_then_close().await.expect("a goaway");
+        assert_eq!(c, code::STREAM_PROTOCOL);
+        assert!(message.contains("not an open stream"), "{message}");
+    })
+    .await;
+}

@@ -112,3 +112,118 @@ async fn a_connection_used_more_often_than_the_idle_timeout_stays_open() {
         other => panic!("expected the idle connection to be closed, got {other:?}"),
     }
 }
+
+/// The client keeps its calls' deadlines with one timer per connection, not one per call: a
+/// call whose deadline is earlier than those already waiting still fails at its own deadline,
+/// each call fails at its deadline and not another's, a call that expired is cancelled on the
+/// server, and the calls still in time are answered.
+#[tokio::test(start_paused = true)]
+async fn each_call_fails_at_its_own_deadline_and_is_cancelled() {
+    use rpc_tests::fixture::{fake_server, Kind};
+    use rpc_tests::probe::ProbeClient;
+    use rpc_tests::wire::{response, varint, Frame};
+    use tokio::time::Instant;
+
+    let (mut server, client) = fake_server(Kind::Memory, &Client::builder()).await;
+    let probe = ProbeClient::from_client(client.clone());
+    let start = Instant::now();
+    // The default 30 s deadline sets the connection's timer first.
+    let slow = tokio::spawn({
+        let p = probe.clone();
+        async move { p.add(1, 1).await }
+    });
+    let Frame::Request { id: slow_id, .. } = server.expect_frame().await else { panic!("a request") };
+    let timed = |ms| {
+        let p = ProbeClient::from_client(client.with_timeout(Duration::from_millis(ms)));
+        tokio::spawn(async move {
+            let r = p.add(ms, 0).await;
+            (r, start.elapsed())
+        })
+    };
+    let (later, sooner) = (timed(300), timed(100));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let Frame::Request { id, deadline_us, .. } = server.expect_frame().await else { panic!("a request") };
+        ids.push((deadline_us.expect("a deadline travels"), id));
+    }
+    ids.sort_unstable();
+    let (sooner_id, later_id) = (ids[0].1, ids[1].1);
+
+    let (r, at) = sooner.await.unwrap();
+    assert!(matches!(r, Err(RpcError::DeadlineExceeded)), "{r:?}");
+    assert!(at >= Duration::from_millis(100) && at < Duration::from_millis(110), "failed at {at:?}");
+    assert_eq!(server.expect_frame().await, Frame::Cancel { id: sooner_id }, "the server is told to stop");
+    let (r, at) = later.await.unwrap();
+    assert!(matches!(r, Err(RpcError::DeadlineExceeded)), "{r:?}");
+    assert!(at >= Duration::from_millis(300) && at < Duration::from_millis(310), "failed at {at:?}");
+    assert_eq!(server.expect_frame().await, Frame::Cancel { id: later_id });
+
+    // The first call is still waiting, and gets its answer.
+    assert_eq!(client.in_flight(), 1);
+    server.send_frame(&response(slow_id, &varint(2))).await.unwrap();
+    assert_eq!(slow.await.unwrap().unwrap(), 2);
+    assert_eq!(client.in_flight(), 0);
+    // A response for an expired call is dropped; the connection carries on.
+    server.send_frame(&response(sooner_id, &varint(100))).await.unwrap();
+    let next = tokio::spawn({
+        let p = probe.clone();
+        async move { p.add(3, 4).await }
+    });
+    let Frame::Request { id, .. } = server.expect_frame().await else { panic!("a request") };
+    server.send_frame(&response(id, &varint(7))).await.unwrap();
+    assert_eq!(next.await.unwrap().unwrap(), 7);
+}
+
+/// A call that finds the client's outbound queue full waits for room (off the fast path), is
+/// bounded by its deadline meanwhile, and when that passes first it fails and sends nothing:
+/// neither its request nor a cancel reaches the server, and the calls queued before it do.
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_room_fails_at_its_deadline_and_sends_nothing() {
+    use rpc_tests::fixture::{fake_server, settle, Kind};
+    use rpc_tests::probe::ProbeClient;
+    use rpc_tests::wire::{response, varint, Frame};
+    use tokio::time::Instant;
+
+    let builder = Client::builder().outbound_queue(1).timeout(None).clone();
+    let (mut server, client) = fake_server(Kind::Memory, &builder).await;
+    let probe = ProbeClient::from_client(client.clone());
+    // The server does not read yet: this request fills the stream, blocking the writer...
+    let big = tokio::spawn({
+        let p = probe.clone();
+        async move { p.echo(vec![7; 200_000]).await.map(|v| v.len()) }
+    });
+    settle().await;
+    // ...and this one fills the queue (one frame).
+    let queued = tokio::spawn({
+        let p = probe.clone();
+        async move { p.add(1, 2).await }
+    });
+    settle().await;
+    let start = Instant::now();
+    let waiting = ProbeClient::from_client(client.with_timeout(Duration::from_millis(100)));
+    assert!(matches!(waiting.add(3, 4).await, Err(RpcError::DeadlineExceeded)));
+    let at = start.elapsed();
+    assert!(at >= Duration::from_millis(100) && at < Duration::from_millis(110), "failed at {at:?}");
+    assert_eq!(client.in_flight(), 2, "the two queued calls still wait");
+
+    let Frame::Request { id: big_id, method, .. } = server.expect_frame().await else { panic!("a request") };
+    assert_eq!(method, "echo");
+    let Frame::Request { id: queued_id, method, .. } = server.expect_frame().await else {
+        panic!("a request")
+    };
+    assert_eq!(method, "add");
+    server.send_frame(&response(big_id, &varint(0))).await.unwrap();
+    server.send_frame(&response(queued_id, &varint(3))).await.unwrap();
+    assert_eq!(big.await.unwrap().unwrap(), 0);
+    assert_eq!(queued.await.unwrap().unwrap(), 3);
+    // The next frame is a later call's: the call that gave up sent neither request nor cancel.
+    let next = tokio::spawn({
+        let p = probe.clone();
+        async move { p.add(5, 6).await }
+    });
+    let Frame::Request { id, payload, .. } = server.expect_frame().await else { panic!("a request") };
+    assert_eq!(rpc_runtime::__fuzz::decode_payload::<(u64, u64)>(&payload).unwrap(), (5, 6));
+    server.send_frame(&response(id, &varint(11))).await.unwrap();
+    assert_eq!(next.await.unwrap().unwrap(), 11);
+    assert_eq!(client.in_flight(), 0);
+}

@@ -2,9 +2,11 @@
 //!
 //! A [`Client`] owns two background tasks: a writer that coalesces queued frames into as few
 //! writes as possible, and a reader that routes each response to its waiting call through the
-//! in-flight map. Dropping the last clone of a client closes the connection.
+//! in-flight table. Dropping the last clone of a client closes the connection.
 
+mod deadlines;
 mod in_flight;
+mod outgoing;
 mod reader;
 mod reconnect;
 mod tower;
@@ -12,7 +14,6 @@ mod tower;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -21,7 +22,6 @@ use rpc_transport::framed::{Frame, FrameBuf, FrameReader, DEFAULT_MAX_FRAME_LEN}
 use rpc_transport::{Connection, Peer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -31,6 +31,7 @@ use crate::context::Context;
 use crate::hello::Hello;
 use crate::{protocol, Metadata, RpcError};
 use in_flight::InFlight;
+use outgoing::Outgoing;
 use reconnect::Reconnector;
 
 /// The default per-call timeout: 30 seconds.
@@ -168,7 +169,7 @@ impl ClientBuilder {
         let end_reason = conn.end_reason();
         let (read, write, peer, guard) = conn.into_parts();
         let in_flight = Arc::new(InFlight::default());
-        let (tx, rx) = mpsc::channel(self.outbound_queue);
+        let out = Arc::new(Outgoing::new(self.outbound_queue));
         // Our HELLO is the first frame; calls follow without waiting for the server's.
         let hello = Hello {
             version: u64::from(protocol::VERSION),
@@ -179,15 +180,19 @@ impl ClientBuilder {
             services: Vec::new(),
         };
         if let Ok(frame) = protocol::encode_hello(&hello).finish(self.max_frame_len) {
-            tx.try_send(frame).expect("a new queue has room for the HELLO");
+            // Before any call can queue one, and the writer holds the write half until it has
+            // written the preface and taken this.
+            let _ = out.push_now(frame);
         }
         let server_hello = Arc::new(OnceLock::new());
 
         let writer_in_flight = Arc::clone(&in_flight);
+        let writer_out = Arc::clone(&out);
         let write_timeout = self.write_timeout;
         let writer_end_reason = end_reason.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::writer::write_loop(write, &protocol::PREFACE, rx, write_timeout).await {
+            let written = outgoing::write_loop(&writer_out, write, &protocol::PREFACE, write_timeout).await;
+            if let Err(e) = written {
                 // A peer that stopped reading is alive: only a failed write says it may have ended.
                 let end = writer_end_reason.as_ref().filter(|_| e.kind() != io::ErrorKind::TimedOut);
                 let reason = reader::with_end_reason(format!("write failed: {e}"), end).await;
@@ -197,7 +202,7 @@ impl ClientBuilder {
         let reader = FrameReader::new(read, self.max_frame_len);
         let parts = reader::ReaderParts {
             in_flight: Arc::clone(&in_flight),
-            tx: tx.clone(),
+            out: Arc::clone(&out),
             keepalive: self.keepalive,
             max_frame_len: self.max_frame_len,
             end_reason,
@@ -207,8 +212,7 @@ impl ClientBuilder {
         let reader_task = tokio::spawn(reader::read_loop(reader, parts));
         Shared {
             in_flight,
-            tx,
-            next_id: AtomicU64::new(1),
+            out,
             max_frame_len: self.max_frame_len,
             format: self.format,
             hello: server_hello,
@@ -221,7 +225,7 @@ impl ClientBuilder {
 /// A connection to a server, shared by every clone; calls from many tasks run concurrently.
 ///
 /// Generated `{Trait}Client` types wrap one of these. Each call is framed, queued for the writer
-/// task and awaited through the in-flight map; responses may arrive in any order.
+/// task and awaited through the in-flight table; responses may arrive in any order.
 ///
 /// # Deadlines
 ///
@@ -233,7 +237,7 @@ impl ClientBuilder {
 ///
 /// # Cancellation
 ///
-/// Dropping a call's future cancels the call: it leaves the in-flight map and, if the request
+/// Dropping a call's future cancels the call: it leaves the in-flight table and, if the request
 /// was already queued, a cancel frame tells the server to drop the handler.
 #[derive(Clone)]
 pub struct Client {
@@ -272,8 +276,8 @@ enum Link {
 
 struct Shared {
     in_flight: Arc<InFlight>,
-    tx: mpsc::Sender<Frame>,
-    next_id: AtomicU64,
+    /// Frames waiting for the writer task.
+    out: Arc<Outgoing>,
     max_frame_len: usize,
     /// How calls and results are encoded on this connection.
     format: Format,
@@ -285,8 +289,9 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Dropping `tx` ends the writer, which closes our write side; the reader would otherwise
+        // Ending the queue ends the writer, which closes our write side; the reader would otherwise
         // wait for the server to close its side.
+        self.out.end();
         self.reader.abort();
     }
 }
@@ -402,7 +407,12 @@ impl Client {
     async fn connection(&self, deadline: Option<Instant>) -> Result<SharedRef<'_>, RpcError> {
         match &self.link {
             Link::Fixed(shared) => Ok(SharedRef::Borrowed(shared)),
-            Link::Reconnecting(r) => Ok(SharedRef::Owned(r.connection(deadline).await?)),
+            Link::Reconnecting(r) => match r.usable() {
+                Some(shared) => Ok(SharedRef::Owned(shared)),
+                // Boxed: connecting is rare, and its future would otherwise make every call's
+                // larger (past the allocator's fast size classes).
+                None => Ok(SharedRef::Owned(Box::pin(r.connection(deadline)).await?)),
+            },
         }
     }
 
@@ -460,30 +470,76 @@ impl Client {
     where
         E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
     {
-        let inner = async {
-            let shared = self.connection(deadline).await?;
-            let shared: &Shared = &shared;
-            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let frame = encode(shared, id, deadline)?;
-            let rx = shared.in_flight.register(id)?;
-            let mut guard = PendingGuard { shared, id, sent: false, done: false };
-            if shared.tx.send(frame).await.is_err() {
-                return Err(shared.closed_error());
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(RpcError::DeadlineExceeded);
+        }
+        // Sending: done at once when the connection is up and the queue has room. What may wait
+        // (connecting, room) is boxed, with a timer for the deadline: kept inline, it would make
+        // every call's future several times larger, and futures are moved (into a task, a
+        // `FuturesUnordered`) by value.
+        let mut call = match self.try_start(deadline, encode)? {
+            Sending::Sent(call) => call,
+            Sending::Full(mut call, frame) => {
+                Box::pin(within(deadline, call.shared.send(frame))).await?;
+                call.sent = true;
+                call
             }
-            guard.sent = true;
-            let reply = rx.await;
-            guard.done = true;
-            match reply {
-                Ok(Ok(payload)) => Ok((shared.format, payload)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(shared.closed_error()),
+            Sending::NotConnected(encode) => {
+                Box::pin(within(deadline, self.connect_and_start(deadline, encode))).await?
             }
         };
-        match deadline {
-            None => inner.await,
-            Some(d) if d <= Instant::now() => Err(RpcError::DeadlineExceeded),
-            Some(d) => tokio::time::timeout_at(d, inner).await.unwrap_or(Err(RpcError::DeadlineExceeded)),
+        // Waiting: the connection fails the call at its deadline (see `InFlight`).
+        let (reply, expired) = call.shared.in_flight.reply(call.id).await;
+        // An expired call is still running on the server: dropping `call` cancels it there.
+        call.expired = expired;
+        call.done = !expired;
+        Ok((call.shared.format, reply?))
+    }
+
+    /// Registers a call and queues its request, if that needs no waiting.
+    fn try_start<E>(&self, deadline: Option<Instant>, encode: E) -> Result<Sending<'_, E>, RpcError>
+    where
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
+    {
+        let shared = match &self.link {
+            Link::Fixed(shared) => SharedRef::Borrowed(shared),
+            Link::Reconnecting(r) => match r.usable() {
+                Some(shared) => SharedRef::Owned(shared),
+                None => return Ok(Sending::NotConnected(encode)),
+            },
+        };
+        let id = shared.in_flight.register(deadline)?;
+        let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
+        let frame = encode(&call.shared, id, deadline)?;
+        // The only call waiting writes its request itself (no wake-up of the writer); with
+        // others waiting, the writer's one write for all of them is cheaper.
+        let alone = call.shared.in_flight.at_most_one();
+        match call.shared.out.try_push(frame, alone) {
+            Ok(None) => {
+                call.sent = true;
+                Ok(Sending::Sent(call))
+            }
+            Ok(Some(frame)) => Ok(Sending::Full(call, frame)),
+            Err(_) => Err(call.shared.closed_error()),
         }
+    }
+
+    /// Waits for a connection, registers a call and queues its request.
+    async fn connect_and_start<E>(
+        &self,
+        deadline: Option<Instant>,
+        encode: E,
+    ) -> Result<PendingGuard<'_>, RpcError>
+    where
+        E: FnOnce(&Shared, u64, Option<Instant>) -> Result<Frame, RpcError>,
+    {
+        let shared = self.connection(deadline).await?;
+        let id = shared.in_flight.register(deadline)?;
+        let mut call = PendingGuard { shared, id, sent: false, done: false, expired: false };
+        let frame = encode(&call.shared, id, deadline)?;
+        call.shared.send(frame).await?;
+        call.sent = true;
+        Ok(call)
     }
 
     /// Sends one call that expects no reply; returns once it is queued for writing.
@@ -497,15 +553,34 @@ impl Client {
             if let Some(err) = shared.in_flight.closed_reason() {
                 return Err(err);
             }
-            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = shared.in_flight.oneway_id();
             let frame = encode(shared, id, deadline)?;
-            shared.tx.send(frame).await.map_err(|_| shared.closed_error())
+            shared.send(frame).await
         };
-        match deadline {
-            None => send.await,
-            Some(d) => tokio::time::timeout_at(d, send).await.unwrap_or(Err(RpcError::DeadlineExceeded)),
-        }
+        within(deadline, send).await
     }
+}
+
+/// Runs `fut`, failing with [`RpcError::DeadlineExceeded`] at `deadline`; the timer is made only
+/// if `fut` does not finish on its first poll (a tenth of a cheap call's cost when made always).
+async fn within<T>(
+    deadline: Option<Instant>,
+    fut: impl Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    use std::task::Poll;
+    let mut fut = std::pin::pin!(fut);
+    // Boxed, and made on the first poll that finds `fut` waiting: kept inline, the timer would
+    // make every call's future larger.
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        let Some(deadline) = deadline else { return Poll::Pending };
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).map(|()| Err(RpcError::DeadlineExceeded))
+    })
+    .await
 }
 
 impl Shared {
@@ -528,6 +603,16 @@ impl Shared {
         let mut buf = protocol::call_header(id, target, self.format, remaining, metadata);
         codec::encode_into(self.format, &mut buf, args, max)?;
         finish(buf, max)
+    }
+
+    /// Queues `frame` for the writer, waiting for room if the queue is full.
+    async fn send(&self, frame: Frame) -> Result<(), RpcError> {
+        match self.out.try_push(frame, false) {
+            Ok(None) => Ok(()),
+            // Boxed: waiting is rare, and its future would make every call's larger.
+            Ok(Some(frame)) => Box::pin(self.out.push(frame)).await.map_err(|_| self.closed_error()),
+            Err(_) => Err(self.closed_error()),
+        }
     }
 
     fn closed_error(&self) -> RpcError {
@@ -556,33 +641,41 @@ pub(crate) fn finish(buf: FrameBuf, max: usize) -> Result<Frame, RpcError> {
     buf.finish(max).map_err(|e| RpcError::FrameTooLarge { len: e.len, max: e.max })
 }
 
-/// Cleans up a call that is dropped before its response arrives.
+/// How far [`Client::try_start`] got.
+enum Sending<'a, E> {
+    /// The request is queued.
+    Sent(PendingGuard<'a>),
+    /// The call is registered; its request waits for room in the queue.
+    Full(PendingGuard<'a>, Frame),
+    /// A reconnecting client has no usable connection now; `E` encodes the request once it has.
+    NotConnected(E),
+}
+
+/// A registered call; cleans up after one that is dropped before its response arrives, or
+/// whose deadline passed, telling the server to stop it.
 struct PendingGuard<'a> {
-    shared: &'a Shared,
+    shared: SharedRef<'a>,
     id: u64,
     sent: bool,
+    /// The response came: nothing to clean up.
     done: bool,
+    /// The deadline passed and the slot is already freed.
+    expired: bool,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        if self.done || !self.shared.in_flight.remove(self.id) || !self.sent {
+        if self.done {
+            return;
+        }
+        let running = self.expired || self.shared.in_flight.remove(self.id);
+        if !running || !self.sent {
             return;
         }
         let Ok(frame) = protocol::cancel_frame(self.id).finish(self.shared.max_frame_len) else { return };
-        match self.shared.tx.try_send(frame) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                // The queue is full of other calls; deliver the cancel once there is room rather
-                // than lose it (a lost cancel leaves the handler running to its deadline).
-                let tx = self.shared.tx.clone();
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move {
-                        let _ = tx.send(frame).await;
-                    });
-                }
-            }
-        }
+        // Past the queue's bound if need be: a lost cancel would leave the handler running to
+        // its deadline, and there is at most one per call.
+        let _ = self.shared.out.push_now(frame);
     }
 }
 

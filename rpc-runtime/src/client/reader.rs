@@ -4,12 +4,12 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::{Frame, FrameReader};
+use rpc_transport::framed::FrameReader;
 use rpc_transport::{BoxRead, EndReason};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::in_flight::InFlight;
+use super::outgoing::Outgoing;
 use crate::hello::Hello;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::RpcError;
@@ -17,9 +17,8 @@ use crate::RpcError;
 /// What the reader needs besides the stream.
 pub(super) struct ReaderParts {
     pub(super) in_flight: Arc<InFlight>,
-    /// For pings and pongs. The reader is aborted when the client is dropped, so this clone
-    /// does not keep the writer alive.
-    pub(super) tx: mpsc::Sender<Frame>,
+    /// For pings and pongs (dropped when the queue is full).
+    pub(super) out: Arc<Outgoing>,
     pub(super) keepalive: Option<Duration>,
     pub(super) max_frame_len: usize,
     /// What the transport can add when the connection ends (a child's exit status).
@@ -30,7 +29,9 @@ pub(super) struct ReaderParts {
 }
 
 pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderParts) {
-    let err = run(&mut reader, &parts).await;
+    // The deadlines are kept until the very end (describing how the connection ended may wait
+    // for a child to exit).
+    let err = super::deadlines::keep(&parts.in_flight, run(&mut reader, &parts)).await;
     parts.in_flight.close(err);
 }
 
@@ -58,7 +59,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                 if in_flight.len() > 0 {
                     // Only while calls wait: an idle client must not keep an idle connection busy.
                     if let Ok(frame) = protocol::ping_frame(keepalive.next_nonce(), false).finish(parts.max_frame_len) {
-                        let _ = parts.tx.try_send(frame);
+                        let _ = parts.out.try_push(frame, false);
                     }
                     keepalive.sent();
                 } else {
@@ -112,7 +113,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             Ok(Message::Pong) => {}
             Ok(Message::Ping { nonce }) => {
                 if let Ok(frame) = protocol::ping_frame(nonce, true).finish(parts.max_frame_len) {
-                    let _ = parts.tx.try_send(frame);
+                    let _ = parts.out.try_push(frame, false);
                 }
             }
             Ok(Message::Call { .. } | Message::Cancel { .. } | Message::Hello(_)) => {

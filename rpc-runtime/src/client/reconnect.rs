@@ -59,7 +59,7 @@ impl Reconnector {
         self.lock().current.clone()
     }
 
-    fn usable(&self) -> Option<Arc<Shared>> {
+    pub(super) fn usable(&self) -> Option<Arc<Shared>> {
         self.lock().current.as_ref().filter(|s| s.is_usable()).cloned()
     }
 

@@ -246,6 +246,16 @@ impl Outbox {
             }
         }
         let queued = Queued { frame, at: Instant::now() };
+        // The queue almost always has room: the timer (and the clock read and runtime handle it
+        // takes) is made only when it has none.
+        let queued = match self.tx.try_send(queued) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.release(n);
+                return Err(NotSent::Closed);
+            }
+            Err(mpsc::error::TrySendError::Full(queued)) => queued,
+        };
         match tokio::time::timeout(self.write_timeout, self.tx.send(queued)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => {

@@ -11,6 +11,8 @@ use rpc_runtime::transport::{fifo, pipe, tcp, unix, BoxRead, BoxWrite, Connectio
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::blocking;
+
 /// A transport every implementation is measured over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
@@ -54,7 +56,7 @@ impl Transport {
 /// The implementations compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Impl {
-    /// A hand-written tokio length-prefixed echo, no RPC layer.
+    /// A hand-written length-prefixed echo with blocking I/O, no RPC layer.
     Floor,
     /// This framework.
     Ours,
@@ -85,6 +87,8 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
     /// The one connection to the child, until a client takes it.
     Pipe(Mutex<Option<Connection>>),
+    /// The floor's pipe to its child: the child's stdout and stdin, until a client takes them.
+    StdPipe(Mutex<Option<(std::process::ChildStdout, std::process::ChildStdin)>>),
     Fifo(PathBuf),
 }
 
@@ -95,6 +99,8 @@ enum Proc {
     Plain(tokio::process::Child),
     /// Its stdin and stdout are the connection.
     Pipe(pipe::Child),
+    /// The floor over a pipe: the same, with std's blocking pipes.
+    StdPipe(std::process::Child),
 }
 
 /// A server running in a child process; killed when dropped.
@@ -102,6 +108,7 @@ enum Proc {
 pub(crate) struct ServerProc {
     child: Proc,
     pub(crate) pid: u32,
+    pub(crate) transport: Transport,
     pub(crate) endpoint: Endpoint,
 }
 
@@ -119,12 +126,28 @@ impl ServerProc {
         };
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["server", imp.name(), transport.name(), &endpoint_arg]);
+        if transport == Transport::Pipe && imp == Impl::Floor {
+            let mut child = std::process::Command::new(std::env::current_exe()?)
+                .args(["server", imp.name(), transport.name(), &endpoint_arg])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let pid = child.id();
+            let halves = (child.stdout.take().expect("piped"), child.stdin.take().expect("piped"));
+            return Ok(ServerProc {
+                child: Proc::StdPipe(child),
+                pid,
+                transport,
+                endpoint: Endpoint::StdPipe(Mutex::new(Some(halves))),
+            });
+        }
         if transport == Transport::Pipe {
             let (conn, child) = pipe::spawn(cmd)?;
             let pid = child.pid();
             return Ok(ServerProc {
                 child: Proc::Pipe(child),
                 pid,
+                transport,
                 endpoint: Endpoint::Pipe(Mutex::new(Some(conn))),
             });
         }
@@ -142,18 +165,27 @@ impl ServerProc {
             Transport::Fifo => Endpoint::Fifo(PathBuf::from(addr)),
             Transport::Pipe => unreachable!("handled above"),
         };
-        Ok(ServerProc { child: Proc::Plain(child), pid, endpoint })
+        Ok(ServerProc { child: Proc::Plain(child), pid, transport, endpoint })
     }
 
     /// Closes the server's stdin (or, over a pipe, its connection) and waits for it to exit on
     /// its own (so a profiler running it can write its output), killing it after 30 seconds.
     pub(crate) async fn stop(mut self) {
+        if let Proc::StdPipe(mut child) = self.child {
+            // Its stdin is the connection: closed when the client's connection and the endpoint
+            // are dropped, and the floor's server then exits.
+            drop(self.endpoint);
+            let waited = tokio::task::spawn_blocking(move || child.wait());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), waited).await;
+            return;
+        }
         let child = match &mut self.child {
             Proc::Plain(child) => {
                 drop(child.stdin.take());
                 child
             }
             Proc::Pipe(child) => child.get_mut(),
+            Proc::StdPipe(_) => unreachable!("handled above"),
         };
         if tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.is_err() {
             let _ = child.kill().await;
@@ -176,7 +208,14 @@ impl ServerProc {
                 Ok((Box::new(r), Box::new(w)))
             }
             Endpoint::Pipe(_) | Endpoint::Fifo(_) => Ok(halves(self.connect_ours().await?)),
+            Endpoint::StdPipe(_) => Err(io::Error::other("the floor's pipe is for the floor")),
         }
+    }
+
+    /// A blocking connection to the floor's server, to be served in `mode` (call it where
+    /// blocking is allowed).
+    pub(crate) fn connect_floor(&self, mode: blocking::Mode) -> io::Result<blocking::Raw> {
+        blocking::connect(&self.endpoint, mode)
     }
 
     /// A connection of this framework's transport layer to the server.
@@ -190,6 +229,7 @@ impl ServerProc {
                 .take()
                 .ok_or_else(|| io::Error::other("a pipe to a child carries one connection")),
             Endpoint::Fifo(path) => fifo::connect(path).await,
+            Endpoint::StdPipe(_) => Err(io::Error::other("the floor's pipe is for the floor")),
         }
     }
 }

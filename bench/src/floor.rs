@@ -1,65 +1,96 @@
-//! The floor: a hand-written tokio length-prefixed echo with no RPC layer.
+//! The floor: a hand-written echo of 4-byte-big-endian-length-prefixed frames, no RPC layer, as
+//! fast as a careful hand-written echo can be, so that the ratios against it are honest.
 //!
-//! The server runs one task per connection that reads a 4-byte big-endian length and the body,
-//! and writes the same frame back; it flushes when no further request is already buffered, so a
-//! pipelining client gets its responses batched into few writes, as any careful echo server
-//! would. The client writes each request as a single buffer and reads through a buffer; for
-//! calls in flight it pipelines: it keeps `window` requests outstanding and answers each batch
-//! of responses with one write of as many new requests.
+//! Both sides use blocking std I/O, one thread per connection (setup in [`crate::blocking`]):
+//! on one core a blocking round trip is two context switches and four system calls, with no
+//! readiness polling, no waker and no task hand-off. Each side reads into one large buffer and
+//! handles every whole frame in it: the server writes all of them back with one `write` straight
+//! from the receive buffer (an echo's response bytes are its request bytes, so there is nothing
+//! to copy, not even a 64 KiB body), and the pipelining client answers each batch of responses
+//! with one write of as many new requests. Nothing is allocated per frame.
 
-use std::io;
+use std::io::{self, ErrorKind, Read, Write};
 
+use futures::future::BoxFuture;
 use rpc_runtime::transport::{BoxRead, BoxWrite};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::endpoint::RawListener;
+use crate::blocking::{Reader, Writer};
 use crate::suite::Until;
 
 const HEADER: usize = 4;
 /// The same maximum frame length as this framework's default.
 const MAX_FRAME: usize = 4 * 1024 * 1024;
-const CLIENT_BUFFER: usize = 16 * 1024;
+/// Room for a 64 KiB frame and then some, so one read takes whatever the kernel has. Below
+/// glibc's 128 KiB `mmap` threshold on purpose: with a 256 KiB buffer (which malloc maps with
+/// `mmap`) the kernel's copies into it took twice the CPU time on this machine (64 KiB echo,
+/// `perf stat` task-clock, pinned, every transport); the cause was not pinned down.
+const BUFFER: usize = 120_000;
 
-/// Accepts connections forever, one echo task each.
-pub(crate) async fn serve(mut listener: RawListener) -> io::Result<()> {
+/// Serves one connection until the peer closes it: every read's whole frames go back in one write.
+pub(crate) fn echo(mut r: Reader, mut w: Writer) -> io::Result<()> {
+    let mut buf = vec![0u8; BUFFER];
+    let mut filled = 0;
     loop {
-        let (r, w) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = echo(r, w).await;
-        });
-    }
-}
-
-/// Serves the one connection of a pipe, until it ends.
-pub(crate) async fn serve_one(r: BoxRead, w: BoxWrite) -> io::Result<()> {
-    echo(r, w).await
-}
-
-async fn echo(r: BoxRead, w: BoxWrite) -> io::Result<()> {
-    let mut r = BufReader::new(r);
-    let mut w = BufWriter::new(w);
-    let mut frame = Vec::new();
-    loop {
-        let mut header = [0u8; HEADER];
-        match r.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        let n = match r.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(()),
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        filled += n;
+        let (end, next) = whole_frames(&buf[..filled])?;
+        if end > 0 {
+            w.write_all(&buf[..end])?;
+            buf.copy_within(end..filled, 0);
+            filled -= end;
         }
-        let len = u32::from_be_bytes(header) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
-        }
-        // Header and body in one buffer, so a large frame goes back in one write.
-        frame.clear();
-        frame.extend_from_slice(&header);
-        frame.resize(HEADER + len, 0);
-        r.read_exact(&mut frame[HEADER..]).await?;
-        w.write_all(&frame).await?;
-        if r.buffer().is_empty() {
-            w.flush().await?;
+        if next > buf.len() {
+            buf.resize(next, 0);
         }
     }
+}
+
+/// [`echo`] on an event loop, for many connections at once.
+pub(crate) fn echo_async(mut r: BoxRead, mut w: BoxWrite) -> BoxFuture<'static, io::Result<()>> {
+    Box::pin(async move {
+        let mut buf = vec![0u8; BUFFER];
+        let mut filled = 0;
+        loop {
+            let n = r.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                return if filled == 0 { Ok(()) } else { Err(ErrorKind::UnexpectedEof.into()) };
+            }
+            filled += n;
+            let (end, next) = whole_frames(&buf[..filled])?;
+            if end > 0 {
+                w.write_all(&buf[..end]).await?;
+                buf.copy_within(end..filled, 0);
+                filled -= end;
+            }
+            if next > buf.len() {
+                buf.resize(next, 0);
+            }
+        }
+    })
+}
+
+/// The length of the whole frames at the start of `buf`, and the bytes the first incomplete frame
+/// needs (header and body; 0 if `buf` ends on a frame boundary).
+fn whole_frames(buf: &[u8]) -> io::Result<(usize, usize)> {
+    let mut end = 0;
+    while buf.len() - end >= HEADER {
+        let len = u32::from_be_bytes(buf[end..end + HEADER].try_into().expect("4 bytes")) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(ErrorKind::InvalidData, "frame too large"));
+        }
+        if buf.len() - end < HEADER + len {
+            return Ok((end, HEADER + len));
+        }
+        end += HEADER + len;
+    }
+    Ok((end, 0))
 }
 
 /// A request frame: header and a `len`-byte body.
@@ -70,41 +101,122 @@ pub(crate) fn frame(len: usize) -> Vec<u8> {
     f
 }
 
-/// One client connection.
+/// Checks that the whole frames in `frames` are all echoes of `body`-byte requests; returns how many.
+fn count_echoes(frames: &[u8], body: usize) -> io::Result<usize> {
+    let frame_len = HEADER + body;
+    let mut chunks = frames.chunks_exact(frame_len);
+    if !chunks.remainder().is_empty() || chunks.any(|f| f[..HEADER] != (body as u32).to_be_bytes()) {
+        return Err(io::Error::new(ErrorKind::InvalidData, "an echo of another length"));
+    }
+    Ok(frames.len() / frame_len)
+}
+
+/// One client connection, used from one thread at a time (its calls block).
 pub(crate) struct Conn {
-    r: BufReader<BoxRead>,
-    w: BoxWrite,
-    body: Vec<u8>,
+    r: Reader,
+    w: Writer,
+    buf: Vec<u8>,
+    /// Bytes of `buf` received and not yet consumed (always from offset 0).
+    filled: usize,
 }
 
 impl Conn {
-    pub(crate) fn new((r, w): (BoxRead, BoxWrite)) -> Conn {
-        Conn { r: BufReader::with_capacity(CLIENT_BUFFER, r), w, body: Vec::new() }
+    pub(crate) fn new((r, w): (Reader, Writer)) -> Conn {
+        Conn { r, w, buf: vec![0u8; BUFFER], filled: 0 }
     }
 
     /// One round trip: sends `request` (a whole frame) and reads the echo.
-    pub(crate) async fn call(&mut self, request: &[u8]) -> io::Result<()> {
-        self.w.write_all(request).await?;
-        self.read_response(request.len() - HEADER).await
+    pub(crate) fn call(&mut self, request: &[u8]) -> io::Result<()> {
+        self.w.write_all(request)?;
+        let n = self.read_responses(request.len() - HEADER)?;
+        if n != 1 {
+            return Err(io::Error::new(ErrorKind::InvalidData, format!("{n} responses to one request")));
+        }
+        Ok(())
     }
 
-    async fn read_response(&mut self, expect: usize) -> io::Result<()> {
-        let mut header = [0u8; HEADER];
-        self.r.read_exact(&mut header).await?;
-        let len = u32::from_be_bytes(header) as usize;
-        if len != expect {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("echo of {len} bytes, sent {expect}"),
-            ));
+    /// Reads until at least one whole response is buffered, consumes every whole response
+    /// buffered (each must have a `body`-byte body), and returns how many.
+    fn read_responses(&mut self, body: usize) -> io::Result<usize> {
+        loop {
+            let (end, next) = whole_frames(&self.buf[..self.filled])?;
+            if end > 0 {
+                let n = count_echoes(&self.buf[..end], body)?;
+                self.buf.copy_within(end..self.filled, 0);
+                self.filled -= end;
+                return Ok(n);
+            }
+            if next > self.buf.len() {
+                self.buf.resize(next, 0);
+            }
+            match self.r.read(&mut self.buf[self.filled..]) {
+                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        self.body.resize(len, 0);
-        self.r.read_exact(&mut self.body).await?;
-        Ok(())
     }
 
     /// Keeps `window` 16-byte requests outstanding until `until` says stop, then drains; returns
     /// the calls completed.
+    pub(crate) fn pipeline(&mut self, window: usize, until: Until) -> io::Result<u64> {
+        const BODY: usize = 16;
+        let burst = frame(BODY).repeat(window);
+        let frame_len = HEADER + BODY;
+        self.w.write_all(&burst)?;
+        let mut outstanding = window;
+        let mut issued = window as u64;
+        let mut done = 0u64;
+        while outstanding > 0 {
+            let batch = self.read_responses(BODY)?;
+            if batch > outstanding {
+                return Err(io::Error::new(ErrorKind::InvalidData, "more responses than requests"));
+            }
+            done += batch as u64;
+            outstanding -= batch;
+            let more = (0..batch).take_while(|i| until.more(issued + *i as u64)).count();
+            if more > 0 {
+                self.w.write_all(&burst[..more * frame_len])?;
+                outstanding += more;
+                issued += more as u64;
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// A client connection on the runtime, for the many-connections figure: one task per connection,
+/// pipelining as [`Conn::pipeline`] does.
+pub(crate) struct AsyncConn {
+    r: BoxRead,
+    w: BoxWrite,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl AsyncConn {
+    pub(crate) fn new((r, w): (BoxRead, BoxWrite)) -> AsyncConn {
+        AsyncConn { r, w, buf: vec![0u8; BUFFER], filled: 0 }
+    }
+
+    async fn read_responses(&mut self, body: usize) -> io::Result<usize> {
+        loop {
+            let (end, _) = whole_frames(&self.buf[..self.filled])?;
+            if end > 0 {
+                let n = count_echoes(&self.buf[..end], body)?;
+                self.buf.copy_within(end..self.filled, 0);
+                self.filled -= end;
+                return Ok(n);
+            }
+            match self.r.read(&mut self.buf[self.filled..]).await? {
+                0 => return Err(ErrorKind::UnexpectedEof.into()),
+                n => self.filled += n,
+            }
+        }
+    }
+
+    /// [`Conn::pipeline`], on the runtime.
     pub(crate) async fn pipeline(&mut self, window: usize, until: Until) -> io::Result<u64> {
         const BODY: usize = 16;
         let burst = frame(BODY).repeat(window);
@@ -114,11 +226,9 @@ impl Conn {
         let mut issued = window as u64;
         let mut done = 0u64;
         while outstanding > 0 {
-            self.read_response(BODY).await?;
-            let mut batch = 1;
-            while batch < outstanding && self.r.buffer().len() >= frame_len {
-                self.read_response(BODY).await?;
-                batch += 1;
+            let batch = self.read_responses(BODY).await?;
+            if batch > outstanding {
+                return Err(io::Error::new(ErrorKind::InvalidData, "more responses than requests"));
             }
             done += batch as u64;
             outstanding -= batch;

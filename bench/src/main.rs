@@ -18,10 +18,12 @@
 //! - `floor.rs`, `ours.rs`, `peer.rs`: the three implementations (raw echo, this framework,
 //!   tarpc), each a server and the client side of every metric.
 //! - `endpoint.rs`: how each transport is set up between the two processes.
+//! - `blocking.rs`: the floor's transports, with blocking std I/O and a thread per connection.
 //! - `profile.rs`: a fixed number of calls of one workload, to count instructions with callgrind.
 //! - `report.rs`: result lines in, markdown tables out.
 //! - `sys.rs`: facts read from `/proc`: CPU affinity, load, a process's resident memory.
 
+mod blocking;
 mod endpoint;
 mod floor;
 mod ours;

@@ -48,21 +48,21 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 
 async fn run(conn: &mut Conn, workload: &str, calls: u64) -> Result<(), String> {
     match conn {
-        Conn::Floor(c) => {
+        Conn::Floor(c) => tokio::task::block_in_place(|| {
             let request = match workload {
                 "seq" => floor::frame(SMALL.len()),
                 "vec" | "buf" => floor::frame(LARGE),
                 "window" => {
-                    c.pipeline(64, Until::Calls(calls)).await.map_err(|e| e.to_string())?;
+                    c.pipeline(64, Until::Calls(calls)).map_err(|e| e.to_string())?;
                     return Ok(());
                 }
                 _ => return Err(USAGE.into()),
             };
             for _ in 0..calls {
-                c.call(&request).await.map_err(|e| e.to_string())?;
+                c.call(&request).map_err(|e| e.to_string())?;
             }
             Ok(())
-        }
+        }),
         Conn::Ours(c) => run_caller(c, workload, calls).await,
         Conn::Tarpc(c) => run_caller(c, workload, calls).await,
     }

@@ -22,6 +22,11 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
             std::process::exit(0);
         });
     }
+    if imp == Impl::Floor {
+        // Blocking I/O, a thread per connection: no runtime.
+        return crate::blocking::serve(transport, endpoint, ready, floor::echo, floor::echo_async)
+            .map_err(|e| format!("floor server: {e}"));
+    }
     // The same runtime as the client side: tokio's default multi-threaded one, one worker per
     // CPU this process may use (one when pinned).
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -49,7 +54,8 @@ async fn serve(imp: Impl, transport: Transport, endpoint: &str) -> std::io::Resu
                 ours::serve(listener).await
             }
         },
-        Impl::Floor | Impl::Tarpc => {
+        Impl::Floor => unreachable!("the floor runs without a runtime"),
+        Impl::Tarpc => {
             let listener = match transport {
                 Transport::Tcp => {
                     let l = tokio::net::TcpListener::bind(endpoint).await?;
@@ -63,11 +69,7 @@ async fn serve(imp: Impl, transport: Transport, endpoint: &str) -> std::io::Resu
                 }
                 Transport::Pipe => {
                     let (r, w, _peer, _guard) = pipe::stdio()?.into_parts();
-                    return if imp == Impl::Floor {
-                        floor::serve_one(r, w).await
-                    } else {
-                        peer::serve_one(r, w).await
-                    };
+                    return peer::serve_one(r, w).await;
                 }
                 Transport::Fifo => {
                     let l = fifo::bind(endpoint).await?;
@@ -75,11 +77,7 @@ async fn serve(imp: Impl, transport: Transport, endpoint: &str) -> std::io::Resu
                     RawListener::Fifo(l)
                 }
             };
-            if imp == Impl::Floor {
-                floor::serve(listener).await
-            } else {
-                peer::serve(listener).await
-            }
+            peer::serve(listener).await
         }
     }
 }

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_bytes::ByteBuf;
+use tokio::task::block_in_place;
 use tokio::time::Instant;
 
+use crate::blocking::Mode;
 use crate::endpoint::{Impl, ServerProc, Transport};
 use crate::{floor, ours, peer, sys, Plan};
 
@@ -145,9 +147,9 @@ async fn run_transport(transport: Transport, plan: &Plan, dir: &std::path::Path)
 
     // (b) 64 calls in flight on one connection.
     let mut rates = vec![Vec::new(); Impl::ALL.len()];
-    for _ in 0..plan.reps {
-        for (conn, rate) in conns.iter_mut().zip(&mut rates) {
-            rate.push(conn.windowed(plan).await?);
+    for rep in 0..plan.reps {
+        for ((conn, rate), server) in conns.iter_mut().zip(&mut rates).zip(&servers) {
+            rate.push(conn.windowed(plan, server, rep).await?);
         }
     }
     for (imp, rate) in Impl::ALL.into_iter().zip(rates) {
@@ -217,12 +219,15 @@ impl Conn {
     /// Connects and makes one call, so the connection is fully set up on both sides.
     pub(crate) async fn open(imp: Impl, server: &ServerProc) -> BoxResult<Conn> {
         let mut conn = match imp {
-            Impl::Floor => Conn::Floor(floor::Conn::new(server.connect_raw().await?)),
+            Impl::Floor => {
+                let raw = block_in_place(|| server.connect_floor(Mode::Thread))?;
+                Conn::Floor(floor::Conn::new(raw.into_blocking()?))
+            }
             Impl::Ours => Conn::Ours(ours::BenchClient::new(server.connect_ours().await?)),
             Impl::Tarpc => Conn::Tarpc(peer::client(server.connect_raw().await?)),
         };
         match &mut conn {
-            Conn::Floor(c) => c.call(&floor::frame(SMALL.len())).await?,
+            Conn::Floor(c) => block_in_place(|| c.call(&floor::frame(SMALL.len())))?,
             Conn::Ours(c) => check_small(Caller::echo16(c, SMALL).await),
             Conn::Tarpc(c) => check_small(Caller::echo16(c, SMALL).await),
         }
@@ -237,21 +242,24 @@ impl Conn {
                     Payload::Small => SMALL.len(),
                     Payload::LargeVec | Payload::LargeBuf => LARGE,
                 });
-                let mut lat = Latencies::default();
-                for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
-                    let start = Instant::now();
-                    let mut phase = Latencies::default();
-                    while start.elapsed() < dur {
-                        let t = Instant::now();
-                        c.call(&request).await?;
-                        phase.samples.push(t.elapsed());
+                // The floor's calls block: this thread leaves the runtime for the measurement.
+                block_in_place(|| {
+                    let mut lat = Latencies::default();
+                    for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
+                        let start = Instant::now();
+                        let mut phase = Latencies::default();
+                        while start.elapsed() < dur {
+                            let t = Instant::now();
+                            c.call(&request)?;
+                            phase.samples.push(t.elapsed());
+                        }
+                        phase.elapsed = start.elapsed();
+                        if keep {
+                            lat = phase;
+                        }
                     }
-                    phase.elapsed = start.elapsed();
-                    if keep {
-                        lat = phase;
-                    }
-                }
-                Ok(lat)
+                    Ok(lat)
+                })
             }
             Conn::Ours(c) => Ok(sequential(c, payload, plan).await),
             Conn::Tarpc(c) => Ok(sequential(c, payload, plan).await),
@@ -259,14 +267,26 @@ impl Conn {
     }
 
     /// Calls/s with [`WINDOW`] calls in flight on this one connection.
-    async fn windowed(&mut self, plan: &Plan) -> BoxResult<f64> {
+    ///
+    /// The floor alternates between its two ways of serving a connection: a thread on each side
+    /// on even repetitions, an event loop on each side on odd ones (not over a pipe, which is
+    /// served on a thread); the best repetition of either is its figure.
+    async fn windowed(&mut self, plan: &Plan, server: &ServerProc, rep: usize) -> BoxResult<f64> {
         match self {
-            Conn::Floor(c) => {
+            Conn::Floor(_) if rep % 2 == 1 && server.transport.has_listener() => {
+                let raw = block_in_place(|| server.connect_floor(Mode::Events))?;
+                let mut c = floor::AsyncConn::new(raw.into_async()?);
                 c.pipeline(WINDOW, Until::Time(Instant::now() + plan.warmup)).await?;
                 let start = Instant::now();
                 let n = c.pipeline(WINDOW, Until::Time(start + plan.measure)).await?;
                 Ok(n as f64 / start.elapsed().as_secs_f64())
             }
+            Conn::Floor(c) => block_in_place(|| {
+                c.pipeline(WINDOW, Until::Time(Instant::now() + plan.warmup))?;
+                let start = Instant::now();
+                let n = c.pipeline(WINDOW, Until::Time(start + plan.measure))?;
+                Ok(n as f64 / start.elapsed().as_secs_f64())
+            }),
             Conn::Ours(c) => Ok(windowed(std::slice::from_ref(c), WINDOW, plan).await),
             Conn::Tarpc(c) => Ok(windowed(std::slice::from_ref(c), WINDOW, plan).await),
         }
@@ -338,44 +358,15 @@ pub(crate) async fn drive<C: Caller>(c: C, window: usize, until: Until) -> u64 {
 
 /// Figure (d): `plan.many_conns` fresh connections, [`MANY_WINDOW`] calls in flight on each.
 async fn many(imp: Impl, server: &ServerProc, plan: &Plan) -> BoxResult<f64> {
+    if imp == Impl::Floor {
+        return floor_many(server, plan).await;
+    }
     let mut conns = Vec::new();
     for _ in 0..plan.many_conns {
         conns.push(Conn::open(imp, server).await?);
     }
     match imp {
-        Impl::Floor => {
-            let mut floors: Vec<floor::Conn> = conns
-                .into_iter()
-                .map(|c| match c {
-                    Conn::Floor(f) => f,
-                    _ => unreachable!("floor connections only"),
-                })
-                .collect();
-            let mut rate = 0.0;
-            for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
-                let start = Instant::now();
-                let end = Until::Time(start + dur);
-                let tasks: Vec<_> = floors
-                    .drain(..)
-                    .map(|mut c| {
-                        tokio::spawn(async move {
-                            let n = c.pipeline(MANY_WINDOW, end).await;
-                            (c, n)
-                        })
-                    })
-                    .collect();
-                let mut total = 0;
-                for t in tasks {
-                    let (c, n) = t.await?;
-                    total += n?;
-                    floors.push(c);
-                }
-                if keep {
-                    rate = total as f64 / start.elapsed().as_secs_f64();
-                }
-            }
-            Ok(rate)
-        }
+        Impl::Floor => unreachable!("measured above"),
         Impl::Ours => {
             let clients: Vec<_> = conns
                 .into_iter()
@@ -435,4 +426,70 @@ impl Latencies {
 /// The highest throughput of the repetitions.
 fn best(values: Vec<f64>) -> f64 {
     values.into_iter().max_by(f64::total_cmp).unwrap_or(f64::NAN)
+}
+
+/// Figure (d) for the floor: its connections served by the server's event loop, each driven by a
+/// task of the client's runtime (one readiness wake-up serves many connections; with a thread per
+/// connection on each side, the same work is one context switch per connection and batch).
+async fn floor_many(server: &ServerProc, plan: &Plan) -> BoxResult<f64> {
+    let mode = Mode::Events;
+    if mode == Mode::Thread {
+        let mut floors = Vec::new();
+        for _ in 0..plan.many_conns {
+            let raw = block_in_place(|| server.connect_floor(Mode::Thread))?;
+            floors.push(floor::Conn::new(raw.into_blocking()?));
+        }
+        return block_in_place(|| {
+            let mut rate = 0.0;
+            for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
+                let start = Instant::now();
+                let end = Until::Time(start + dur);
+                let total = std::thread::scope(|scope| {
+                    let threads: Vec<_> = floors
+                        .iter_mut()
+                        .map(|c| scope.spawn(move || c.pipeline(MANY_WINDOW, end)))
+                        .collect();
+                    threads
+                        .into_iter()
+                        .map(|t| t.join().expect("a floor client panicked"))
+                        .sum::<std::io::Result<u64>>()
+                })?;
+                if keep {
+                    rate = total as f64 / start.elapsed().as_secs_f64();
+                }
+            }
+            Ok(rate)
+        });
+    }
+    let mut floors = Vec::new();
+    for _ in 0..plan.many_conns {
+        let raw = block_in_place(|| server.connect_floor(Mode::Events))?;
+        let mut c = floor::AsyncConn::new(raw.into_async()?);
+        c.pipeline(1, Until::Calls(1)).await?;
+        floors.push(c);
+    }
+    let mut rate = 0.0;
+    for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
+        let start = Instant::now();
+        let end = Until::Time(start + dur);
+        let tasks: Vec<_> = floors
+            .drain(..)
+            .map(|mut c| {
+                tokio::spawn(async move {
+                    let n = c.pipeline(MANY_WINDOW, end).await;
+                    (c, n)
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            let (c, n) = t.await?;
+            total += n?;
+            floors.push(c);
+        }
+        if keep {
+            rate = total as f64 / start.elapsed().as_secs_f64();
+        }
+    }
+    Ok(rate)
 }

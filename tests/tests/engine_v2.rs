@@ -339,3 +339,38 @@ async fn stream_frames_for_unknown_streams_are_violations() {
     })
     .await;
 }
+
+/// A HELLO frame longer than the server's maximum gets the same goaway as any such frame.
+#[tokio::test]
+async fn an_oversized_hello_gets_frame_too_large() {
+    use rpc_tests::wire::{self, code, RawPeer};
+    within(60, "oversized HELLO", async {
+        let (listener, connector) = memory::listener();
+        let _server = Server::new(router()).max_frame_len(64 * 1024).serve(listener);
+        let mut peer = RawPeer::new(connector.connect().unwrap());
+        let header = (1u32 << 20).to_be_bytes();
+        peer.send(&[&wire::PREFACE[..], &header[..], &[1, 2]].concat()).await.unwrap();
+        peer.expect_preface().await;
+        let (c, message) = peer.goaway_then_close().await.expect("a goaway");
+        assert_eq!(c, code::FRAME_TOO_LARGE, "{message}");
+    })
+    .await;
+}
+
+/// A client whose server sends a malformed HELLO fails its calls with the HELLO's error.
+#[tokio::test]
+async fn a_malformed_server_hello_is_reported_as_such() {
+    use rpc_tests::wire::{self, varint, RawPeer};
+    within(60, "malformed server HELLO", async {
+        let (ours, theirs) = memory::pair();
+        let client = GreeterClient::new(ours);
+        let mut server = RawPeer::new(theirs);
+        let bad = [vec![1, 2], varint(16), vec![0, 16, 1, 0]].concat();
+        server.send(&[&wire::PREFACE[..], &wire::frame(&bad)].concat()).await.unwrap();
+        match client.count().await {
+            Err(RpcError::Protocol(m)) => assert!(m.contains("malformed HELLO"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}

@@ -83,7 +83,9 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
         let message = protocol::decode(body);
         // The server's HELLO comes first (calls were sent without waiting for it), unless the
         // server refuses the connection at once with a goaway.
-        if parts.hello.get().is_none() && !matches!(message, Ok(Message::Hello(_) | Message::GoAway { .. })) {
+        if parts.hello.get().is_none()
+            && matches!(message, Ok(ref m) if !matches!(m, Message::Hello(_) | Message::GoAway { .. }))
+        {
             return RpcError::Protocol("the server sent a frame before its HELLO".into());
         }
         match message {

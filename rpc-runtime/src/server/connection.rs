@@ -234,8 +234,11 @@ impl ServerConn {
         }
         // The client's HELLO, within the same timeout; its calls may follow it in the same read.
         match tokio::time::timeout(self.shared.config.handshake_timeout, reader.read_frame()).await {
-            Err(_) => return Close::Failed("no HELLO within the handshake timeout".into()),
+            Err(_) => return Close::GoAway(ErrorCode::Idle, "no HELLO within the handshake timeout".into()),
             Ok(Ok(None)) => return Close::PeerClosed,
+            Ok(Err(e @ FrameError::TooLarge { .. })) => {
+                return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
+            }
             Ok(Err(e)) => return Close::Failed(e.to_string()),
             Ok(Ok(Some(body))) => match protocol::decode_hello(body) {
                 Ok(hello) => {

@@ -61,8 +61,9 @@ pub(crate) async fn write_frames<T: Outgoing>(
 ) -> io::Result<()> {
     let mut writer = FrameWriter::new(writer);
     writer.queue_raw(preface);
-    let mut queued = Vec::with_capacity(BATCH);
-    let mut batch = Vec::with_capacity(BATCH);
+    // Grown on demand: 64 slots of each up front were about 4 KiB held by every idle connection.
+    let mut queued = Vec::new();
+    let mut batch = Vec::new();
     // When the oldest frame of the batch was queued, if the sender said (a server's frames).
     let mut oldest: Option<Instant> = None;
     let result = loop {

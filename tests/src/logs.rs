@@ -55,7 +55,10 @@ struct Capture {
     lines: Lines,
 }
 
-struct Fields(String);
+/// Writes an event's fields as ` message key=value ...` into the string: one log line's text,
+/// shared by the capture here and the attack harness's stderr logger.
+#[derive(Debug, Default)]
+pub struct Fields(pub String);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {

@@ -193,6 +193,28 @@ async fn a_call_with_metadata_over_its_bounds_is_refused_alone() {
     .await;
 }
 
+/// A client built with `format(Json)` puts JSON on the wire (read by hand here).
+#[tokio::test]
+async fn a_json_client_sends_json() {
+    use rpc_tests::wire::{Frame, RawPeer};
+    within(60, "json on the wire", async {
+        let (ours, theirs) = memory::pair();
+        let client = Client::builder().format(Format::Json).build(ours);
+        let mut server = RawPeer::new(theirs);
+        server.handshake().await;
+        let call = tokio::spawn(async move { GreeterClient::from_client(client).hello("wire".into()).await });
+        match server.expect_frame().await {
+            Frame::Request { service, method, payload, .. } => {
+                assert_eq!((service.as_str(), method.as_str()), ("Greeter", "hello"));
+                assert_eq!(payload, br#"["wire"]"#, "{}", String::from_utf8_lossy(&payload));
+            }
+            other => panic!("{other:?}"),
+        }
+        call.abort();
+    })
+    .await;
+}
+
 /// A client may speak JSON: the server answers each call in its own format.
 #[tokio::test]
 async fn json_calls_are_answered_in_json() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{kind, kind_from_byte, CallHead, Message, FLAG_DEADLINE, FLAG_METADATA};
-use crate::metadata::{MAX_METADATA_BYTES, MAX_METADATA_ENTRIES};
+use crate::metadata::check_bounds;
 use crate::{Metadata, RpcError};
 
 const CALL_FLAGS: u8 = FLAG_DEADLINE | FLAG_METADATA;
@@ -79,25 +79,18 @@ impl Cursor {
         Ok(())
     }
 
-    /// Metadata: a count, then that many key and value strings, within the bounds.
+    /// Metadata: a count, then that many key and value strings, within the bounds (checked as
+    /// they are read, so a forged count or length costs nothing).
     fn metadata(&mut self) -> Result<Metadata, RpcError> {
         let count = self.varint("metadata count")?;
-        if count > MAX_METADATA_ENTRIES as u64 {
-            return Err(RpcError::MetadataTooLarge(
-                format!("{count} entries, more than the {MAX_METADATA_ENTRIES} allowed").into(),
-            ));
-        }
+        check_bounds(usize::try_from(count).unwrap_or(usize::MAX), 0)?;
         let mut metadata = Metadata::new();
         let mut bytes = 0usize;
         for _ in 0..count {
             let key = self.string("metadata key")?;
             let value = self.string("metadata value")?;
             bytes += key.len() + value.len();
-            if bytes > MAX_METADATA_BYTES {
-                return Err(RpcError::MetadataTooLarge(
-                    format!("more than the {MAX_METADATA_BYTES} bytes of keys and values allowed").into(),
-                ));
-            }
+            check_bounds(0, bytes)?;
             metadata.push_raw(key, value);
         }
         Ok(metadata)

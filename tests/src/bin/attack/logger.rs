@@ -2,10 +2,9 @@
 //! stderr, as an application with a default log setup would write. The harness counts these
 //! bytes (scenario H7: logs that grow with attacker input).
 
-use std::fmt::{self, Write as _};
 use std::io::Write as _;
 
-use tracing::field::{Field, Visit};
+use rpc_tests::logs::Fields;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -16,26 +15,6 @@ pub(crate) fn install() {
 }
 
 struct StderrLog;
-
-struct Line(String);
-
-impl Visit for Line {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.0, " {value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            let _ = write!(self.0, " {value}");
-        } else {
-            let _ = write!(self.0, " {}={value}", field.name());
-        }
-    }
-}
 
 impl Subscriber for StderrLog {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
@@ -64,7 +43,7 @@ impl Subscriber for StderrLog {
 
     fn event(&self, event: &Event<'_>) {
         let meta = event.metadata();
-        let mut line = Line(format!("{:>5} {}:", meta.level(), meta.target()));
+        let mut line = Fields(format!("{:>5} {}:", meta.level(), meta.target()));
         event.record(&mut line);
         line.0.push('\n');
         let _ = std::io::stderr().lock().write_all(line.0.as_bytes());

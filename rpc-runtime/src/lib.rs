@@ -74,6 +74,7 @@ mod protocol;
 mod router;
 pub mod server;
 mod service;
+pub mod trace;
 mod writer;
 
 #[doc(hidden)]

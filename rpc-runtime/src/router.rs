@@ -170,7 +170,9 @@ impl Router {
                 ),
             });
         }
-        route.service.call(method, payload, response)
+        let mut handler = route.service.call(method, payload, response)?;
+        handler.service = service;
+        Ok(handler)
     }
 }
 
@@ -198,12 +200,14 @@ impl Router {
             &call.body,
             response,
         )?;
+        let mut metadata = call.metadata;
+        let handler = crate::trace::traced_handler(handler, &peer, 0, &mut metadata);
         let context = Context {
             request_id: 0,
             method: handler.method,
             deadline: call.deadline,
             peer: Arc::new(peer),
-            metadata: call.metadata,
+            metadata,
         };
         let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
         let outcome = match call.deadline {

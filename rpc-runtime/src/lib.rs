@@ -68,6 +68,7 @@ mod context;
 pub mod describe;
 mod error;
 pub mod hello;
+pub mod intercept;
 pub mod limits;
 mod metadata;
 mod protocol;

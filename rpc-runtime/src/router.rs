@@ -17,8 +17,9 @@ use crate::call::{Call, Reply};
 use crate::context::Context;
 use crate::describe::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::hello::AdvertisedService;
+use crate::intercept::{Incoming, Interceptor};
 use crate::service::{Handler, ResponseBuf, Service};
-use crate::RpcError;
+use crate::{Metadata, RpcError};
 
 /// The services one [`Server`](crate::Server) hosts, by wire name (`#[service(name = "...")]`,
 /// the trait's name by default).
@@ -76,6 +77,8 @@ pub struct Router {
 struct Inner {
     /// In the order they were added, which is the HELLO's.
     routes: Vec<(&'static str, Route)>,
+    /// Run in order on every routed call, before its arguments are decoded.
+    interceptors: Vec<Arc<dyn Interceptor>>,
 }
 
 #[derive(Clone)]
@@ -111,6 +114,15 @@ impl Router {
         self
     }
 
+    /// Adds a check that runs on every call, after the call is routed and its signature
+    /// checked, before its arguments are decoded; a refusal is the caller's error and the handler
+    /// does not run (see [`crate::intercept`]). Checks run in the order added.
+    #[must_use]
+    pub fn intercept(mut self, interceptor: impl Interceptor) -> Router {
+        Arc::make_mut(&mut self.inner).interceptors.push(Arc::new(interceptor));
+        self
+    }
+
     /// The descriptors of the services, in the order they were added.
     pub fn services(&self) -> impl Iterator<Item = &'static ServiceDescriptor> + '_ {
         self.inner.routes.iter().map(|(_, route)| route.service.descriptor())
@@ -125,6 +137,7 @@ impl Router {
     ///
     /// Names arrive as the frame's bytes: a name that matches one of ours is valid UTF-8, so only
     /// a name that matches none is checked (and reported as a protocol error if it is not text).
+    #[allow(clippy::too_many_arguments)] // the frame's fields, borrowed: a struct would only repack them
     pub(crate) fn prepare(
         &self,
         service: &[u8],
@@ -133,6 +146,8 @@ impl Router {
         hash: u64,
         payload: &[u8],
         response: ResponseBuf,
+        peer: &Peer,
+        metadata: &Metadata,
     ) -> Result<Handler, RpcError> {
         let routes = &self.inner.routes;
         let (service, route) = match routes.iter().find(|(name, _)| name.as_bytes() == service) {
@@ -170,6 +185,12 @@ impl Router {
                 ),
             });
         }
+        if !self.inner.interceptors.is_empty() {
+            let incoming = Incoming { service, method, kind, peer, metadata };
+            for interceptor in &self.inner.interceptors {
+                interceptor.check(&incoming)?;
+            }
+        }
         let mut handler = route.service.call(method, payload, response)?;
         handler.service = service;
         Ok(handler)
@@ -199,6 +220,8 @@ impl Router {
             call.signature,
             &call.body,
             response,
+            &peer,
+            &call.metadata,
         )?;
         let mut metadata = call.metadata;
         let handler = crate::trace::traced_handler(handler, &peer, 0, &mut metadata);
@@ -249,6 +272,9 @@ impl<S: Service> From<S> for Router {
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<_> = self.inner.routes.iter().map(|(name, _)| name).collect();
-        f.debug_struct("Router").field("services", &names).finish()
+        f.debug_struct("Router")
+            .field("services", &names)
+            .field("interceptors", &self.inner.interceptors.len())
+            .finish()
     }
 }

@@ -514,7 +514,9 @@ impl ServerConn {
         let response =
             ResponseBuf { buf: protocol::reply_header(id), max_frame_len: self.max_reply_len, format };
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.shared.router.prepare(&service, &method, kind, hash, payload, response)
+            self.shared
+                .router
+                .prepare(&service, &method, kind, hash, payload, response, &self.peer, &metadata)
         }));
         let handler = match prepared {
             Ok(Ok(handler)) => handler,

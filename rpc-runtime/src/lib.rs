@@ -60,6 +60,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as rpc_runtime;
 
+pub mod blocking;
 mod call;
 mod channel;
 pub mod client;
@@ -72,6 +73,8 @@ pub mod intercept;
 pub mod limits;
 mod metadata;
 mod protocol;
+#[cfg(feature = "tower")]
+pub mod retry;
 mod router;
 pub mod server;
 mod service;
@@ -84,6 +87,7 @@ pub mod __private;
 #[doc(hidden)]
 pub mod __fuzz;
 
+pub use blocking::BlockingRuntime;
 pub use call::{Call, MethodRef, Reply};
 pub use channel::{Channel, Layered};
 pub use client::{Client, ClientBuilder};

@@ -74,6 +74,7 @@ mod protocol;
 mod router;
 pub mod server;
 mod service;
+mod stream;
 mod writer;
 
 #[doc(hidden)]
@@ -93,6 +94,7 @@ pub use metadata::{Metadata, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES};
 pub use router::Router;
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use service::{Handler, HandlerFuture, ResponseBuf, Service};
+pub use stream::Streaming;
 
 /// The transports: connections and listeners over TCP, Unix sockets, pipes, FIFOs and memory.
 pub use rpc_transport as transport;

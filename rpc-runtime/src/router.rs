@@ -189,7 +189,12 @@ impl Router {
         let format = call.format;
         // In-process, no frame limit applies; a transport that carries the reply checks its own.
         let response =
-            ResponseBuf { buf: FrameBuf::with_capacity(64), max_frame_len: u32::MAX as usize, format };
+            ResponseBuf {
+            buf: FrameBuf::with_capacity(64),
+            max_frame_len: u32::MAX as usize,
+            format,
+            stream: None,
+        };
         let handler = self.prepare(
             call.service.as_bytes(),
             call.method.as_bytes(),
@@ -204,6 +209,7 @@ impl Router {
             deadline: call.deadline,
             peer: Arc::new(peer),
             metadata: call.metadata,
+            shutdown: None,
         };
         let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
         let outcome = match call.deadline {

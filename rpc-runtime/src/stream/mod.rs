@@ -60,6 +60,7 @@ pub(crate) fn unsupported(method: &crate::MethodRef) -> RpcError {
 /// Each stream has its own credit (see PROTOCOL.md, Streams): a sender sends only as many items
 /// as the receiver has room for, so a consumer that reads slowly pauses only its own stream.
 #[must_use = "a stream does nothing unless polled"]
+#[doc(alias = "stream")]
 pub struct Streaming<T> {
     inner: Pin<Box<dyn Stream<Item = Result<T, RpcError>> + Send + 'static>>,
 }

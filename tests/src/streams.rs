@@ -32,6 +32,8 @@ pub trait Streams {
     async fn boom_after(&self, n: u32) -> Streaming<u32>;
     /// Waits for the next `full_duplex_call` stream to be dropped and returns its tag.
     async fn next_dropped(&self) -> u64;
+    /// Never reads its items and never returns: a client stream that holds its window.
+    async fn hold(&self, items: Streaming<u32>) -> u64;
 }
 
 /// The implementation of [`Streams`].
@@ -123,5 +125,10 @@ impl Streams for StreamsImpl {
 
     async fn next_dropped(&self) -> u64 {
         self.dropped_rx.lock().await.recv().await.expect("the sender lives in self")
+    }
+
+    async fn hold(&self, items: Streaming<u32>) -> u64 {
+        let _items = items;
+        std::future::pending().await
     }
 }

@@ -310,7 +310,7 @@ impl InFlight {
             let mut state = self.lock();
             let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
             let Some(stream) = slot.stream.as_mut().filter(|s| s.receives) else {
-                return Err(RpcError::Protocol(format!("the server sent an ITEM for call {id}, which has no stream of results")));
+                return Err(RpcError::Protocol(format!("the server sent a stream frame (ITEM) for call {id}, which has no stream of results")));
             };
             if stream.recv_credit == 0 {
                 return Err(RpcError::Protocol(format!("the server sent an ITEM for stream {id} beyond the credit granted")));
@@ -331,7 +331,7 @@ impl InFlight {
             let mut state = self.lock();
             let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
             if !slot.stream.as_ref().is_some_and(|s| s.receives) {
-                return Err(RpcError::Protocol(format!("the server sent an END for call {id}, which has no stream of results")));
+                return Err(RpcError::Protocol(format!("the server sent a stream frame (END) for call {id}, which has no stream of results")));
             }
         }
         self.complete(id, Ok(Bytes::new()));
@@ -344,7 +344,7 @@ impl InFlight {
             let mut state = self.lock();
             let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
             let Some(stream) = slot.stream.as_mut().filter(|s| s.sends) else {
-                return Err(RpcError::Protocol(format!("the server sent a CREDIT for call {id}, which has no stream of arguments")));
+                return Err(RpcError::Protocol(format!("the server sent a stream frame (CREDIT) for call {id}, which has no stream of arguments")));
             };
             match stream.send_credit.checked_add(credit).filter(|c| *c <= crate::stream::credit::MAX_CREDIT) {
                 Some(c) => stream.send_credit = c,

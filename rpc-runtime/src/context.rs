@@ -73,7 +73,7 @@ impl Context {
     /// ```
     /// # use rpc_runtime::{Context, Streaming};
     /// # use futures::StreamExt;
-    /// fn ticks(ctx: Context) -> Streaming<u64> {
+    /// pub fn ticks(ctx: Context) -> Streaming<u64> {
     ///     let stop = Box::pin(async move { ctx.shutdown_started().await });
     ///     Streaming::new(futures::stream::iter(0..).take_until(stop))
     /// }

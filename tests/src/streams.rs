@@ -34,6 +34,8 @@ pub trait Streams {
     async fn next_dropped(&self) -> u64;
     /// Never reads its items and never returns: a client stream that holds its window.
     async fn hold(&self, items: Streaming<u32>) -> u64;
+    /// Sends 0, then ends its stream cleanly when the server's shutdown begins.
+    async fn until_shutdown(&self) -> Streaming<u64>;
 }
 
 /// The implementation of [`Streams`].
@@ -125,6 +127,12 @@ impl Streams for StreamsImpl {
 
     async fn next_dropped(&self) -> u64 {
         self.dropped_rx.lock().await.recv().await.expect("the sender lives in self")
+    }
+
+    async fn until_shutdown(&self) -> Streaming<u64> {
+        let ctx = rpc_runtime::Context::current().expect("inside a handler");
+        let shutdown = Box::pin(async move { ctx.shutdown_started().await });
+        Streaming::new(futures::stream::iter([0]).chain(futures::stream::pending()).take_until(shutdown))
     }
 
     async fn hold(&self, items: Streaming<u32>) -> u64 {

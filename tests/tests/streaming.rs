@@ -158,3 +158,22 @@ macro_rules! suite {
 }
 
 suite!(Tcp, Unix, Memory, PipeChild, PipePair, FifoPair, FifoListener);
+
+/// Graceful shutdown: a handler that watches for it ends its stream cleanly (`END`); a stream
+/// still running when the grace period ends is cut off with `Cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_streams_cleanly_or_at_the_end_of_the_grace_period() {
+    let f = start(Transport::Memory).await;
+    let client = streams(&f).with_timeout(None);
+    let mut polite = client.until_shutdown().await.unwrap();
+    assert_eq!(guard("the first tick", polite.next()).await.unwrap().unwrap(), 0);
+    let mut stubborn = client.sleepy().await.unwrap();
+    // A round trip, so both streams are running on the server before it shuts down.
+    assert_eq!(f.client.add(1, 1).await.unwrap(), 2);
+    let server = f.server.clone().expect("an in-process server");
+    let shutdown = tokio::spawn(async move { server.shutdown(Duration::from_millis(300)).await });
+    assert!(guard("a clean end", polite.next()).await.is_none(), "the handler ended its stream");
+    let cut = guard("the grace period's end", stubborn.next()).await.expect("an error");
+    assert!(matches!(cut, Err(RpcError::Cancelled(_))), "{cut:?}");
+    guard("shutdown", shutdown).await.unwrap();
+}

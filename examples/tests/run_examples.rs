@@ -107,6 +107,16 @@ fn memory() {
 }
 
 #[test]
+fn watch() {
+    let out = run(&mut example("watch"));
+    assert!(out.contains("snapshot: colour/sky = blue"), "{out}");
+    assert!(out.contains("changed:  colour/grass = green"), "{out}");
+    assert!(out.contains("changed:  colour/sky = grey"), "{out}");
+    assert!(!out.contains("size/shoe"), "only changes under the prefix:\n{out}");
+    assert!(out.contains("watch ended: None"), "a clean end at shutdown:\n{out}");
+}
+
+#[test]
 fn pipe_parent() {
     let out = run(&mut example("pipe_parent"));
     assert!(out.contains("hello, parent, from process"), "{out}");

@@ -13,6 +13,7 @@ use syn::{Attribute, FnArg, Ident, ItemTrait, LitStr, ReturnType, TraitItem, Tra
 use crate::attr;
 use crate::check::{self, Role};
 use crate::errors::Errors;
+use crate::streams::Kind;
 
 pub(crate) struct Service {
     pub(crate) vis: Visibility,
@@ -32,6 +33,12 @@ pub(crate) struct Method {
     /// The declared return type; `()` when none is written.
     pub(crate) output: Type,
     pub(crate) oneway: Option<Attribute>,
+    /// How it exchanges messages: unary, one-way, or one of the stream kinds.
+    pub(crate) kind: Kind,
+    /// The `Streaming<U>` argument: its position among the arguments, and `U`.
+    pub(crate) up: Option<(usize, Type)>,
+    /// `T` of a `Streaming<T>` result.
+    pub(crate) down: Option<Type>,
     /// `#[rpc(run_to_completion)]`: cancels and deadlines do not stop the handler.
     pub(crate) run_to_completion: bool,
     /// `#[rpc(idempotent)]`: a retry policy may repeat the call.
@@ -86,7 +93,7 @@ impl Method {
         check::receiver(sig, errors);
         check::default_body(f, errors);
         check::arg_count(sig, errors);
-        let args = sig.inputs.iter().filter_map(|input| Arg::from_input(input, errors)).collect();
+        let args: Vec<Arg> = sig.inputs.iter().filter_map(|input| Arg::from_input(input, errors)).collect();
         let output = match (desugared, &sig.output) {
             (Some(ty), _) => {
                 check::wire_type(&ty, Role::Result, errors);
@@ -100,6 +107,8 @@ impl Method {
                 (**ty).clone()
             }
         };
+        let shape =
+            crate::streams::read(args.iter().map(|a: &Arg| &a.ty), &output, helpers.oneway.as_ref(), errors);
         let plain = sig.ident.unraw().to_string();
         let wire_name = helpers.name.unwrap_or_else(|| LitStr::new(&plain, sig.ident.span()));
         let variant = format_ident!("{}", upper_camel(&plain), span = sig.ident.span());
@@ -113,6 +122,9 @@ impl Method {
             args,
             output,
             oneway: helpers.oneway,
+            kind: shape.kind,
+            up: shape.up,
+            down: shape.down,
             run_to_completion: helpers.run_to_completion.is_some(),
             idempotent: helpers.idempotent.is_some(),
             docs,

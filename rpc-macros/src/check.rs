@@ -490,7 +490,9 @@ fn owned_suggestion(elem: &Type) -> String {
 
 /// `#[oneway] async fn get(&self) -> u32`
 pub(crate) fn oneway_result(method: &Method, errors: &mut Errors) {
-    if let (Some(oneway), false) = (&method.oneway, crate::ast::is_unit(&method.output)) {
+    // A stream result is reported by `streams::read`, on the `Streaming`.
+    let stream = crate::streams::item(&method.output).is_some();
+    if let (Some(oneway), false, false) = (&method.oneway, crate::ast::is_unit(&method.output), stream) {
         errors.push_spanned(
             oneway,
             "a `#[oneway]` method cannot return a value: the client does not wait for a reply; remove the return type or `#[oneway]`",

@@ -7,6 +7,7 @@ mod attr;
 mod check;
 mod errors;
 mod expand;
+mod streams;
 
 use proc_macro::TokenStream;
 

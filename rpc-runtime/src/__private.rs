@@ -41,6 +41,8 @@ pub use crate::service::{Handler, ResponseBuf, Service};
 pub use crate::transport::framed::FrameBuf;
 pub use crate::transport::Connection;
 pub use crate::RpcError;
+pub use crate::Streaming;
+pub use futures::Stream;
 
 /// The error for a method this service does not have.
 pub fn unknown_method(method: &str) -> RpcError {
@@ -257,5 +259,206 @@ pub mod dispatch {
     impl<A, R> NotWire for &Probe<A, R> {
         type Args = A;
         type Output = R;
+    }
+
+    /// The operations a streaming method needs, for types that are [`Wire`]: see
+    /// [`StreamProbe`].
+    pub trait StreamOps {
+        /// The arguments sent in the call, as a tuple (the stream argument left out).
+        type Args;
+        /// The client's stream items (`()` when it sends none).
+        type Up;
+        /// The server's stream items, or a client stream's one result.
+        type Down;
+
+        /// Decodes the call's arguments (the stream argument left out).
+        fn decode(&self, format: Format, payload: &[u8]) -> Result<Self::Args, RpcError>;
+        /// The call's incoming items, for the handler.
+        fn incoming(&self, response: &ResponseBuf) -> Streaming<Self::Up>;
+        /// Hands the handler's items to the connection.
+        fn encode_stream(
+            &self,
+            response: ResponseBuf,
+            items: Streaming<Self::Down>,
+        ) -> Result<FrameBuf, RpcError>;
+        /// Encodes a client stream's result.
+        fn encode(&self, response: ResponseBuf, value: &Self::Down) -> Result<FrameBuf, RpcError>;
+        /// Wraps the caller's stream of arguments.
+        fn upstream<S: Stream<Item = Self::Up> + Send + 'static>(&self, items: S) -> Streaming<Self::Up>;
+        /// Opens a server-streaming or bidirectional call.
+        fn open<'a, C: Channel>(
+            &self,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: Self::Args,
+            upload: Option<Streaming<Self::Up>>,
+        ) -> impl Future<Output = Result<Streaming<Self::Down>, RpcError>> + 'a;
+        /// Calls a client-streaming method.
+        fn upload<'a, C: Channel>(
+            &self,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: Self::Args,
+            upload: Streaming<Self::Up>,
+        ) -> impl Future<Output = Result<Self::Down, RpcError>> + 'a;
+        /// Describes the method; the stream argument (if any) is `arg_names[stream_arg]`.
+        fn describe(
+            &self,
+            method: &'static str,
+            kind: MethodKind,
+            arg_names: &[&'static str],
+            stream_arg: Option<usize>,
+        ) -> MethodDescriptor;
+    }
+
+    impl<A: Wire + WireArgs, U: Wire, D: Wire> StreamOps for StreamProbe<A, U, D> {
+        type Args = A;
+        type Up = U;
+        type Down = D;
+
+        fn decode(&self, format: Format, payload: &[u8]) -> Result<A, RpcError> {
+            crate::codec::decode::<Args<A>>(format, payload).map(|args| args.0)
+        }
+
+        fn incoming(&self, response: &ResponseBuf) -> Streaming<U> {
+            response.incoming()
+        }
+
+        fn encode_stream(&self, response: ResponseBuf, items: Streaming<D>) -> Result<FrameBuf, RpcError> {
+            response.stream(items)
+        }
+
+        fn encode(&self, response: ResponseBuf, value: &D) -> Result<FrameBuf, RpcError> {
+            response.encode(value)
+        }
+
+        fn upstream<S: Stream<Item = U> + Send + 'static>(&self, items: S) -> Streaming<U> {
+            Streaming::new(items)
+        }
+
+        fn open<'a, C: Channel>(
+            &self,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: A,
+            upload: Option<Streaming<U>>,
+        ) -> impl Future<Output = Result<Streaming<D>, RpcError>> + 'a {
+            client.open_stream(method, Args(args), upload)
+        }
+
+        fn upload<'a, C: Channel>(
+            &self,
+            client: &'a C,
+            method: &'static MethodRef,
+            args: A,
+            upload: Streaming<U>,
+        ) -> impl Future<Output = Result<D, RpcError>> + 'a {
+            client.call_with_stream(method, Args(args), upload)
+        }
+
+        fn describe(
+            &self,
+            method: &'static str,
+            kind: MethodKind,
+            arg_names: &[&'static str],
+            stream_arg: Option<usize>,
+        ) -> MethodDescriptor {
+            let mut types = A::describe_args();
+            if let Some(at) = stream_arg {
+                types.insert(at.min(types.len()), crate::describe::describe::<U>().stream_of());
+            }
+            let result = crate::describe::describe::<D>();
+            let result = match kind {
+                MethodKind::ServerStream | MethodKind::Bidi => result.stream_of(),
+                _ => result,
+            };
+            MethodDescriptor::new(method, kind, arg_names.iter().copied().zip(types), result)
+        }
+    }
+
+    /// [`StreamOps`] without serde bounds, chosen only when a type is not [`Wire`] (see
+    /// [`NotWire`]). Never run.
+    pub trait NotStreamWire {
+        /// The arguments sent in the call.
+        type Args;
+        /// The client's stream items.
+        type Up;
+        /// The server's stream items, or the result.
+        type Down;
+
+        /// Not reachable: see [`Probe`].
+        fn decode(&self, _format: Format, _payload: &[u8]) -> Result<Self::Args, RpcError> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn incoming(&self, _response: &ResponseBuf) -> Streaming<Self::Up> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn encode_stream(
+            &self,
+            _response: ResponseBuf,
+            _items: Streaming<Self::Down>,
+        ) -> Result<FrameBuf, RpcError> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn encode(&self, _response: ResponseBuf, _value: &Self::Down) -> Result<FrameBuf, RpcError> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn upstream<S>(&self, _items: S) -> Streaming<Self::Up> {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+        /// Not reachable: see [`Probe`].
+        fn open<C: Channel>(
+            &self,
+            _client: &C,
+            _method: &'static MethodRef,
+            _args: Self::Args,
+            _upload: Option<Streaming<Self::Up>>,
+        ) -> impl Future<Output = Result<Streaming<Self::Down>, RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
+        }
+        /// Not reachable: see [`Probe`].
+        fn upload<C: Channel>(
+            &self,
+            _client: &C,
+            _method: &'static MethodRef,
+            _args: Self::Args,
+            _upload: Streaming<Self::Up>,
+        ) -> impl Future<Output = Result<Self::Down, RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
+        }
+        /// Not reachable: see [`Probe`].
+        fn describe(
+            &self,
+            _method: &'static str,
+            _kind: MethodKind,
+            _arg_names: &[&'static str],
+            _stream_arg: Option<usize>,
+        ) -> MethodDescriptor {
+            unreachable!("a type that is not `Wire` passed `assert_wire`")
+        }
+    }
+
+    impl<A, U, D> NotStreamWire for &StreamProbe<A, U, D> {
+        type Args = A;
+        type Up = U;
+        type Down = D;
+    }
+}
+
+/// [`Probe`] for a streaming method: `A` is the arguments sent in the call (the stream argument
+/// left out), `U` the client's stream items (`()` when it sends none), `D` the server's stream
+/// items or a client stream's result.
+#[derive(Debug)]
+pub struct StreamProbe<A, U, D>(PhantomData<fn() -> (A, U, D)>);
+
+#[allow(clippy::new_without_default)] // built only by generated code, always with `new`
+impl<A, U, D> StreamProbe<A, U, D> {
+    /// The probe for a streaming method with these types.
+    pub const fn new() -> Self {
+        StreamProbe(PhantomData)
     }
 }

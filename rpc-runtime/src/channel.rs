@@ -33,6 +33,40 @@ pub trait Channel: Clone + Send + Sync + 'static {
     fn notify<A>(&self, method: &'static MethodRef, args: A) -> impl Future<Output = Result<(), RpcError>>
     where
         A: Serialize;
+
+    /// Opens a server-streaming or bidirectional call (see [`Client::open_stream`]). Only a
+    /// [`Client`] carries streams: any other channel fails with [`RpcError::Protocol`] saying so.
+    fn open_stream<A, U, T>(
+        &self,
+        method: &'static MethodRef,
+        args: A,
+        upload: Option<crate::Streaming<U>>,
+    ) -> impl Future<Output = Result<crate::Streaming<T>, RpcError>>
+    where
+        A: Serialize,
+        U: Serialize + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        drop((args, upload));
+        std::future::ready(Err(crate::stream::unsupported(method)))
+    }
+
+    /// Calls a client-streaming method (see [`Client::call_with_stream`]); only a [`Client`]
+    /// carries streams, as for [`open_stream`](Channel::open_stream).
+    fn call_with_stream<A, U, R>(
+        &self,
+        method: &'static MethodRef,
+        args: A,
+        upload: crate::Streaming<U>,
+    ) -> impl Future<Output = Result<R, RpcError>>
+    where
+        A: Serialize,
+        U: Serialize + Send + 'static,
+        R: DeserializeOwned + 'static,
+    {
+        drop((args, upload));
+        std::future::ready(Err(crate::stream::unsupported(method)))
+    }
 }
 
 impl Channel for Client {
@@ -63,6 +97,34 @@ impl Channel for Client {
                 trace::recorded(traced.span, async { Client::notify(&client, method, &args).await }).await
             }
         }
+    }
+
+    async fn open_stream<A, U, T>(
+        &self,
+        method: &'static MethodRef,
+        args: A,
+        upload: Option<crate::Streaming<U>>,
+    ) -> Result<crate::Streaming<T>, RpcError>
+    where
+        A: Serialize,
+        U: Serialize + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        Client::open_stream(self, method, &args, upload).await
+    }
+
+    async fn call_with_stream<A, U, R>(
+        &self,
+        method: &'static MethodRef,
+        args: A,
+        upload: crate::Streaming<U>,
+    ) -> Result<R, RpcError>
+    where
+        A: Serialize,
+        U: Serialize + Send + 'static,
+        R: DeserializeOwned + 'static,
+    {
+        Client::call_with_stream(self, method, &args, upload).await
     }
 }
 

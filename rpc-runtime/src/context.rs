@@ -25,6 +25,8 @@ pub struct Context {
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Arc<Peer>,
     pub(crate) metadata: Metadata,
+    /// Cancelled when the server's shutdown begins (`None` in-process).
+    pub(crate) shutdown: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Context {
@@ -57,6 +59,31 @@ impl Context {
     /// [`Client::with_metadata`](crate::Client::with_metadata).
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Whether the server has begun a graceful shutdown: a long-lived call (a stream) should
+    /// end soon, cleanly, before the grace period runs out and the call is cut off.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| s.is_cancelled())
+    }
+
+    /// Completes when the server begins a graceful shutdown (never, for a call served
+    /// in-process). A streaming handler can select on it to end its stream cleanly:
+    ///
+    /// ```
+    /// # use rpc_runtime::{Context, Streaming};
+    /// # use futures::StreamExt;
+    /// # #[allow(dead_code)]
+    /// pub fn ticks(ctx: Context) -> Streaming<u64> {
+    ///     let stop = Box::pin(async move { ctx.shutdown_started().await });
+    ///     Streaming::new(futures::stream::iter(0..).take_until(stop))
+    /// }
+    /// ```
+    pub async fn shutdown_started(&self) {
+        match &self.shutdown {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Runs `fut` with this context as the current one.

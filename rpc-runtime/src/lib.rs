@@ -78,6 +78,7 @@ pub mod retry;
 mod router;
 pub mod server;
 mod service;
+mod stream;
 pub mod trace;
 mod writer;
 
@@ -99,6 +100,7 @@ pub use metadata::{Metadata, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES};
 pub use router::Router;
 pub use server::{Server, ServerConfig, ServerHandle};
 pub use service::{Handler, HandlerFuture, ResponseBuf, Service};
+pub use stream::Streaming;
 
 /// The transports: connections and listeners over TCP, Unix sockets, pipes, FIFOs and memory.
 pub use rpc_transport as transport;

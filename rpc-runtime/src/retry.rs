@@ -16,6 +16,7 @@
 //!
 //! ```
 //! use rpc_runtime::retry::RetryPolicy;
+//! # #[allow(dead_code)]
 //! # fn layered(client: rpc_runtime::Client) {
 //! let retrying = tower::ServiceBuilder::new().retry(RetryPolicy::new(3)).service(client);
 //! # let _ = retrying; }

@@ -211,8 +211,12 @@ impl Router {
         call.metadata.check()?;
         let format = call.format;
         // In-process, no frame limit applies; a transport that carries the reply checks its own.
-        let response =
-            ResponseBuf { buf: FrameBuf::with_capacity(64), max_frame_len: u32::MAX as usize, format };
+        let response = ResponseBuf {
+            buf: FrameBuf::with_capacity(64),
+            max_frame_len: u32::MAX as usize,
+            format,
+            stream: None,
+        };
         let handler = self.prepare(
             call.service.as_bytes(),
             call.method.as_bytes(),
@@ -231,6 +235,7 @@ impl Router {
             deadline: call.deadline,
             peer: Arc::new(peer),
             metadata,
+            shutdown: None,
         };
         let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
         let outcome = match call.deadline {

@@ -103,6 +103,8 @@ pub struct ResponseBuf {
     pub(crate) max_frame_len: usize,
     /// The call's format: its arguments arrived in it, the result leaves in it.
     pub(crate) format: Format,
+    /// A streaming call's channels to the connection (`None` for other calls).
+    pub(crate) stream: Option<std::sync::Arc<crate::stream::io::StreamIo>>,
 }
 
 impl ResponseBuf {

@@ -28,6 +28,7 @@ pub mod panics;
 pub mod probe;
 pub mod relay;
 pub mod spans;
+pub mod streams;
 pub mod wire;
 
 /// A hang guard in seconds: fails the test if `fut` takes longer than `secs` (virtual seconds
@@ -369,11 +370,18 @@ impl Connector {
     }
 }
 
+/// The services every fixture server hosts: `Kitchen`, and `Streams` for the streaming suite.
+pub fn kitchen_router(imp: KitchenImpl) -> rpc_runtime::Router {
+    rpc_runtime::Router::new()
+        .add_service(KitchenServer::new(imp))
+        .add_service(streams::StreamsServer::new(streams::StreamsImpl::new()))
+}
+
 /// Starts a [`KitchenImpl`] server on `transport`, configured by `configure`, and connects a client.
 pub async fn start_with(transport: Transport, configure: impl FnOnce(Server) -> Server) -> Fixture {
     use rpc_runtime::transport::{fifo, pipe};
     let imp = KitchenImpl::new();
-    let server = configure(Server::new(KitchenServer::new(imp)));
+    let server = configure(Server::new(kitchen_router(imp)));
     let fixture = |conn, server, connector, child, dir| Fixture {
         client: KitchenClient::new(conn),
         server,

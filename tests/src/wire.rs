@@ -117,6 +117,29 @@ pub fn call(id: u64, service: &str, method: &str, hash: u64, payload: &[u8]) -> 
     b
 }
 
+/// A call body of kind `kind` (0 unary, 1 one-way, 2 server stream, 3 client stream, 4
+/// bidirectional), naming `service`, hash 0 (unchecked).
+pub fn stream_call(id: u64, kind: u8, service: &str, method: &str, payload: &[u8]) -> Vec<u8> {
+    let mut b = call(id, service, method, 0, payload);
+    b[1 + varint(id).len()] = kind;
+    b
+}
+
+/// An `ITEM` body.
+pub fn item(id: u64, payload: &[u8]) -> Vec<u8> {
+    [vec![5], varint(id), payload.to_vec()].concat()
+}
+
+/// An `END` body.
+pub fn end(id: u64) -> Vec<u8> {
+    [vec![6], varint(id)].concat()
+}
+
+/// A `CREDIT` body.
+pub fn credit(id: u64, credit: u64) -> Vec<u8> {
+    [vec![8], varint(id), varint(credit)].concat()
+}
+
 /// A request body with every field under the caller's control.
 pub fn request_raw(
     id: u64,

@@ -335,8 +335,9 @@ async fn a_malformed_hello_gets_a_goaway_naming_the_rule() {
     .await;
 }
 
-/// Stream frames for a call that is not a stream are violations: the connection's calls carry
-/// on until there have been too many, then a goaway names the stream rule.
+/// Stream frames for a call that is not a stream are violations: each gets `ERROR` code 13 for
+/// its id, the connection's calls carry on until there have been too many, then a goaway names
+/// the stream rule. (The rules on open streams: `streaming_rules.rs`.)
 #[tokio::test]
 async fn stream_frames_for_unknown_streams_are_violations() {
     use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
@@ -349,6 +350,15 @@ async fn stream_frames_for_unknown_streams_are_violations() {
         let credit = [vec![8], varint(77), varint(u64::MAX)].concat();
         for frame in [&item, &credit] {
             peer.send_frame(frame).await.unwrap();
+        }
+        for _ in 0..2 {
+            match peer.expect_frame().await {
+                Frame::Error { id: 77, code: c, message } => {
+                    assert_eq!(c, code::STREAM_PROTOCOL);
+                    assert!(message.contains("not an open stream"), "{message}");
+                }
+                other => panic!("expected ERROR 13 for call 77, got {other:?}"),
+            }
         }
         peer.send_frame(&wire::call(1, "Greeter", "count", 0, &[])).await.unwrap();
         assert!(matches!(peer.expect_frame().await, Frame::Response { id: 1, .. }), "calls carry on");

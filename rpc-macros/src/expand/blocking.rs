@@ -19,7 +19,9 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let client_path = super::stub_path(service, &client);
     let (inner_vis, inner_p) = (super::stub_vis(vis), super::private(&super::stub_krate(krate)));
     let p = super::private(krate);
-    let methods = service.methods.iter().map(|m| {
+    // Stream methods stay on the async client (`as_async()`): a blocking stream would hold the
+    // caller's thread per item.
+    let methods = service.methods.iter().filter(|m| !m.kind.is_stream()).map(|m| {
         let (docs, cfgs, name, output) = (&m.docs, &m.cfgs, &m.ident, &m.output);
         let (args, tys) = super::arg_lists(m);
         let deprecated = m.attrs.iter().filter(|a| a.path().is_ident("deprecated"));
@@ -42,6 +44,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let doc = format!(
         "A blocking client of the [`{trait_name}`](super::{trait_name}) service, for code without an async \
          runtime: the methods of [`{client}`] without `async`.\n\n\
+         Methods with a `Streaming` argument or result are on the async client only (`as_async()`). \
          Its connection runs on a background thread (`rpc_runtime::BlockingRuntime`), shared by its clones; \
          called from inside an async runtime, a method returns `RpcError::BlockingInRuntime`."
     );

@@ -27,7 +27,7 @@ pub(super) fn generate(
         let (docs, cfgs, name, wire, output) = (&m.docs, &m.cfgs, &m.ident, &m.wire_name, &m.output);
         let (args, tys) = super::arg_lists(m);
         let probe = super::probe(krate, m);
-        let kind = if m.oneway.is_some() { quote!(Oneway) } else { quote!(Unary) };
+        let kind = m.kind.ident();
         // The method's identity on the wire; its signature hash is computed on first use.
         let idempotent = m.idempotent;
         let method_ref = quote! {
@@ -42,7 +42,38 @@ pub(super) fn generate(
             ::core::result::Result<#output, #p::RpcError>
         };
         let span = super::user_span(m.span());
-        let signature = if m.oneway.is_some() {
+        let signature = if m.kind.is_stream() {
+            let (sent, _) = super::sent_args(m);
+            // A stream of arguments is any `Stream` of its items.
+            let params = m.args.iter().enumerate().map(|(i, a)| {
+                let (ident, ty) = (&a.ident, &a.ty);
+                match &m.up {
+                    Some((at, item)) if *at == i => quote! {
+                        #ident: impl #p::Stream<Item = #item> + ::core::marker::Send + 'static
+                    },
+                    _ => quote! { #ident: #ty },
+                }
+            });
+            let upload = super::stream_arg(m).map(|s| quote!(#probe.upstream(#s)));
+            // Spanned like the signature, so that `self` resolves to its receiver.
+            let body = match (m.down.is_some(), upload) {
+                (true, Some(up)) => quote_spanned! {span=>
+                    #probe.open(&self.client, &__RPC_METHOD, (#(#sent,)*), ::core::option::Option::Some(#up)).await
+                },
+                (true, None) => quote_spanned! {span=>
+                    #probe.open(&self.client, &__RPC_METHOD, (#(#sent,)*), ::core::option::Option::None).await
+                },
+                (false, up) => quote_spanned! {span=>
+                    #probe.upload(&self.client, &__RPC_METHOD, (#(#sent,)*), #up).await
+                },
+            };
+            quote_spanned! {span=>
+                async fn #name(&self, #(#params),*) -> #ret {
+                    #method_ref
+                    #body
+                }
+            }
+        } else if m.oneway.is_some() {
             // Not `async fn`: the future's type names `OnewayFuture`, whose `must_use` message
             // says that the call is sent only when awaited.
             quote_spanned! {span=>

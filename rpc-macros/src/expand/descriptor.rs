@@ -48,11 +48,17 @@ pub(super) fn generate(krate: &syn::Path, args: &ServiceArgs, service: &Service)
     let methods = service.methods.iter().map(|m| {
         let (cfgs, wire) = (&m.cfgs, &m.wire_name);
         let probe = super::probe(krate, m);
-        let kind = if m.oneway.is_some() { quote!(Oneway) } else { quote!(Unary) };
+        let kind = m.kind.ident();
         let arg_names = m.args.iter().map(|a| a.ident.unraw().to_string());
+        let stream_arg = match &m.up {
+            Some((at, _)) => quote!(::core::option::Option::Some(#at)),
+            None => quote!(::core::option::Option::None),
+        };
+        let stream_arg = m.kind.is_stream().then_some(stream_arg);
+        let stream_arg = stream_arg.iter();
         quote! {
             #(#cfgs)*
-            __rpc_methods.push(#probe.describe(#wire, #p::MethodKind::#kind, &[#(#arg_names),*]));
+            __rpc_methods.push(#probe.describe(#wire, #p::MethodKind::#kind, &[#(#arg_names),*] #(, #stream_arg)*));
         }
     });
     let doc = format!(

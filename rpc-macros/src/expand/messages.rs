@@ -35,13 +35,18 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     });
     let decoders = service.methods.iter().map(|m| {
         let (cfgs, variant, wire) = (&m.cfgs, &m.variant, &m.wire_name);
-        let (args, _) = super::arg_lists(m);
+        let (sent, _) = super::sent_args(m);
         let probe = super::probe(krate, m);
+        // A stream of arguments is not in the body: the server takes it from the call (see
+        // `server.rs`); decoded alone, the request holds a stream that fails.
+        let stream = super::stream_arg(m).map(|name| {
+            quote! { #name: #p::Streaming::error(#p::RpcError::Protocol(#p::String::from("a stream of arguments arrives with its call, not in the request's body"))), }
+        });
         quote! {
             #(#cfgs)*
             #wire => {
-                let (#(#args,)*) = #probe.decode(format, payload)?;
-                ::core::result::Result::Ok(#request::#variant { #(#args),* })
+                let (#(#sent,)*) = #probe.decode(format, payload)?;
+                ::core::result::Result::Ok(#request::#variant { #(#sent,)* #stream })
             }
         }
     });

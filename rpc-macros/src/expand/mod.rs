@@ -57,7 +57,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
             // Method resolution picks `WireOps` when a method's types cross the wire, `NotWire`
             // otherwise (then an assertion below fails): see `__private::Probe`.
             #[allow(unused_imports)]
-            use #p::dispatch::{NotWire as _, WireOps as _};
+            use #p::dispatch::{NotStreamWire as _, NotWire as _, StreamOps as _, WireOps as _};
             #message_impls
             #client_impls
             #blocking_impls
@@ -83,7 +83,15 @@ fn wire_assertions(krate: &syn::Path, service: &Service) -> TokenStream {
     };
     let checks = service.methods.iter().map(|m| {
         let cfgs = &m.cfgs;
-        let args = m.args.iter().map(|a| assert(&a.ty));
+        // A stream is asserted as its items, spanned on the item type.
+        let args = m.args.iter().enumerate().map(|(i, a)| match &m.up {
+            Some((at, item)) if *at == i => assert(item),
+            _ => assert(&a.ty),
+        });
+        if let Some(item) = &m.down {
+            let output = assert(item);
+            return quote! { #(#cfgs)* { #(#args)* #output } };
+        }
         let output = match result_parts(&m.output) {
             Some((name, ok, err)) => {
                 let (output, ok_assert, err_assert) = (&m.output, assert(ok), assert(err));
@@ -267,8 +275,28 @@ pub(super) fn arg_lists(m: &ast::Method) -> (Vec<&syn::Ident>, Vec<&syn::Type>) 
     m.args.iter().map(|a| (&a.ident, &a.ty)).unzip()
 }
 
-/// `Probe::<(A, B), R>::new()`: the dispatch for a method's types (see `__private::Probe`).
+/// The arguments sent in the call's body: all but a `Streaming` one.
+pub(super) fn sent_args(m: &ast::Method) -> (Vec<&syn::Ident>, Vec<&syn::Type>) {
+    let stream = m.up.as_ref().map(|(at, _)| *at);
+    m.args.iter().enumerate().filter(|(i, _)| Some(*i) != stream).map(|(_, a)| (&a.ident, &a.ty)).unzip()
+}
+
+/// The `Streaming` argument's name, if the method has one.
+pub(super) fn stream_arg(m: &ast::Method) -> Option<&syn::Ident> {
+    m.up.as_ref().map(|(at, _)| &m.args[*at].ident)
+}
+
+/// `Probe::<(A, B), R>::new()`: the dispatch for a method's types (see `__private::Probe`); for
+/// a streaming method, `StreamProbe::<(A,), Up, Down>::new()`, `Up` being the client's items
+/// (`()` for none) and `Down` the server's items or the one result.
 pub(super) fn probe(krate: &syn::Path, m: &ast::Method) -> TokenStream {
+    if m.kind.is_stream() {
+        let (_, tys) = sent_args(m);
+        let up = m.up.as_ref().map_or_else(|| quote!(()), |(_, t)| quote!(#t));
+        let down = m.down.as_ref().unwrap_or(&m.output);
+        let p = private(krate);
+        return quote! { (&#p::StreamProbe::<(#(#tys,)*), #up, #down>::new()) };
+    }
     let (_, tys) = arg_lists(m);
     let output = &m.output;
     let p = private(krate);

@@ -33,6 +33,27 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         let (cfgs, variant, name) = (&m.cfgs, &m.variant, &m.ident);
         let (args, _) = super::arg_lists(m);
         let probe = super::probe(krate, m);
+        if m.kind.is_stream() {
+            let (sent, _) = super::sent_args(m);
+            // The stream of arguments comes from the call, not from the request's body.
+            let incoming = super::stream_arg(m).map(|s| {
+                quote! { let #s = #probe.incoming(&#response_buf); }
+            });
+            let pattern = super::stream_arg(m).map(|s| quote!(#s: _,));
+            let run = quote! { <#s as #trait_name>::#name(&*__rpc_service, #(#args),*).await };
+            let encode = if m.down.is_some() {
+                quote! { #probe.encode_stream(#response_buf, #run) }
+            } else {
+                quote! { #probe.encode(#response_buf, &#run) }
+            };
+            return quote! {
+                #(#cfgs)*
+                #request::#variant { #(#sent,)* #pattern } => {
+                    #incoming
+                    #encode
+                }
+            };
+        }
         quote! {
             #(#cfgs)*
             #request::#variant { #(#args),* } => #probe.encode(

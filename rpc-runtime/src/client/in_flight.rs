@@ -57,6 +57,8 @@ struct State {
     /// The instant the reader's deadline timer is set for: no later than the earliest deadline
     /// of a waiting call (`None`: no call has one).
     timer_at: Option<Instant>,
+    /// The credit the server's HELLO gives each stream of arguments, once it has arrived.
+    peer_window: Option<u64>,
 }
 
 /// One call's place in the table; `id == 0` when free (ids start at 1).
@@ -68,6 +70,58 @@ struct Slot {
     deadline: Option<Instant>,
     /// The reply is the deadline passing: the server should be told to stop the call.
     expired: bool,
+    /// A streaming call's items and credits (boxed: most calls are unary).
+    stream: Option<Box<StreamSlot>>,
+}
+
+/// One streaming call's state on the client. A stream of results ends with the slot's `reply`:
+/// `Ok` (empty) for the server's `END`, `Err` for its `ERROR`, the deadline or the connection;
+/// the items queued before it are delivered first.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSlot {
+    /// The server sends items (a server or bidirectional stream).
+    receives: bool,
+    /// The client sends items (a client or bidirectional stream).
+    sends: bool,
+    /// Items received and not yet taken: at most `window`, by the credit rule.
+    items: std::collections::VecDeque<Bytes>,
+    /// Items the server may still send: the window, plus grants, minus items received.
+    recv_credit: u64,
+    /// Our window (our HELLO's `stream_window`).
+    window: u64,
+    /// Items taken since the last grant.
+    consumed: u64,
+    /// Items the client may still send; 0 until the server's HELLO says its window.
+    send_credit: u64,
+    /// The task sending the client's items, waiting for credit.
+    send_waker: Option<Waker>,
+}
+
+impl StreamSlot {
+    pub(crate) fn new(kind: crate::describe::MethodKind, window: u64) -> Box<StreamSlot> {
+        use crate::describe::MethodKind::*;
+        Box::new(StreamSlot {
+            receives: matches!(kind, ServerStream | Bidi),
+            sends: matches!(kind, ClientStream | Bidi),
+            recv_credit: window,
+            window,
+            ..StreamSlot::default()
+        })
+    }
+}
+
+/// A stream frame from the server that broke the stream rules: the connection is closed.
+pub(crate) type StreamRuleBroken = RpcError;
+
+impl Slot {
+    /// The call's reply came (or it failed): wakes whoever waits on it.
+    fn finish(&mut self, reply: Reply, wakers: &mut Vec<Waker>) {
+        self.reply = Some(reply);
+        wakers.extend(self.waker.take());
+        if let Some(stream) = &mut self.stream {
+            wakers.extend(stream.send_waker.take());
+        }
+    }
 }
 
 impl State {
@@ -103,6 +157,26 @@ impl InFlight {
     /// Registers a call that fails with [`RpcError::DeadlineExceeded`] at `deadline`, and
     /// returns its id, unless the connection is closed or refusing new calls.
     pub(crate) fn register(&self, deadline: Option<Instant>) -> Result<u64, RpcError> {
+        self.register_with(deadline, None)
+    }
+
+    /// [`register`](Self::register) for a streaming call.
+    pub(crate) fn register_stream(
+        &self,
+        deadline: Option<Instant>,
+        mut stream: Box<StreamSlot>,
+    ) -> Result<u64, RpcError> {
+        if stream.sends {
+            stream.send_credit = self.lock().peer_window.unwrap_or(0);
+        }
+        self.register_with(deadline, Some(stream))
+    }
+
+    fn register_with(
+        &self,
+        deadline: Option<Instant>,
+        stream: Option<Box<StreamSlot>>,
+    ) -> Result<u64, RpcError> {
         let mut state = self.lock();
         if let Some(err) = state.closed.as_ref().or(state.refusing.as_ref()) {
             return Err(err.clone());
@@ -118,6 +192,7 @@ impl InFlight {
             if slot.id == 0 {
                 slot.id = id;
                 slot.deadline = deadline;
+                slot.stream = stream;
                 state.used += 1;
                 self.used.store(state.used, Ordering::Relaxed);
                 let rearm = deadline.is_some_and(|d| state.timer_at.is_none_or(|t| d < t));
@@ -153,9 +228,8 @@ impl InFlight {
             for slot in state.table.iter_mut().filter(|s| s.id != 0 && s.reply.is_none()) {
                 match slot.deadline {
                     Some(d) if d <= now => {
-                        slot.reply = Some(Err(RpcError::DeadlineExceeded));
+                        slot.finish(Err(RpcError::DeadlineExceeded), &mut wakers);
                         slot.expired = true;
-                        wakers.extend(slot.waker.take());
                     }
                     Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
                     None => {}
@@ -173,17 +247,15 @@ impl InFlight {
     /// Delivers a reply; `false` if no call with that id is waiting (it gave up, or the id is
     /// bogus), in which case the reply is dropped.
     pub(crate) fn complete(&self, id: u64, reply: Reply) -> bool {
-        let waker = {
+        let mut wakers = Vec::new();
+        {
             let mut state = self.lock();
             match state.slot(id) {
-                Some(slot) if slot.reply.is_none() => {
-                    slot.reply = Some(reply);
-                    slot.waker.take()
-                }
+                Some(slot) if slot.reply.is_none() => slot.finish(reply, &mut wakers),
                 _ => return false,
             }
-        };
-        if let Some(waker) = waker {
+        }
+        for waker in wakers {
             waker.wake();
         }
         true
@@ -234,6 +306,157 @@ impl InFlight {
         ReplyFuture { in_flight: self, id }
     }
 
+    /// Queues an item of stream `id`. A frame for a call that is no longer waiting (it ended, or
+    /// gave up) is discarded; an item on a call that is not a stream of results, or beyond the
+    /// credit granted, breaks the stream rules.
+    pub(crate) fn push_item(&self, id: u64, body: Bytes) -> Result<(), StreamRuleBroken> {
+        let waker = {
+            let mut state = self.lock();
+            let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
+            let Some(stream) = slot.stream.as_mut().filter(|s| s.receives) else {
+                return Err(RpcError::Protocol(format!(
+                    "the server sent a stream frame (ITEM) for call {id}, which has no stream of results"
+                )));
+            };
+            if stream.recv_credit == 0 {
+                return Err(RpcError::Protocol(format!(
+                    "the server sent an ITEM for stream {id} beyond the credit granted"
+                )));
+            }
+            stream.recv_credit -= 1;
+            stream.items.push_back(body);
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The server's `END` of stream `id`: its results end after the items queued.
+    pub(crate) fn end_stream(&self, id: u64) -> Result<(), StreamRuleBroken> {
+        {
+            let mut state = self.lock();
+            let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
+            if !slot.stream.as_ref().is_some_and(|s| s.receives) {
+                return Err(RpcError::Protocol(format!(
+                    "the server sent a stream frame (END) for call {id}, which has no stream of results"
+                )));
+            }
+        }
+        self.complete(id, Ok(Bytes::new()));
+        Ok(())
+    }
+
+    /// The server grants `credit` more items on stream `id`.
+    pub(crate) fn grant(&self, id: u64, credit: u64) -> Result<(), StreamRuleBroken> {
+        let waker = {
+            let mut state = self.lock();
+            let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
+            let Some(stream) = slot.stream.as_mut().filter(|s| s.sends) else {
+                return Err(RpcError::Protocol(format!(
+                    "the server sent a stream frame (CREDIT) for call {id}, which has no stream of arguments"
+                )));
+            };
+            match stream.send_credit.checked_add(credit).filter(|c| *c <= crate::stream::credit::MAX_CREDIT) {
+                Some(c) => stream.send_credit = c,
+                None => {
+                    return Err(RpcError::Protocol(format!(
+                        "the server's CREDIT for stream {id} takes the outstanding grant past 2^32 - 1"
+                    )))
+                }
+            }
+            stream.send_waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The server's HELLO arrived: every stream of arguments gets its window of credit.
+    pub(crate) fn set_peer_window(&self, window: u64) {
+        let window = window.min(crate::stream::credit::MAX_CREDIT);
+        let wakers: Vec<Waker> = {
+            let mut state = self.lock();
+            state.peer_window = Some(window);
+            state
+                .table
+                .iter_mut()
+                .filter_map(|s| s.stream.as_mut().filter(|st| st.sends))
+                .filter_map(|st| {
+                    st.send_credit += window;
+                    st.send_waker.take()
+                })
+                .collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Takes one unit of credit to send an item on stream `id`: `Ready(false)` when the call has
+    /// ended (its reply came, it failed or it was dropped), so nothing more should be sent.
+    pub(crate) fn poll_send_credit(&self, id: u64, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.lock();
+        let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Poll::Ready(false) };
+        let Some(stream) = slot.stream.as_mut() else { return Poll::Ready(false) };
+        if stream.send_credit > 0 {
+            stream.send_credit -= 1;
+            return Poll::Ready(true);
+        }
+        if !stream.send_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            stream.send_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The next result of stream `id`: an item, and how many items to grant the server now (0,
+    /// or half a window once that many have been taken); or the end (`None`, or the error that
+    /// ended it, with whether that was the deadline), which frees the slot.
+    pub(crate) fn poll_item(&self, id: u64, cx: &mut Context<'_>) -> Poll<StreamNext> {
+        let mut state = self.lock();
+        let closed = state.closed.clone();
+        let Some(slot) = state.slot(id) else {
+            let err = closed.unwrap_or_else(|| RpcError::closed("the call was forgotten"));
+            return Poll::Ready(StreamNext::Failed(err, false));
+        };
+        if let Some(stream) = slot.stream.as_mut() {
+            if let Some(item) = stream.items.pop_front() {
+                stream.consumed += 1;
+                let mut grant = 0;
+                if slot.reply.is_none()
+                    && stream.consumed >= crate::stream::credit::grant_batch(stream.window)
+                {
+                    grant = stream.consumed;
+                    stream.recv_credit += grant;
+                    stream.consumed = 0;
+                }
+                return Poll::Ready(StreamNext::Item(item, grant));
+            }
+        }
+        if let Some(reply) = slot.reply.take() {
+            let expired = slot.expired;
+            *slot = Slot::default();
+            state.used -= 1;
+            self.used.store(state.used, Ordering::Relaxed);
+            return Poll::Ready(match reply {
+                Ok(_) => StreamNext::End,
+                Err(e) => StreamNext::Failed(e, expired),
+            });
+        }
+        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            slot.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Ends a call from the client's side with `err` (its stream of arguments failed), unless
+    /// it already ended.
+    pub(crate) fn fail(&self, id: u64, err: RpcError) {
+        self.complete(id, Err(err));
+    }
+
     /// Fails every pending call and every later one with `err`.
     pub(crate) fn close(&self, err: RpcError) {
         let wakers: Vec<Waker> = {
@@ -246,15 +469,11 @@ impl InFlight {
             };
             // The first cause wins: later errors are consequences of it.
             let err = state.closed.get_or_insert(err).clone();
-            state
-                .table
-                .iter_mut()
-                .filter(|s| s.id != 0 && s.reply.is_none())
-                .filter_map(|s| {
-                    s.reply = Some(Err(err.clone()));
-                    s.waker.take()
-                })
-                .collect()
+            let mut wakers = Vec::new();
+            for slot in state.table.iter_mut().filter(|s| s.id != 0 && s.reply.is_none()) {
+                slot.finish(Err(err.clone()), &mut wakers);
+            }
+            wakers
         };
         for waker in wakers {
             waker.wake();
@@ -295,6 +514,18 @@ impl InFlight {
         let state = self.lock();
         state.table.iter().filter(|s| s.id != 0 && s.reply.is_none()).count()
     }
+}
+
+/// What [`InFlight::poll_item`] found.
+#[derive(Debug)]
+pub(crate) enum StreamNext {
+    /// An item, and the credit to grant the server now (0 for none).
+    Item(Bytes, u64),
+    /// The server's `END`.
+    End,
+    /// The error that ended the stream, and whether it was the deadline (the server may still
+    /// be running the call).
+    Failed(RpcError, bool),
 }
 
 /// Waits for one call's reply; see [`InFlight::reply`].

@@ -9,6 +9,7 @@ mod in_flight;
 mod outgoing;
 mod reader;
 mod reconnect;
+mod stream;
 mod tower;
 
 use std::fmt;

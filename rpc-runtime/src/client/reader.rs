@@ -90,6 +90,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
         }
         match message {
             Ok(Message::Hello(hello)) if parts.hello.get().is_none() => {
+                in_flight.set_peer_window(hello.stream_window);
                 let _ = parts.hello.set(*hello);
             }
             // Reply metadata is part of the protocol; no API reads it yet, so it is not kept.
@@ -121,12 +122,21 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
             Ok(Message::Call { .. } | Message::Cancel { .. } | Message::Hello(_)) => {
                 return RpcError::Protocol("the server sent a call, cancel or second HELLO frame".into());
             }
-            Ok(msg @ (Message::Item { .. } | Message::End { .. } | Message::Credit { .. })) => {
-                // No call on this client is a stream, so every stream frame names an unknown one.
-                return RpcError::Protocol(format!(
-                    "the server sent a stream frame for call {}, which is not a stream",
-                    msg.stream_id().unwrap_or_default()
-                ));
+            // A stream frame that breaks the stream rules closes the connection (PROTOCOL.md).
+            Ok(Message::Item { id, body }) => {
+                if let Err(e) = in_flight.push_item(id, body) {
+                    return e;
+                }
+            }
+            Ok(Message::End { id }) => {
+                if let Err(e) = in_flight.end_stream(id) {
+                    return e;
+                }
+            }
+            Ok(Message::Credit { id, credit }) => {
+                if let Err(e) = in_flight.grant(id, credit) {
+                    return e;
+                }
             }
             Err((_, e)) => return e,
         }

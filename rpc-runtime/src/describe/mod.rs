@@ -93,6 +93,16 @@ impl TypeDescription {
     pub fn is_opaque(&self) -> bool {
         self.opaque
     }
+
+    /// A stream of items of this type: `stream<CANONICAL>`, as a streaming method's stream
+    /// argument or result is described (and hashed).
+    pub fn stream_of(self) -> TypeDescription {
+        TypeDescription {
+            rust: "rpc_runtime::Streaming",
+            canonical: format!("stream<{}>", self.canonical),
+            opaque: self.opaque,
+        }
+    }
 }
 
 impl fmt::Display for TypeDescription {

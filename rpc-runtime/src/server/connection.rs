@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -23,8 +24,11 @@ use super::registry::{Refused, Slot};
 use super::{ServerConfig, Shared};
 use crate::codec::Format;
 use crate::context::Context;
+use crate::describe::MethodKind;
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
+use crate::stream::credit::SendCredit;
+use crate::stream::io::{Incoming, StreamIo};
 use crate::RpcError;
 
 /// A signal the connection's loop waits for besides its own work.
@@ -146,6 +150,9 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         cancel_credit: CANCEL_SLACK,
         violations: 0,
         max_reply_len: config.max_frame_len,
+        peer_window: crate::hello::DEFAULT_STREAM_WINDOW,
+        streams: HashMap::new(),
+        highest_id: 0,
         last_request: Instant::now(),
         slot,
         shared: Arc::clone(&shared),
@@ -170,6 +177,7 @@ pub(crate) const PARKED_REQUESTS: usize = 8;
 struct Parked {
     id: u64,
     handler: crate::service::Handler,
+    stream: Option<(Arc<StreamIo>, Arc<SendCredit>)>,
     deadline: Option<Instant>,
     oneway: bool,
     metadata: crate::Metadata,
@@ -197,6 +205,38 @@ struct ServerConn {
     slot: Slot,
     /// When the last request arrived.
     last_request: Instant,
+    /// The credit the client's HELLO gives each stream of results.
+    peer_window: u64,
+    /// Open streams, by call id: see [`StreamEntry`].
+    streams: HashMap<u64, StreamEntry>,
+    /// The highest call id seen: a stream frame for a higher one names a stream never opened.
+    highest_id: u64,
+}
+
+/// The connection's side of one streaming call: the rules the client's stream frames must keep
+/// (PROTOCOL.md, Streams).
+struct StreamEntry {
+    kind: MethodKind,
+    /// The credit the client was given at first (our HELLO's `stream_window`).
+    window: u64,
+    /// Where the client's items go; `None` once it sent `END` (or for a server stream).
+    incoming: Option<mpsc::Sender<Bytes>>,
+    /// Items received so far.
+    received: u64,
+    /// Credit granted beyond the first window, by the handler's side as it takes items.
+    granted: Arc<AtomicU64>,
+    /// The client's credit for the items the handler returns.
+    credit: Arc<SendCredit>,
+}
+
+impl StreamEntry {
+    fn client_sends(&self) -> bool {
+        matches!(self.kind, MethodKind::ClientStream | MethodKind::Bidi)
+    }
+
+    fn server_sends(&self) -> bool {
+        matches!(self.kind, MethodKind::ServerStream | MethodKind::Bidi)
+    }
 }
 
 /// Cancels a connection may send beyond one per request it sent (E2).
@@ -244,6 +284,7 @@ impl ServerConn {
                 Ok(hello) => {
                     let theirs = usize::try_from(hello.max_frame_len).unwrap_or(usize::MAX);
                     self.max_reply_len = self.max_reply_len.min(theirs);
+                    self.peer_window = hello.stream_window.min(crate::stream::credit::MAX_CREDIT);
                 }
                 Err(e) => return Close::GoAway(ErrorCode::Protocol, e.to_string()),
             },
@@ -367,7 +408,95 @@ impl ServerConn {
     fn reap(&mut self, done: Result<u64, tokio::task::JoinError>) {
         if let Ok(id) = done {
             self.running.remove(&id);
+            self.end_stream(id);
         }
+    }
+
+    /// Forgets a stream whose call ended: later frames for it are discarded.
+    fn end_stream(&mut self, id: u64) {
+        if let Some(entry) = self.streams.remove(&id) {
+            entry.credit.close();
+        }
+    }
+
+    /// Checks one stream frame against the stream rules and acts on it.
+    async fn on_stream_frame(&mut self, msg: Message) -> Result<Activity, Close> {
+        let id = msg.stream_id().unwrap_or_default();
+        let Some(entry) = self.streams.get_mut(&id) else {
+            let live = self.running.contains_key(&id) || self.parked.iter().any(|p| p.id == id);
+            if id <= self.highest_id && !live {
+                // A stream that has ended (a race with its END, ERROR or CANCEL), or a call that
+                // has finished: discarded.
+                return Ok(Activity::Control);
+            }
+            let what = if live { "a unary or one-way call" } else { "never opened" };
+            let message = format!("a stream frame for call {id}, which is not an open stream ({what})");
+            return self.stream_violation(id, &message, false).await.map(|()| Activity::Control);
+        };
+        let broken = match msg {
+            Message::Item { body, .. } => {
+                if !entry.client_sends() {
+                    Some("an ITEM from the client on a server stream")
+                } else if let Some(tx) = &entry.incoming {
+                    entry.received += 1;
+                    let credit = entry.window.saturating_add(entry.granted.load(Ordering::Acquire));
+                    if entry.received > credit {
+                        Some("an ITEM beyond the credit granted")
+                    } else {
+                        // Within the credit there is room (the queue holds a window); a handler
+                        // that dropped its stream of arguments discards the rest.
+                        let _ = tx.try_send(body);
+                        None
+                    }
+                } else {
+                    Some("an ITEM after the client's END")
+                }
+            }
+            Message::End { .. } => {
+                if !entry.client_sends() {
+                    Some("an END from the client on a server stream")
+                } else if entry.incoming.take().is_none() {
+                    Some("an END after the client's END")
+                } else {
+                    None
+                }
+            }
+            Message::Credit { credit, .. } => {
+                if !entry.server_sends() {
+                    Some("a CREDIT from the client on a client stream")
+                } else if entry.credit.grant(credit).is_err() {
+                    Some("a CREDIT that takes the outstanding grant past 2^32 - 1")
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        match broken {
+            None => Ok(Activity::Call),
+            Some(rule) => {
+                let message = format!("stream {id}: {rule}");
+                self.stream_violation(id, &message, true).await.map(|()| Activity::Call)
+            }
+        }
+    }
+
+    /// A stream frame that broke a rule: counted as a violation, answered with `ERROR` code 13
+    /// for the stream, which ends (its handler is dropped) if it was open.
+    async fn stream_violation(&mut self, id: u64, message: &str, open: bool) -> Result<(), Close> {
+        self.violation_of(ErrorCode::StreamProtocol, id, message)?;
+        if open {
+            self.end_stream(id);
+            if let Some(task) = self.running.remove(&id) {
+                task.abort();
+            }
+            self.parked.retain(|p| p.id != id);
+        }
+        let frame = protocol::error_frame_raw(id, ErrorCode::StreamProtocol as u64, message);
+        if let Ok(frame) = frame.finish(self.shared.config.max_frame_len) {
+            let _ = self.outbox.send(frame).await;
+        }
+        Ok(())
     }
 
     /// Handles one frame: what kind of activity it was, or why the connection must close.
@@ -375,6 +504,7 @@ impl ServerConn {
         match protocol::decode(body) {
             Ok(Message::Call { head, body }) => {
                 self.cancel_credit = self.cancel_credit.saturating_add(1);
+                self.highest_id = self.highest_id.max(head.id);
                 self.on_request(head, &body).await?;
                 Ok(Activity::Call)
             }
@@ -394,6 +524,8 @@ impl ServerConn {
                 } else {
                     self.parked.retain(|p| p.id != id);
                 }
+                // On a stream, a cancel ends both directions.
+                self.end_stream(id);
                 Ok(Activity::Call)
             }
             Ok(Message::Ping { nonce }) => {
@@ -410,15 +542,7 @@ impl ServerConn {
                 Err(Close::GoAway(ErrorCode::Protocol, "a client sent a second HELLO".into()))
             }
             Ok(msg @ (Message::Item { .. } | Message::End { .. } | Message::Credit { .. })) => {
-                // No call on this server is a stream yet, so every stream frame names an
-                // unknown stream: a violation, counted like the others (H7).
-                let id = msg.stream_id().unwrap_or_default();
-                self.violation_of(
-                    ErrorCode::StreamProtocol,
-                    id,
-                    &format!("a stream frame for call {id}, which is not an open stream"),
-                )?;
-                Ok(Activity::Control)
+                self.on_stream_frame(msg).await
             }
             Err((Some(id), e)) => {
                 self.violation(id, &e.to_string())?;
@@ -511,8 +635,13 @@ impl ServerConn {
             }
             return Ok(());
         }
-        let response =
-            ResponseBuf { buf: protocol::reply_header(id), max_frame_len: self.max_reply_len, format };
+        let stream = self.open_stream(id, kind);
+        let response = ResponseBuf {
+            buf: protocol::reply_header(id),
+            max_frame_len: self.max_reply_len,
+            format,
+            stream: stream.as_ref().map(|(io, _, _)| Arc::clone(io)),
+        };
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.shared
                 .router
@@ -537,7 +666,11 @@ impl ServerConn {
                 return Ok(());
             }
         };
-        let parked = Parked { id, handler, deadline, oneway, metadata };
+        let stream = stream.map(|(io, credit, entry)| {
+            self.streams.insert(id, entry);
+            (io, credit)
+        });
+        let parked = Parked { id, handler, stream, deadline, oneway, metadata };
         // First come, first served: a request never overtakes one already waiting.
         match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) if self.parked.is_empty() && !self.outbox.is_full() => {
@@ -548,15 +681,64 @@ impl ServerConn {
         Ok(())
     }
 
+    /// A streaming call's channels and the rules' state; `None` for other calls.
+    fn open_stream(
+        &self,
+        id: u64,
+        kind: MethodKind,
+    ) -> Option<(Arc<StreamIo>, Arc<SendCredit>, StreamEntry)> {
+        let (client_sends, server_sends) = match kind {
+            MethodKind::ServerStream => (false, true),
+            MethodKind::ClientStream => (true, false),
+            MethodKind::Bidi => (true, true),
+            MethodKind::Unary | MethodKind::Oneway => return None,
+        };
+        let window = crate::hello::DEFAULT_STREAM_WINDOW;
+        let granted = Arc::new(AtomicU64::new(0));
+        let credit = Arc::new(SendCredit::new(if server_sends { self.peer_window } else { 0 }));
+        let (tx, incoming) = if client_sends {
+            let (tx, rx) = mpsc::channel(window as usize);
+            let (outbox, granted, max) =
+                (Arc::clone(&self.outbox), Arc::clone(&granted), self.shared.config.max_frame_len);
+            let grant = move |n: u64| {
+                // Counted before the frame leaves, so the client can never be ahead of the count.
+                granted.fetch_add(n, Ordering::AcqRel);
+                let Ok(frame) = protocol::credit_frame(id, n).finish(max) else { return };
+                if !outbox.try_send(frame.clone()) {
+                    // No room now: a lost grant would stall the stream, so it waits for room.
+                    let outbox = Arc::clone(&outbox);
+                    tokio::spawn(async move {
+                        let _ = outbox.send(frame).await;
+                    });
+                }
+            };
+            (Some(tx), Some(Incoming { items: rx, window, grant: Box::new(grant) }))
+        } else {
+            (None, None)
+        };
+        let io = Arc::new(StreamIo::new(id, incoming));
+        let entry =
+            StreamEntry { kind, window, incoming: tx, received: 0, granted, credit: Arc::clone(&credit) };
+        Some((io, credit, entry))
+    }
+
     /// Starts a call that has a slot: polls it once here, and gives it a task of its own only if
     /// it has to wait (see [`ServerConfig::inline_handlers`]).
     async fn start(&mut self, parked: Parked, permit: OwnedSemaphorePermit) {
-        let Parked { id, handler, deadline, oneway, mut metadata } = parked;
+        let Parked { id, handler, stream, deadline, oneway, mut metadata } = parked;
         let handler = crate::trace::traced_handler(handler, &*self.peer, id, &mut metadata);
         let cancellable = !oneway && !handler.run_to_completion;
         let method = handler.method;
-        let context = Context { request_id: id, method, deadline, peer: Arc::clone(&self.peer), metadata };
+        let context = Context {
+            request_id: id,
+            method,
+            deadline,
+            peer: Arc::clone(&self.peer),
+            metadata,
+            shutdown: Some(self.shared.signals.stop.clone()),
+        };
         let call = Call {
+            stream,
             handler,
             context,
             deadline,
@@ -577,6 +759,7 @@ impl ServerConn {
             .await;
             match first {
                 Ok(Poll::Ready(_)) => {
+                    self.end_stream(id);
                     if self.tasks.is_empty() {
                         self.slot.activity.idle_since(self.last_request);
                     }
@@ -584,6 +767,7 @@ impl ServerConn {
                 }
                 Ok(Poll::Pending) => {}
                 Err(panic) => {
+                    self.end_stream(id);
                     if self.tasks.is_empty() {
                         self.slot.activity.idle_since(self.last_request);
                     }

@@ -6,7 +6,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
+use rpc_transport::framed::FrameBuf;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -16,6 +17,8 @@ use super::outbox::{NotSent, Outbox};
 use crate::context::Context;
 use crate::protocol;
 use crate::service::Handler;
+use crate::stream::credit::SendCredit;
+use crate::stream::io::{ItemFrames, StreamIo};
 use crate::RpcError;
 
 /// Everything one call's task owns.
@@ -26,19 +29,56 @@ pub(super) struct Call {
     pub(super) oneway: bool,
     pub(super) outbox: Arc<Outbox>,
     pub(super) max_frame_len: usize,
+    /// A streaming call's channels, and the client's credit for the items it returns.
+    pub(super) stream: Option<(Arc<StreamIo>, Arc<SendCredit>)>,
     /// The call's slot in the connection's in-flight limit; freed when this task ends or is
     /// dropped (cancelled), never earlier.
     pub(super) _slot: OwnedSemaphorePermit,
 }
 
-/// Runs the handler and sends its response; returns the request id for bookkeeping.
+/// How a call's work ended.
+enum Finished {
+    /// The handler returned (or failed, or panicked): one `REPLY` or `ERROR`.
+    Reply(Result<Result<FrameBuf, RpcError>, Box<dyn Any + Send>>),
+    /// The handler returned a stream, and it ended.
+    Stream(StreamEnd),
+}
+
+/// How a stream of results ended.
+enum StreamEnd {
+    /// After its last item: `END`.
+    End,
+    /// With an error (the handler's, or an item too large): `ERROR`.
+    Error(RpcError),
+    /// Polling it panicked: `ERROR` code 3 for this stream only.
+    Panicked(Box<dyn Any + Send>),
+    /// The connection ended the stream (a cancel, a broken stream rule, the peer gone): nothing
+    /// more to send.
+    Gone,
+}
+
+/// Runs the handler and sends its response (or its stream of items and then `END`); returns the
+/// request id for bookkeeping. The deadline covers the whole call, stream included.
 pub(super) async fn run(call: Call) -> u64 {
-    let Call { handler, context, deadline, oneway, outbox, max_frame_len, _slot } = call;
+    let Call { handler, context, deadline, oneway, outbox, max_frame_len, stream, _slot } = call;
     let id = context.request_id;
-    let method = handler.method;
-    let fut = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
+    let (method, run_to_completion, future) = (handler.method, handler.run_to_completion, handler.future);
+    let work = {
+        let outbox = &outbox;
+        async move {
+            let reply = AssertUnwindSafe(future).catch_unwind().await;
+            let items = stream.as_ref().and_then(|(io, _)| io.take_output());
+            match (reply, items, &stream) {
+                (Ok(Ok(_)), Some(items), Some((_, credit))) => {
+                    Finished::Stream(send_items(items, credit, outbox, max_frame_len).await)
+                }
+                (reply, _, _) => Finished::Reply(reply),
+            }
+        }
+    };
+    let fut = context.scope(work);
     let outcome = match deadline {
-        Some(d) if !handler.run_to_completion => {
+        Some(d) if !run_to_completion => {
             // The timer is made only if the handler has to wait: most finish on their first
             // poll, and `timeout_at` would poll them first too, so the deadline behaves the same.
             let mut fut = std::pin::pin!(fut);
@@ -54,20 +94,25 @@ pub(super) async fn run(call: Call) -> u64 {
             tracing::debug!(method, id, "handler stopped at its deadline");
             Err(RpcError::DeadlineExceeded)
         }
-        Some(Err(panic)) => {
+        Some(Finished::Reply(Err(panic)) | Finished::Stream(StreamEnd::Panicked(panic))) => {
             // The process's panic hook has already run (and printed, unless replaced); this line
             // is the server's own, rate-limited per connection.
             limited!(outbox.log(), error, method, id, "handler panicked: {}", panic_message(&*panic));
             Err(RpcError::HandlerPanicked)
         }
-        Some(Ok(Ok(buf))) => buf.finish(max_frame_len).map_err(|e| {
+        Some(Finished::Reply(Ok(Ok(buf)))) => buf.finish(max_frame_len).map_err(|e| {
             limited!(outbox.log(), warn, method, id, "response too large: {e}");
             RpcError::FrameTooLarge { len: e.len, max: e.max }
         }),
-        Some(Ok(Err(e))) => {
+        Some(Finished::Reply(Ok(Err(e)))) => {
             limited!(outbox.log(), warn, method, id, "could not encode the response: {e}");
             Err(e)
         }
+        Some(Finished::Stream(StreamEnd::End)) => {
+            crate::client::finish(protocol::end_frame(id), max_frame_len)
+        }
+        Some(Finished::Stream(StreamEnd::Error(e))) => Err(e),
+        Some(Finished::Stream(StreamEnd::Gone)) => return id,
     };
     if !oneway {
         let frame = result.or_else(|e| error_frame(id, &e, max_frame_len));
@@ -89,6 +134,40 @@ pub(super) async fn run(call: Call) -> u64 {
         }
     }
     id
+}
+
+/// Sends a handler's items, each only once the client has credit for it: the stream is polled
+/// for its next item only then, so a client that stops reading stops the producer after its
+/// window of items.
+async fn send_items(
+    mut items: ItemFrames,
+    credit: &SendCredit,
+    outbox: &Outbox,
+    max_frame_len: usize,
+) -> StreamEnd {
+    loop {
+        if !credit.take().await {
+            return StreamEnd::Gone;
+        }
+        let buf = match AssertUnwindSafe(items.next()).catch_unwind().await {
+            Err(panic) => return StreamEnd::Panicked(panic),
+            Ok(None) => return StreamEnd::End,
+            Ok(Some(Err(e))) => return StreamEnd::Error(e),
+            Ok(Some(Ok(buf))) => buf,
+        };
+        let frame = match buf.finish(max_frame_len) {
+            Ok(frame) => frame,
+            Err(e) => return StreamEnd::Error(RpcError::FrameTooLarge { len: e.len, max: e.max }),
+        };
+        match outbox.send(frame).await {
+            Ok(()) => {}
+            Err(NotSent::Closed) => return StreamEnd::Gone,
+            Err(NotSent::NoRoom) => {
+                outbox.abandon();
+                return StreamEnd::Gone;
+            }
+        }
+    }
 }
 
 pub(super) fn error_frame(

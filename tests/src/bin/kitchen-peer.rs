@@ -10,7 +10,7 @@
 
 use rpc_runtime::transport::{fifo, pipe};
 use rpc_runtime::Server;
-use rpc_tests::{KitchenClient, KitchenImpl, KitchenServer};
+use rpc_tests::{KitchenClient, KitchenImpl};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -18,7 +18,7 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("serve-stdio") => {
             let conn = pipe::stdio().expect("stdio connection");
-            Server::new(KitchenServer::new(KitchenImpl::new())).serve_connection(conn).await;
+            Server::new(rpc_tests::kitchen_router(KitchenImpl::new())).serve_connection(conn).await;
         }
         Some("fifo-client") => {
             let seed: u64 = args[3].parse().expect("a numeric seed");

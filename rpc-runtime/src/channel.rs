@@ -78,9 +78,13 @@ impl Channel for Client {
     {
         match trace::client_call(method.service(), method.method()) {
             None => Client::call(self, method, &args).await,
+            // Boxed: the untraced path's future stays as small as before.
             Some(traced) => {
-                let client = traced_client(self, &traced)?;
-                trace::recorded(traced.span, async { Client::call(&client, method, &args).await }).await
+                Box::pin(async move {
+                    let client = traced_client(self, &traced)?;
+                    trace::recorded(traced.span, async { Client::call(&client, method, &args).await }).await
+                })
+                .await
             }
         }
     }
@@ -92,9 +96,13 @@ impl Channel for Client {
     {
         match trace::client_call(method.service(), method.method()) {
             None => Client::notify(self, method, &args).await,
+            // Boxed: the untraced path's future stays as small as before.
             Some(traced) => {
-                let client = traced_client(self, &traced)?;
-                trace::recorded(traced.span, async { Client::notify(&client, method, &args).await }).await
+                Box::pin(async move {
+                    let client = traced_client(self, &traced)?;
+                    trace::recorded(traced.span, async { Client::notify(&client, method, &args).await }).await
+                })
+                .await
             }
         }
     }

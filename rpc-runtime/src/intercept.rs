@@ -3,7 +3,7 @@
 //!
 //! An [`Interceptor`] sees the call's service, method, peer and metadata and either lets it
 //! through or refuses it with an [`RpcError`], which the caller receives as that error: the
-//! handler never runs, and the connection carries on. [`Router::intercept`] adds one; several
+//! handler never runs, and the connection carries on. [`Router::intercept`](crate::Router::intercept) adds one; several
 //! run in the order added, and the first refusal wins.
 //!
 //! | refusal | the caller gets |

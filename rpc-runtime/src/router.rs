@@ -253,7 +253,10 @@ impl Router {
         match &found.stats {
             None => handler,
             Some(stats) => match handler {
-                Ok(handler) => Ok(handler.map_future(|future| stats.record(future))),
+                Ok(mut handler) => {
+                    handler.recorder = Some(stats.start());
+                    Ok(handler)
+                }
                 Err(e) => {
                     stats.rejected();
                     Err(e)
@@ -307,11 +310,13 @@ impl Router {
         };
         let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
         let outcome = match call.deadline {
-            Some(deadline) if !handler.run_to_completion => {
-                tokio::time::timeout_at(deadline, run).await.map_err(|_| RpcError::DeadlineExceeded)?
-            }
-            _ => run.await,
+            Some(deadline) if !handler.run_to_completion => tokio::time::timeout_at(deadline, run).await,
+            _ => Ok(run.await),
         };
+        if let Some(recorder) = handler.recorder {
+            recorder.finish(matches!(outcome, Ok(Ok(Ok(_)))));
+        }
+        let outcome = outcome.map_err(|_| RpcError::DeadlineExceeded)?;
         match outcome {
             Ok(Ok(buf)) => Ok(Reply { format, body: Bytes::copy_from_slice(buf.body()) }),
             Ok(Err(e)) => Err(e),

@@ -132,13 +132,32 @@ async fn stats_count_calls_errors_cancellations_and_calls_in_flight() {
         gate.add_permits(1);
         assert_eq!(held.await.unwrap().unwrap(), 7);
 
-        // A call whose deadline passes is cancelled on the server.
+        // A call its caller drops is cancelled on the server.
+        let dropped = tokio::spawn({
+            let calc = calc.clone();
+            async move { calc.wait().await }
+        });
+        while wait_stats_now(&intro).await.in_flight == 0 {
+            tokio::task::yield_now().await;
+        }
+        dropped.abort();
+        loop {
+            let wait = wait_stats_now(&intro).await;
+            if wait.in_flight == 0 {
+                assert_eq!((wait.calls, wait.errors, wait.cancelled), (2, 0, 1), "{wait:?}");
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+
+        // A call whose deadline passes is stopped on the server.
         let e = calc.with_timeout(Duration::from_millis(50)).wait().await.unwrap_err();
         assert!(matches!(e, RpcError::DeadlineExceeded), "{e:?}");
 
         let stats = loop {
             let s = intro.stats().await.unwrap();
-            if s.iter().find(|m| m.method == "wait").unwrap().cancelled == 1 {
+            let wait = s.iter().find(|m| m.method == "wait").unwrap();
+            if wait.in_flight == 0 && wait.calls == 3 {
                 break s;
             }
             tokio::task::yield_now().await;
@@ -148,12 +167,18 @@ async fn stats_count_calls_errors_cancellations_and_calls_in_flight() {
         let (add, div, wait) = (&stats[0], &stats[1], &stats[2]);
         assert_eq!((add.calls, add.errors, add.cancelled, add.in_flight), (11, 1, 0, 0), "{add:?}");
         assert_eq!((div.calls, div.errors, div.in_flight), (1, 0, 0), "{div:?}");
-        assert_eq!((wait.calls, wait.errors, wait.cancelled, wait.in_flight), (2, 0, 1, 0), "{wait:?}");
+        // Stopped by the server at its deadline (an error) or by the client's cancel, whichever
+        // came first.
+        assert_eq!((wait.calls, wait.errors + wait.cancelled, wait.in_flight), (3, 2, 0), "{wait:?}");
         assert!(add.p50_us <= add.p90_us && add.p90_us <= add.p99_us, "{add:?}");
         // The held call waited for the test's next round trip at least; the cancelled one 50 ms.
         assert!(wait.p99_us >= 40_000, "{wait:?}");
     })
     .await;
+}
+
+async fn wait_stats_now(intro: &IntrospectionClient) -> rpc_runtime::introspection::MethodStatsSnapshot {
+    intro.stats().await.unwrap().into_iter().find(|m| m.method == "wait").unwrap()
 }
 
 static ADD: MethodRef = MethodRef::dynamic("math.Calc", "add", rpc_runtime::describe::MethodKind::Unary, 0);

@@ -36,9 +36,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Statistics are recorded by the router around each handler (two clock reads and a few
-//! relaxed atomic adds per call, measured in BENCHMARKS.md); [`Router::without_stats`] turns
-//! them off. The service itself does not appear in its own statistics.
+//! Statistics are recorded at the router's dispatch: the router starts a recorder in each
+//! handler it hands out, and the server finishes it with the handler's outcome (two clock reads
+//! and a few relaxed atomic adds per call, measured in BENCHMARKS.md); [`Router::without_stats`]
+//! turns them off. The service itself does not appear in its own statistics.
 
 mod stats;
 
@@ -47,8 +48,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::stats::MethodStats;
 pub use self::stats::MethodStatsSnapshot;
+pub(crate) use self::stats::{MethodStats, Recorder};
 use crate::describe::{MethodDescriptor, TypeDescription};
 use crate::router::Router;
 

@@ -1,22 +1,15 @@
 //! Per-method call statistics: counters and a fixed-bucket latency histogram, updated with
-//! relaxed atomic adds (no lock, no allocation) by a wrapper around each handler's future.
+//! relaxed atomic adds (no lock, no allocation) by a `Recorder` the router puts in each
+//! handler and the server finishes with the handler's outcome.
 //!
 //! Memory is fixed per method (`BUCKETS` counters of 8 bytes, about 1 KiB), whatever the
 //! traffic. Latency is measured from the moment the router hands out the handler to the moment
 //! its future finishes (or is dropped), so it includes time spent queued behind the
 //! connection's in-flight limit, not the time to write the reply.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
-
-use rpc_transport::framed::FrameBuf;
-
-use crate::service::HandlerFuture;
-use crate::RpcError;
 
 /// Sub-buckets per power of two: 4, so a bucket spans at most a quarter of its lower bound.
 const SUB_BITS: u32 = 2;
@@ -72,10 +65,10 @@ fn bucket_upper(index: usize) -> u64 {
 }
 
 impl MethodStats {
-    /// Counts a call that starts now, and wraps its future so that its end is counted too.
-    pub(crate) fn record(self: &Arc<Self>, future: HandlerFuture) -> Recorded {
+    /// Counts a call that starts now; the recorder counts its end.
+    pub(crate) fn start(self: &Arc<Self>) -> Recorder {
         self.calls.fetch_add(1, Relaxed);
-        Recorded { future, stats: Arc::clone(self), start: Instant::now(), done: false }
+        Recorder { stats: Arc::clone(self), start: Instant::now(), done: false }
     }
 
     /// Counts a call refused before its handler existed (its arguments did not decode).
@@ -147,33 +140,33 @@ enum Outcome {
     Cancelled,
 }
 
-/// A handler's future, counted when it finishes or is dropped unfinished.
-pub(crate) struct Recorded {
-    future: HandlerFuture,
+/// One call's place in its method's statistics: the server calls [`Recorder::finish`] with the
+/// handler's outcome; a recorder dropped unfinished counts its call as cancelled.
+///
+/// It rides in the [`Handler`](crate::Handler) rather than wrapping the handler's future, which
+/// would cost a second allocation per call.
+#[derive(Debug)]
+pub(crate) struct Recorder {
     stats: Arc<MethodStats>,
     start: Instant,
     done: bool,
 }
 
-impl Future for Recorded {
-    type Output = Result<FrameBuf, RpcError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let out = std::task::ready!(this.future.as_mut().poll(cx));
-        this.done = true;
-        this.stats.finish(this.start, if out.is_ok() { Outcome::Ok } else { Outcome::Error });
-        Poll::Ready(out)
+impl Recorder {
+    /// The handler finished: with its result (`ok`), or with a framework error (a panic, a
+    /// result that could not be encoded, the deadline passing on the server).
+    pub(crate) fn finish(mut self, ok: bool) {
+        self.done = true;
+        self.stats.finish(self.start, if ok { Outcome::Ok } else { Outcome::Error });
     }
 }
 
-impl Drop for Recorded {
+impl Drop for Recorder {
     fn drop(&mut self) {
-        // Dropped before it finished: cancelled by its caller, its deadline, its connection
-        // closing, a shutdown, or a panic in the handler (which unwinds through `poll`).
+        // Dropped unfinished: cancelled by its caller, its connection closing, or a shutdown,
+        // while queued or running.
         if !self.done {
-            let outcome = if std::thread::panicking() { Outcome::Error } else { Outcome::Cancelled };
-            self.stats.finish(self.start, outcome);
+            self.stats.finish(self.start, Outcome::Cancelled);
         }
     }
 }
@@ -182,9 +175,9 @@ impl Drop for Recorded {
 ///
 /// `calls` counts every call the router handed to the method (arguments decoded or not);
 /// `errors` those that ended in a framework error (arguments that did not decode, a panic, a
-/// result too large to encode; a method's own `Err` is a successful call); `cancelled` those
-/// stopped before they finished (the caller cancelled, the deadline passed, the connection
-/// closed). Latencies are in microseconds, from a histogram with four buckets per power of two:
+/// result too large to encode, the deadline passing on the server; a method's own `Err` is a
+/// successful call); `cancelled` those dropped before they finished (the caller cancelled, the
+/// connection closed, a shutdown's grace period ran out). Latencies are in microseconds, from a histogram with four buckets per power of two:
 /// a percentile is the upper bound of its bucket, at most 25% over the true value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MethodStatsSnapshot {

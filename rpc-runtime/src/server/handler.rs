@@ -49,6 +49,9 @@ pub(super) async fn run(call: Call) -> u64 {
         }
         _ => Some(fut.await),
     };
+    if let Some(recorder) = handler.recorder {
+        recorder.finish(matches!(outcome, Some(Ok(Ok(_)))));
+    }
     let result = match outcome {
         None => {
             tracing::debug!(method, id, "handler stopped at its deadline");

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::call::{Call, MethodRef, Reply};
 use crate::codec::{self, Format};
-use crate::{Client, RpcError};
+use crate::{trace, Client, RpcError};
 
 /// Carries a generated client's calls. `{Trait}Client<C>` works over any `C: Channel`:
 ///
@@ -42,7 +42,13 @@ impl Channel for Client {
         A: Serialize,
         R: DeserializeOwned + 'static,
     {
-        Client::call(self, method, &args).await
+        match trace::client_call(method.service(), method.method()) {
+            None => Client::call(self, method, &args).await,
+            Some(traced) => {
+                let client = traced_client(self, &traced)?;
+                trace::recorded(traced.span, async { Client::call(&client, method, &args).await }).await
+            }
+        }
     }
 
     #[inline]
@@ -50,8 +56,21 @@ impl Channel for Client {
     where
         A: Serialize,
     {
-        Client::notify(self, method, &args).await
+        match trace::client_call(method.service(), method.method()) {
+            None => Client::notify(self, method, &args).await,
+            Some(traced) => {
+                let client = traced_client(self, &traced)?;
+                trace::recorded(traced.span, async { Client::notify(&client, method, &args).await }).await
+            }
+        }
     }
+}
+
+/// A handle on `client`'s connection whose calls also carry the trace context.
+fn traced_client(client: &Client, traced: &trace::ClientTrace) -> Result<Client, RpcError> {
+    let mut metadata = client.metadata().clone();
+    traced.context.inject(&mut metadata);
+    client.with_metadata(metadata)
 }
 
 /// A tower service of [`Call`]s, as a [`Channel`] for generated clients.
@@ -119,9 +138,19 @@ impl<S> Layered<S> {
         let body = codec::encode_to_vec(self.format, args)?;
         let mut call = Call::new(method, self.format, Bytes::from(body));
         call.deadline = crate::context::Context::inherited_deadline();
+        let traced = trace::client_call(method.service(), method.method());
+        if let Some(traced) = &traced {
+            traced.context.inject(&mut call.metadata);
+        }
         let mut service = self.service.clone();
-        std::future::poll_fn(|cx| service.poll_ready(cx)).await.map_err(layer_error)?;
-        service.call(call).await.map_err(layer_error)
+        let send = async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await.map_err(layer_error)?;
+            service.call(call).await.map_err(layer_error)
+        };
+        match traced {
+            None => send.await,
+            Some(traced) => trace::recorded(traced.span, send).await,
+        }
     }
 }
 

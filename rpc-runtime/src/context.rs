@@ -64,6 +64,11 @@ impl Context {
         CURRENT.scope(self, fut).await
     }
 
+    /// `f` of the context of the call the current task serves, if any, without cloning it.
+    pub(crate) fn with_current<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
+        CURRENT.try_with(f).ok()
+    }
+
     /// The deadline of the call being served by the current task, if any.
     pub(crate) fn inherited_deadline() -> Option<Instant> {
         CURRENT.try_with(|c| c.deadline).ok().flatten()

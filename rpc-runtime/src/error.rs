@@ -98,6 +98,24 @@ pub enum RpcError {
     /// [`source`](std::error::Error::source).
     #[error("layer error: {0}")]
     Layer(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The server refused the call before running it: it carried no credentials, or ones the
+    /// server does not accept (an interceptor such as [`intercept::bearer_token`] said so; the
+    /// message says why). The call never ran.
+    ///
+    /// [`intercept::bearer_token`]: crate::intercept::bearer_token
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(Arc<str>),
+    /// The server knows who called and refused the call before running it (an interceptor such
+    /// as [`intercept::allow_uids`](crate::intercept::allow_uids) said so). The call never ran.
+    #[error("permission denied: {0}")]
+    PermissionDenied(Arc<str>),
+    /// The server's rate limit refused the call before running it; retrying after `retry_after`
+    /// may succeed (see [`intercept::RateLimit`](crate::intercept::RateLimit)).
+    #[error("rate limited; retry after {retry_after:?}")]
+    RateLimited {
+        /// How long until the limit has room again, as the server estimated it.
+        retry_after: Duration,
+    },
     /// The server reported an error code this client does not know.
     #[error("remote error {code}: {message}")]
     Remote {
@@ -122,16 +140,26 @@ impl RpcError {
                 | RpcError::UnknownService(_)
                 | RpcError::SignatureMismatch { .. }
                 | RpcError::MetadataTooLarge(_)
+                | RpcError::Unauthenticated(_)
+                | RpcError::PermissionDenied(_)
+                | RpcError::RateLimited { .. }
         )
     }
 
     /// Whether retrying the call is safe (it never started, see [`never_started`]) and may
     /// succeed: true for the same errors, except those a retry would meet again (an unknown
-    /// service, a signature mismatch, metadata over its bounds).
+    /// service, a signature mismatch, metadata over its bounds, refused credentials). A
+    /// rate-limited call should wait its `retry_after` first.
     ///
     /// [`never_started`]: RpcError::never_started
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RpcError::ShuttingDown | RpcError::Overloaded(_) | RpcError::Unavailable { .. })
+        matches!(
+            self,
+            RpcError::ShuttingDown
+                | RpcError::Overloaded(_)
+                | RpcError::Unavailable { .. }
+                | RpcError::RateLimited { .. }
+        )
     }
 
     /// Converts a middleware layer's error: an `RpcError` inside it comes out as itself.
@@ -177,6 +205,13 @@ impl RpcError {
                 (ErrorCode::SignatureMismatch, format!("{method}: {detail}"))
             }
             RpcError::MetadataTooLarge(m) => (ErrorCode::MetadataTooLarge, m.to_string()),
+            RpcError::Unauthenticated(m) => (ErrorCode::Unauthenticated, m.to_string()),
+            RpcError::PermissionDenied(m) => (ErrorCode::PermissionDenied, m.to_string()),
+            // Whole milliseconds, rounded up: a peer that waits that long finds room.
+            RpcError::RateLimited { retry_after } => {
+                let micros = retry_after.as_micros();
+                (ErrorCode::RateLimited, micros.div_ceil(1000).to_string())
+            }
             // I/O and connection errors describe this side's environment (paths, addresses):
             // they go to the log, never to the peer.
             other => {
@@ -212,6 +247,12 @@ impl RpcError {
                 None => RpcError::SignatureMismatch { method: String::new(), detail: message },
             },
             Some(ErrorCode::MetadataTooLarge) => RpcError::MetadataTooLarge(message.into()),
+            Some(ErrorCode::Unauthenticated) => RpcError::Unauthenticated(message.into()),
+            Some(ErrorCode::PermissionDenied) => RpcError::PermissionDenied(message.into()),
+            Some(ErrorCode::RateLimited) => match message.trim().parse::<u64>() {
+                Ok(ms) => RpcError::RateLimited { retry_after: Duration::from_millis(ms) },
+                Err(_) => RpcError::Remote { code, message },
+            },
             _ => RpcError::Remote { code, message },
         }
     }
@@ -262,6 +303,23 @@ mod tests {
     }
 
     #[test]
+    fn refusals_cross_the_wire_as_themselves() {
+        for e in [
+            RpcError::Unauthenticated("no token".into()),
+            RpcError::PermissionDenied("uid 5".into()),
+            RpcError::RateLimited { retry_after: Duration::from_millis(250) },
+        ] {
+            let (code, message) = e.to_wire();
+            let back = RpcError::from_wire(code as u64, message);
+            assert_eq!(back.to_string(), e.to_string());
+            assert!(back.never_started());
+        }
+        // A partial millisecond rounds up: waiting that long finds room.
+        let (_, message) = RpcError::RateLimited { retry_after: Duration::from_micros(1500) }.to_wire();
+        assert_eq!(message, "2");
+    }
+
+    #[test]
     fn display_is_lower_case() {
         for e in [
             RpcError::closed("x"),
@@ -277,6 +335,9 @@ mod tests {
             RpcError::Overloaded("x".into()),
             RpcError::ShuttingDown,
             RpcError::Protocol("x".into()),
+            RpcError::Unauthenticated("x".into()),
+            RpcError::PermissionDenied("x".into()),
+            RpcError::RateLimited { retry_after: Duration::from_millis(5) },
             RpcError::Remote { code: 1, message: "x".into() },
         ] {
             let text = e.to_string();

@@ -70,6 +70,7 @@ mod context;
 pub mod describe;
 mod error;
 pub mod hello;
+pub mod intercept;
 pub mod introspection;
 pub mod limits;
 mod metadata;
@@ -77,6 +78,7 @@ mod protocol;
 mod router;
 pub mod server;
 mod service;
+pub mod trace;
 mod writer;
 
 #[doc(hidden)]

@@ -17,9 +17,10 @@ use crate::call::{Call, Reply};
 use crate::context::Context;
 use crate::describe::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::hello::AdvertisedService;
+use crate::intercept::{Incoming, Interceptor};
 use crate::introspection::{self, Health, MethodStats, MethodStatsSnapshot};
 use crate::service::{Handler, ResponseBuf, Service};
-use crate::RpcError;
+use crate::{Metadata, RpcError};
 
 /// The services one [`Server`](crate::Server) hosts, by wire name (`#[service(name = "...")]`,
 /// the trait's name by default).
@@ -77,6 +78,8 @@ pub struct Router {
 struct Inner {
     /// In the order they were added, which is the HELLO's.
     routes: Vec<(&'static str, Route)>,
+    /// Run in order on every routed call, before its arguments are decoded.
+    interceptors: Vec<Arc<dyn Interceptor>>,
     /// Whether the built-in `rpc.Introspection` service is hosted (see `introspection`).
     introspection: bool,
     /// Whether calls are counted (each method's `MethodStats`).
@@ -86,7 +89,13 @@ struct Inner {
 
 impl Default for Inner {
     fn default() -> Self {
-        Inner { routes: Vec::new(), introspection: true, stats: true, health: Health::default() }
+        Inner {
+            routes: Vec::new(),
+            interceptors: Vec::new(),
+            introspection: true,
+            stats: true,
+            health: Health::default(),
+        }
     }
 }
 
@@ -177,6 +186,15 @@ impl Router {
         self
     }
 
+    /// Adds a check that runs on every call, after the call is routed and its signature
+    /// checked, before its arguments are decoded; a refusal is the caller's error and the handler
+    /// does not run (see [`crate::intercept`]). Checks run in the order added.
+    #[must_use]
+    pub fn intercept(mut self, interceptor: impl Interceptor) -> Router {
+        Arc::make_mut(&mut self.inner).interceptors.push(Arc::new(interceptor));
+        self
+    }
+
     /// The descriptors of the services, in the order they were added.
     pub fn services(&self) -> impl Iterator<Item = &'static ServiceDescriptor> + '_ {
         self.inner.routes.iter().map(|(_, route)| route.service.descriptor())
@@ -198,6 +216,7 @@ impl Router {
     ///
     /// Names arrive as the frame's bytes: a name that matches one of ours is valid UTF-8, so only
     /// a name that matches none is checked (and reported as a protocol error if it is not text).
+    #[allow(clippy::too_many_arguments)] // the frame's fields, borrowed: a struct would only repack them
     pub(crate) fn prepare(
         &self,
         service: &[u8],
@@ -206,6 +225,8 @@ impl Router {
         hash: u64,
         payload: &[u8],
         response: ResponseBuf,
+        peer: &Peer,
+        metadata: &Metadata,
     ) -> Result<Handler, RpcError> {
         let routes = &self.inner.routes;
         let built_in;
@@ -249,20 +270,30 @@ impl Router {
                 ),
             });
         }
+        // Interceptors see introspection calls too: a server that requires credentials
+        // requires them to describe itself.
+        if !self.inner.interceptors.is_empty() {
+            let incoming = Incoming { service, method, kind, peer, metadata };
+            for interceptor in &self.inner.interceptors {
+                interceptor.check(&incoming)?;
+            }
+        }
         let handler = route.service.call(method, payload, response);
-        match &found.stats {
-            None => handler,
+        let mut handler = match &found.stats {
+            None => handler?,
             Some(stats) => match handler {
                 Ok(mut handler) => {
                     handler.recorder = Some(stats.start());
-                    Ok(handler)
+                    handler
                 }
                 Err(e) => {
                     stats.rejected();
-                    Err(e)
+                    return Err(e);
                 }
             },
-        }
+        };
+        handler.service = service;
+        Ok(handler)
     }
 }
 
@@ -300,13 +331,17 @@ impl Router {
             call.signature,
             &call.body,
             response,
+            &peer,
+            &call.metadata,
         )?;
+        let mut metadata = call.metadata;
+        let handler = crate::trace::traced_handler(handler, &peer, 0, &mut metadata);
         let context = Context {
             request_id: 0,
             method: handler.method,
             deadline: call.deadline,
             peer: Arc::new(peer),
-            metadata: call.metadata,
+            metadata,
         };
         let run = context.scope(AssertUnwindSafe(handler.future).catch_unwind());
         let outcome = match call.deadline {
@@ -350,6 +385,9 @@ impl<S: Service> From<S> for Router {
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<_> = self.inner.routes.iter().map(|(name, _)| name).collect();
-        f.debug_struct("Router").field("services", &names).finish()
+        f.debug_struct("Router")
+            .field("services", &names)
+            .field("interceptors", &self.inner.interceptors.len())
+            .finish()
     }
 }

@@ -14,6 +14,8 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<FrameBuf, RpcError>>
 
 /// One decoded call, ready to run.
 pub struct Handler {
+    /// The service's wire name, set by the router (empty until then).
+    pub(crate) service: &'static str,
     pub(crate) method: &'static str,
     pub(crate) future: HandlerFuture,
     pub(crate) run_to_completion: bool,
@@ -27,12 +29,18 @@ impl Handler {
         method: &'static str,
         future: impl Future<Output = Result<FrameBuf, RpcError>> + Send + 'static,
     ) -> Self {
-        Handler { method, future: Box::pin(future), run_to_completion: false, recorder: None }
+        Handler { service: "", method, future: Box::pin(future), run_to_completion: false, recorder: None }
     }
 
     /// The method's wire name.
     pub fn method(&self) -> &'static str {
         self.method
+    }
+
+    /// The service's wire name, once the [`Router`](crate::Router) has routed the call (empty
+    /// before: a middleware around one service knows which it wraps).
+    pub fn service(&self) -> &'static str {
+        self.service
     }
 
     /// Replaces the handler's future with `wrap(future)`: how middleware sees a call's outcome
@@ -42,6 +50,7 @@ impl Handler {
         F: Future<Output = Result<FrameBuf, RpcError>> + Send + 'static,
     {
         Handler {
+            service: self.service,
             method: self.method,
             future: Box::pin(wrap(self.future)),
             run_to_completion: self.run_to_completion,
@@ -60,7 +69,10 @@ impl Handler {
 
 impl fmt::Debug for Handler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handler").field("method", &self.method).finish_non_exhaustive()
+        f.debug_struct("Handler")
+            .field("service", &self.service)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
     }
 }
 

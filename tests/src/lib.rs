@@ -26,6 +26,8 @@ pub mod fuzz;
 pub mod logs;
 pub mod panics;
 pub mod probe;
+pub mod relay;
+pub mod spans;
 pub mod wire;
 
 /// A hang guard in seconds: fails the test if `fut` takes longer than `secs` (virtual seconds

@@ -105,6 +105,9 @@ pub(crate) enum ErrorCode {
     StreamProtocol = 13,
     MetadataTooLarge = 14,
     UnsupportedFormat = 15,
+    Unauthenticated = 16,
+    PermissionDenied = 17,
+    RateLimited = 18,
 }
 
 impl ErrorCode {
@@ -126,6 +129,9 @@ impl ErrorCode {
             13 => StreamProtocol,
             14 => MetadataTooLarge,
             15 => UnsupportedFormat,
+            16 => Unauthenticated,
+            17 => PermissionDenied,
+            18 => RateLimited,
             _ => return None,
         })
     }

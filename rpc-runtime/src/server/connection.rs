@@ -514,7 +514,9 @@ impl ServerConn {
         let response =
             ResponseBuf { buf: protocol::reply_header(id), max_frame_len: self.max_reply_len, format };
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.shared.router.prepare(&service, &method, kind, hash, payload, response)
+            self.shared
+                .router
+                .prepare(&service, &method, kind, hash, payload, response, &self.peer, &metadata)
         }));
         let handler = match prepared {
             Ok(Ok(handler)) => handler,
@@ -549,7 +551,8 @@ impl ServerConn {
     /// Starts a call that has a slot: polls it once here, and gives it a task of its own only if
     /// it has to wait (see [`ServerConfig::inline_handlers`]).
     async fn start(&mut self, parked: Parked, permit: OwnedSemaphorePermit) {
-        let Parked { id, handler, deadline, oneway, metadata } = parked;
+        let Parked { id, handler, deadline, oneway, mut metadata } = parked;
+        let handler = crate::trace::traced_handler(handler, &*self.peer, id, &mut metadata);
         let cancellable = !oneway && !handler.run_to_completion;
         let method = handler.method;
         let context = Context { request_id: id, method, deadline, peer: Arc::clone(&self.peer), metadata };

@@ -8,8 +8,15 @@ use std::process::Command;
 
 use common::{Calculator, Scratch};
 
-/// `python3`, installed with apt-get (python3-minimal) if it is missing.
+/// `python3`, installed with apt-get (python3-minimal) if it is missing; checked once (a pyenv
+/// shim takes half a second to start).
 fn python() -> &'static str {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(ensure_python);
+    "python3"
+}
+
+fn ensure_python() {
     let found = |cmd: &str| Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success());
     if !found("python3") {
         let installed = Command::new("sh")
@@ -21,7 +28,6 @@ fn python() -> &'static str {
             "python3 is not installed and apt-get could not install it: install python3 to run the Python peer's test"
         );
     }
-    "python3"
 }
 
 fn script() -> PathBuf {

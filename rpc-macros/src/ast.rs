@@ -34,6 +34,8 @@ pub(crate) struct Method {
     pub(crate) oneway: Option<Attribute>,
     /// `#[rpc(run_to_completion)]`: cancels and deadlines do not stop the handler.
     pub(crate) run_to_completion: bool,
+    /// `#[rpc(idempotent)]`: a retry policy may repeat the call.
+    pub(crate) idempotent: bool,
     pub(crate) docs: Vec<Attribute>,
     pub(crate) cfgs: Vec<Attribute>,
     /// Other attributes the user wrote, carried over to the trait method only.
@@ -112,6 +114,7 @@ impl Method {
             output,
             oneway: helpers.oneway,
             run_to_completion: helpers.run_to_completion.is_some(),
+            idempotent: helpers.idempotent.is_some(),
             docs,
             cfgs,
             attrs,

@@ -14,6 +14,9 @@ const NAME: &str = "name";
 /// `#[rpc(run_to_completion)]`: the handler is not stopped by a cancel, a deadline or the
 /// connection closing.
 const RUN_TO_COMPLETION: &str = "run_to_completion";
+/// `#[rpc(idempotent)]`: running the call twice has the effect of running it once, so a retry
+/// policy may repeat it even when it may have reached the server.
+const IDEMPOTENT: &str = "idempotent";
 
 /// What the helper attributes of one method say.
 #[derive(Default)]
@@ -24,6 +27,8 @@ pub(crate) struct MethodAttrs {
     name_key: Option<syn::Path>,
     /// The `run_to_completion` key, when given.
     pub(crate) run_to_completion: Option<syn::Path>,
+    /// The `idempotent` key, when given.
+    pub(crate) idempotent: Option<syn::Path>,
 }
 
 pub(crate) fn is_helper(attr: &Attribute) -> bool {
@@ -65,7 +70,7 @@ fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
     if let syn::Meta::Path(path) = &attr.meta {
         errors.push_spanned(
             path,
-            "`#[rpc]` needs an option: `#[rpc(name = \"wire_name\")]` or `#[rpc(run_to_completion)]`",
+            "`#[rpc]` needs an option: `#[rpc(name = \"wire_name\")]`, `#[rpc(run_to_completion)]` or `#[rpc(idempotent)]`",
         );
         return;
     }
@@ -73,9 +78,13 @@ fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
         if meta.path.is_ident(NAME) {
             name(&meta, out, errors)
         } else if meta.path.is_ident(RUN_TO_COMPLETION) {
-            run_to_completion(&meta, out, errors)
+            flag(&meta, RUN_TO_COMPLETION, &mut out.run_to_completion, errors)
+        } else if meta.path.is_ident(IDEMPOTENT) {
+            flag(&meta, IDEMPOTENT, &mut out.idempotent, errors)
         } else {
-            Err(meta.error("unknown `rpc` option; expected `name = \"wire_name\"` or `run_to_completion`"))
+            Err(meta.error(
+                "unknown `rpc` option; expected `name = \"wire_name\"`, `run_to_completion` or `idempotent`",
+            ))
         }
     });
     if let Err(e) = result {
@@ -99,24 +108,25 @@ fn name(meta: &ParseNestedMeta<'_>, out: &mut MethodAttrs, errors: &mut Errors) 
     Ok(())
 }
 
-/// `#[rpc(run_to_completion = true)]`, or `run_to_completion` twice.
-fn run_to_completion(
+/// A flag option (`run_to_completion`, `idempotent`) given a value (`= true`), or twice.
+fn flag(
     meta: &ParseNestedMeta<'_>,
-    out: &mut MethodAttrs,
+    key: &str,
+    slot: &mut Option<syn::Path>,
     errors: &mut Errors,
 ) -> syn::Result<()> {
     if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
-        return Err(meta.error("`run_to_completion` takes no value; write `#[rpc(run_to_completion)]`"));
+        return Err(meta.error(format!("`{key}` takes no value; write `#[rpc({key})]`")));
     }
-    if let Some(first) = &out.run_to_completion {
+    if let Some(first) = slot {
         errors.push_conflict(
             &meta.path,
-            "`run_to_completion` is given twice; keep one",
+            format!("`{key}` is given twice; keep one"),
             first,
             "first given here",
         );
     } else {
-        out.run_to_completion = Some(meta.path.clone());
+        *slot = Some(meta.path.clone());
     }
     Ok(())
 }

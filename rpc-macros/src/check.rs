@@ -17,8 +17,24 @@ use crate::errors::Errors;
 
 /// Methods the generated client has besides the trait's; a trait method with one of these names
 /// would collide with it.
-pub(crate) const RESERVED_CLIENT_METHODS: &[&str] =
-    &["new", "from_client", "with_timeout", "as_client", "descriptor"];
+pub(crate) const RESERVED_CLIENT_METHODS: &[&str] = &[
+    "new",
+    "from_client",
+    "from_service",
+    "with_channel",
+    "channel",
+    "with_timeout",
+    "with_metadata",
+    "as_client",
+    "descriptor",
+    // The blocking client's (see below).
+    "connect",
+    "connect_with",
+    "as_async",
+];
+
+/// The reserved names that only the blocking client has.
+const BLOCKING_CLIENT_METHODS: &[&str] = &["connect", "connect_with", "as_async"];
 
 /// The most arguments a method may take: they travel as one tuple, and serde implements its
 /// traits for tuples of up to 16 elements.
@@ -557,8 +573,9 @@ pub(crate) fn reserved_names(service: &Service, errors: &mut Errors) {
             errors.push_spanned(
                 &m.ident,
                 format!(
-                    "a method named `{name}` would collide with the generated `{}Client::{name}`; rename it (the wire name can stay with `#[rpc(name = \"{name}\")]`)",
-                    service.ident
+                    "a method named `{name}` would collide with the generated `{}{}::{name}`; rename it (the wire name can stay with `#[rpc(name = \"{name}\")]`)",
+                    service.ident,
+                    if BLOCKING_CLIENT_METHODS.contains(&name.as_str()) { "BlockingClient" } else { "Client" },
                 ),
             );
         }

@@ -17,7 +17,12 @@ pub use std::vec::Vec;
 /// `std::sync::Arc`.
 pub type Shared<T> = Arc<T>;
 
+pub use crate::blocking::BlockingRuntime;
 pub use crate::call::MethodRef;
+pub use crate::client::ClientBuilder;
+
+/// `std::io::Result`, for the blocking client's `connect`.
+pub type IoResult<T> = std::io::Result<T>;
 pub use crate::channel::{Channel, Layered};
 pub use crate::client::Client;
 pub use crate::codec::Format;

@@ -34,6 +34,10 @@ pub struct Call {
     pub metadata: Metadata,
     /// The arguments, encoded in `format` as a tuple (a JSON array).
     pub body: Bytes,
+    /// Whether the method is marked `#[rpc(idempotent)]`: running it twice has the effect of
+    /// running it once, so a retry policy may repeat a call that may have reached the server.
+    /// Not sent on the wire.
+    pub idempotent: bool,
 }
 
 impl Call {
@@ -49,6 +53,7 @@ impl Call {
             deadline: None,
             metadata: Metadata::new(),
             body: body.into(),
+            idempotent: method.is_idempotent(),
         }
     }
 }
@@ -70,6 +75,7 @@ pub struct MethodRef {
     method: &'static str,
     kind: MethodKind,
     hash: Hash,
+    idempotent: bool,
 }
 
 #[derive(Debug)]
@@ -88,7 +94,18 @@ impl MethodRef {
         method: &'static str,
         kind: MethodKind,
     ) -> MethodRef {
-        MethodRef { service, method, kind, hash: Hash::Lazy(descriptor, OnceLock::new()) }
+        MethodRef { service, method, kind, hash: Hash::Lazy(descriptor, OnceLock::new()), idempotent: false }
+    }
+
+    /// Marks the method idempotent or not (`#[rpc(idempotent)]`; see [`Call::idempotent`]).
+    pub const fn idempotent(mut self, yes: bool) -> MethodRef {
+        self.idempotent = yes;
+        self
+    }
+
+    /// Whether the method is marked idempotent.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
     }
 
     /// A method known only by name, with the given signature hash (0: the server skips the
@@ -99,7 +116,7 @@ impl MethodRef {
         kind: MethodKind,
         hash: u64,
     ) -> MethodRef {
-        MethodRef { service, method, kind, hash: Hash::Fixed(hash) }
+        MethodRef { service, method, kind, hash: Hash::Fixed(hash), idempotent: false }
     }
 
     /// The service's wire name.

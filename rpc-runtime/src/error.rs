@@ -116,6 +116,13 @@ pub enum RpcError {
         /// How long until the limit has room again, as the server estimated it.
         retry_after: Duration,
     },
+    /// A blocking client was called from inside an async runtime, where blocking the thread
+    /// would stall its other tasks (or deadlock a single-threaded runtime): use the async client
+    /// there. The call was not sent.
+    #[error(
+        "a blocking client was called from inside an async runtime; use the async client there (`.await` its calls)"
+    )]
+    BlockingInRuntime,
     /// The server reported an error code this client does not know.
     #[error("remote error {code}: {message}")]
     Remote {
@@ -143,6 +150,7 @@ impl RpcError {
                 | RpcError::Unauthenticated(_)
                 | RpcError::PermissionDenied(_)
                 | RpcError::RateLimited { .. }
+                | RpcError::BlockingInRuntime
         )
     }
 

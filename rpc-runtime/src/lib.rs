@@ -62,6 +62,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as rpc_runtime;
 
+pub mod blocking;
 mod call;
 mod channel;
 pub mod client;
@@ -75,6 +76,8 @@ pub mod introspection;
 pub mod limits;
 mod metadata;
 mod protocol;
+#[cfg(feature = "tower")]
+pub mod retry;
 mod router;
 pub mod server;
 mod service;
@@ -87,6 +90,7 @@ pub mod __private;
 #[doc(hidden)]
 pub mod __fuzz;
 
+pub use blocking::BlockingRuntime;
 pub use call::{Call, MethodRef, Reply};
 pub use channel::{Channel, Layered};
 pub use client::{Client, ClientBuilder};

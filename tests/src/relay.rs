@@ -1,5 +1,6 @@
 //! `Relay`: a service whose handler calls another service, for the tests that follow a trace
-//! through a process (`src/bin/trace-server.rs`).
+//! through a process, and for the balancing tests that ask which process answered
+//! (`src/bin/trace-server.rs`).
 
 use rpc_runtime::{service, Context, RpcError};
 
@@ -12,6 +13,8 @@ pub trait Relay {
     async fn relay(&self, text: String) -> Result<String, String>;
     /// The `traceparent` the caller sent, as the handler's context shows it.
     async fn traceparent(&self) -> Option<String>;
+    /// The server's process id: which of several servers answered.
+    async fn pid(&self) -> u32;
 }
 
 /// Serves `Relay`; `relay` calls through `onward`.
@@ -33,5 +36,9 @@ impl Relay for RelayImpl {
 
     async fn traceparent(&self) -> Option<String> {
         Context::current()?.metadata().get("traceparent").map(str::to_owned)
+    }
+
+    async fn pid(&self) -> u32 {
+        std::process::id()
     }
 }

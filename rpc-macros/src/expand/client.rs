@@ -29,9 +29,11 @@ pub(super) fn generate(
         let probe = super::probe(krate, m);
         let kind = if m.oneway.is_some() { quote!(Oneway) } else { quote!(Unary) };
         // The method's identity on the wire; its signature hash is computed on first use.
+        let idempotent = m.idempotent;
         let method_ref = quote! {
             static __RPC_METHOD: #p::MethodRef =
-                #p::MethodRef::new(__rpc_descriptor, #wire_service, #wire, #p::MethodKind::#kind);
+                #p::MethodRef::new(__rpc_descriptor, #wire_service, #wire, #p::MethodKind::#kind)
+                    .idempotent(#idempotent);
         };
         // `#[deprecated]` warns the callers of the client, not the generated code (which allows
         // it where it calls the trait method).

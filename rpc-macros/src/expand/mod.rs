@@ -1,5 +1,6 @@
 //! Code generation: reads only the IR built in `ast.rs`.
 
+mod blocking;
 mod client;
 mod descriptor;
 mod fallback;
@@ -42,8 +43,9 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let (message_types, message_impls) = messages::generate(krate, service);
     let (client_type, client_impls) = client::generate(krate, service, &descriptor::wire_name(args, service));
     let (server_type, server_impls) = server::generate(krate, service);
+    let (blocking_type, blocking_impls) = blocking::generate(krate, service);
     let descriptor = descriptor::generate(krate, args, service);
-    let stubs = stubs(args, service, &client_type, &server_type);
+    let stubs = stubs(args, service, &[client_type, blocking_type, server_type]);
     let assertions = wire_assertions(krate, service);
     let p = private(krate);
     quote! {
@@ -58,6 +60,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
             use #p::dispatch::{NotWire as _, WireOps as _};
             #message_impls
             #client_impls
+            #blocking_impls
             #server_impls
             #descriptor
             #assertions
@@ -169,10 +172,10 @@ pub(super) fn private(krate: &syn::Path) -> TokenStream {
 /// name: no span of the `use` avoids that suggestion.) The structs name no user
 /// type, so moving them into a module changes no name resolution but the runtime path's (see
 /// `stub_krate`).
-fn stubs(args: &ServiceArgs, service: &Service, client: &TokenStream, server: &TokenStream) -> TokenStream {
+fn stubs(args: &ServiceArgs, service: &Service, types: &[TokenStream]) -> TokenStream {
     let module = stubs_module(service);
     let vis = &service.vis;
-    let (client_name, server_name) = (suffixed(service, "Client"), suffixed(service, "Server"));
+    let names = ["Client", "BlockingClient", "Server"].map(|suffix| suffixed(service, suffix));
     // A runtime path relative to the service's module (`crate = "rpc"` after `use rpc_runtime as
     // rpc;`) resolves in the stubs module through this import.
     let glob = match args.krate.segments.first() {
@@ -193,12 +196,12 @@ fn stubs(args: &ServiceArgs, service: &Service, client: &TokenStream, server: &T
         #[allow(non_snake_case)]
         mod #module {
             #glob
-            #client
-            #server
+            #(#types)*
         }
-        // Unused when the service is private and only one of the two is used.
-        #[allow(unused_imports)]
-        #vis use #module::{#client_name, #server_name};
+        // Unused (or, for a `pub` service in a private module, unreachable) when not all of
+        // them are used: a service used only through its async client is not a warning.
+        #[allow(unused_imports, unreachable_pub)]
+        #vis use #module::{#(#names),*};
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! trace-server        # prints "ready tcp 127.0.0.1:PORT", then a "SPAN ..." line per closed span
+//! trace-server quiet  # prints only the ready line (for tests that do not read spans)
 //! ```
 //!
 //! Its `relay` method calls `echo` on this same server through a second connection, so one
@@ -17,7 +18,9 @@ use rpc_tests::spans::SpanCapture;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    tracing::subscriber::set_global_default(SpanCapture::print()).expect("the only subscriber");
+    if std::env::args().nth(1).as_deref() != Some("quiet") {
+        tracing::subscriber::set_global_default(SpanCapture::print()).expect("the only subscriber");
+    }
     let listener = tcp::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr();
     // The listener's backlog completes the connection before the server accepts it.

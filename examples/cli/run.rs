@@ -144,6 +144,8 @@ async fn call(
         deadline: Some(deadline),
         metadata: Metadata::new(),
         body: body.into(),
+        // The tool retries nothing.
+        idempotent: false,
     };
     let mut client = client.clone();
     std::future::poll_fn(|cx| client.poll_ready(cx)).await.map_err(rpc_failure)?;

@@ -7,11 +7,23 @@
 //! Runs the server in this process on an ephemeral port, connects a client to it over a real
 //! TCP socket, makes a few calls (including many at once and an application error) and prints
 //! the results.
+//!
+//! With `serve ADDR` it is only the server, on `tcp:HOST:PORT` (port 0 picks one), `unix:PATH`
+//! or `fifo:PATH` (`--without-introspection` after it leaves out the built-in `rpc.Introspection`
+//! service); it prints `listening on ADDR` (the address bound) and serves until Ctrl-C,
+//! for the `rpc` command-line caller and the Python peer (`examples/python/calc_client.py`):
+//!
+//! ```text
+//! cargo run -p rpc-examples --example calculator -- serve tcp:127.0.0.1:4000
+//! cargo run -p rpc-examples --bin rpc -- call tcp:127.0.0.1:4000 Calculator.add '[1, 2]'
+//! python3 examples/python/calc_client.py tcp:127.0.0.1:4000
+//! ```
 
 use std::time::Duration;
 
+use rpc_examples::addr::Addr;
 use rpc_runtime::transport::tcp;
-use rpc_runtime::{service, Server};
+use rpc_runtime::{service, Router, Server};
 use serde::{Deserialize, Serialize};
 
 /// Why a division failed.
@@ -33,6 +45,8 @@ pub trait Calculator {
     /// Writes a line to the server's log; the client does not wait.
     #[oneway]
     async fn log(&self, line: String);
+    /// Waits `ms` milliseconds, then returns them (to try deadlines with).
+    async fn sleep(&self, ms: u64) -> u64;
 }
 
 struct Calc;
@@ -53,11 +67,48 @@ impl Calculator for Calc {
     async fn log(&self, line: String) {
         eprintln!("[server] {line}");
     }
+
+    async fn sleep(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+/// `serve ADDR`: the server alone, until Ctrl-C; `private` leaves out the built-in
+/// introspection service.
+async fn serve(addr: &str, private: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let addr = Addr::parse(addr)?;
+    let mut router = Router::from(CalculatorServer::new(Calc));
+    if private {
+        router = router.without_introspection();
+    }
+    let (server, bound) = addr.serve(router).await?;
+    println!("listening on {bound}");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = server.wait() => {}
+    }
+    server.shutdown(Duration::from_secs(5)).await;
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     rpc_examples::logs::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {}
+        [cmd, addr] if cmd == "serve" => return serve(addr, false).await,
+        [cmd, addr, private] if cmd == "serve" && private == "--without-introspection" => {
+            return serve(addr, true).await
+        }
+        _ => {
+            return Err(
+                "usage: calculator [serve tcp:HOST:PORT|unix:PATH|fifo:PATH [--without-introspection]]"
+                    .into(),
+            )
+        }
+    }
     let listener = tcp::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr();
     let server = Server::new(CalculatorServer::new(Calc)).serve(listener);

@@ -91,7 +91,10 @@ fn services() {
     let out = run(&mut example("services"));
     assert!(out.contains("accounts.balance(\"ada\") = 300"), "{out}");
     assert!(out.contains("stats.balance()          = 7"), "{out}");
-    assert!(out.contains(r#"the server hosts ["bank.Accounts", "admin.Stats"]"#), "{out}");
+    assert!(
+        out.contains(r#"the server hosts ["bank.Accounts", "admin.Stats", "rpc.Introspection"]"#),
+        "{out}"
+    );
     assert!(out.contains("old copy: signature mismatch on bank.Accounts.balance"), "{out}");
     assert!(out.contains(r#"through tower, whoami()  = Some("example")"#), "{out}");
     assert!(out.contains(r#"over JSON, balance("bob") = 300"#), "{out}");

@@ -49,6 +49,8 @@
 //! - [`RpcError`]: how a call can fail, apart from the method's own errors.
 //! - [`describe`]: service descriptors, readable type descriptions and signature hashes (see
 //!   `docs/signatures.md`).
+//! - [`introspection`]: the built-in `rpc.Introspection` service (services, methods and their
+//!   types, health, per-method call statistics) every server hosts unless it opts out.
 //! - [`codec`]: the wire formats ([`Format`]: postcard, the default, and JSON, cargo feature
 //!   `json`, on by default) and the decode limits every format shares.
 //! - [`transport`]: the connections and listeners, re-exported from `rpc-transport`.
@@ -70,6 +72,7 @@ pub mod describe;
 mod error;
 pub mod hello;
 pub mod intercept;
+pub mod introspection;
 pub mod limits;
 mod metadata;
 mod protocol;

@@ -19,6 +19,8 @@ pub struct Handler {
     pub(crate) method: &'static str,
     pub(crate) future: HandlerFuture,
     pub(crate) run_to_completion: bool,
+    /// Counts the call in its method's statistics when it ends (set by the router).
+    pub(crate) recorder: Option<crate::introspection::Recorder>,
 }
 
 impl Handler {
@@ -27,7 +29,7 @@ impl Handler {
         method: &'static str,
         future: impl Future<Output = Result<FrameBuf, RpcError>> + Send + 'static,
     ) -> Self {
-        Handler { service: "", method, future: Box::pin(future), run_to_completion: false }
+        Handler { service: "", method, future: Box::pin(future), run_to_completion: false, recorder: None }
     }
 
     /// The method's wire name.
@@ -52,6 +54,7 @@ impl Handler {
             method: self.method,
             future: Box::pin(wrap(self.future)),
             run_to_completion: self.run_to_completion,
+            recorder: self.recorder,
         }
     }
 

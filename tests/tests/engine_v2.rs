@@ -83,7 +83,8 @@ async fn two_services_on_one_server_are_told_apart_by_name() {
 
             let hello = client.server_hello().expect("the server's HELLO arrived before its replies");
             let names: Vec<_> = hello.services().iter().map(|s| s.name()).collect();
-            assert_eq!(names, ["Greeter", "admin.Stats"]);
+            // The built-in introspection service is listed last.
+            assert_eq!(names, ["Greeter", "admin.Stats", "rpc.Introspection"]);
             let advertised = hello.service("admin.Stats").unwrap().method("count").unwrap();
             let local = StatsClient::descriptor().method("count").unwrap();
             assert_eq!(advertised.signature_hash(), local.signature_hash());

@@ -89,6 +89,10 @@ pub(super) async fn run(call: Call) -> u64 {
         }
         _ => Some(fut.await),
     };
+    if let Some(recorder) = handler.recorder {
+        recorder
+            .finish(matches!(outcome, Some(Finished::Reply(Ok(Ok(_))) | Finished::Stream(StreamEnd::End))));
+    }
     let result = match outcome {
         None => {
             tracing::debug!(method, id, "handler stopped at its deadline");

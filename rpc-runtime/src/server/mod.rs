@@ -310,8 +310,12 @@ impl Server {
         let config = self.config.clone();
         let registry = Registry::new(config.max_connections, config.max_connections_per_peer);
         let detached = Arc::new(Semaphore::new(config.max_detached_calls));
-        let handle =
-            ServerHandle::new(Arc::clone(&registry), Arc::clone(&detached), config.max_detached_calls);
+        let handle = ServerHandle::new(
+            Arc::clone(&registry),
+            Arc::clone(&detached),
+            config.max_detached_calls,
+            self.router.health().clone(),
+        );
         let greeting = greeting(&self.router, &config);
         let shared = Arc::new(Shared {
             router: Arc::clone(&self.router),
@@ -455,6 +459,8 @@ struct HandleShared {
     registry: Arc<Registry>,
     detached: Arc<Semaphore>,
     max_detached: usize,
+    /// The router's health, set not serving when shutdown begins.
+    health: crate::introspection::Health,
 }
 
 /// Controls a running server; await it to wait until the server stops.
@@ -466,10 +472,16 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    fn new(registry: Arc<Registry>, detached: Arc<Semaphore>, max_detached: usize) -> Self {
+    fn new(
+        registry: Arc<Registry>,
+        detached: Arc<Semaphore>,
+        max_detached: usize,
+        health: crate::introspection::Health,
+    ) -> Self {
         let signals = Signals { stop: CancellationToken::new(), force: CancellationToken::new() };
         let tracker = TaskTracker::new();
-        ServerHandle { shared: Arc::new(HandleShared { signals, tracker, registry, detached, max_detached }) }
+        let shared = HandleShared { signals, tracker, registry, detached, max_detached, health };
+        ServerHandle { shared: Arc::new(shared) }
     }
 
     /// Connections being served now (each holds a slot of [`ServerConfig::max_connections`]).
@@ -496,6 +508,7 @@ impl ServerHandle {
     /// harmless: every call returns once the server has stopped.
     pub async fn shutdown(&self, grace: Duration) {
         let shared = &self.shared;
+        shared.health.shutting_down();
         shared.signals.stop.cancel();
         tokio::select! {
             _ = shared.tracker.wait() => {}

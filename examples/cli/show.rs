@@ -1,0 +1,65 @@
+//! How methods and statistics are written for people.
+
+use std::fmt::Write;
+
+use rpc_runtime::introspection::{MethodInfo, MethodStatsSnapshot};
+
+/// `add(a: i64, b: i64) -> i64`, with the kind first unless unary.
+pub(crate) fn signature(m: &MethodInfo) -> String {
+    let args: Vec<String> = m.args.iter().map(|a| format!("{}: {}", a.name, a.ty.wire)).collect();
+    let kind = if m.kind == "unary" { String::new() } else { format!("{} ", m.kind) };
+    format!("{kind}{}({}) -> {}", m.name, args.join(", "), m.result.wire)
+}
+
+/// The full description of one method.
+pub(crate) fn method(m: &MethodInfo) -> String {
+    let mut out = format!("{}.{}\n", m.service, m.name);
+    let _ = writeln!(out, "  kind:      {}", m.kind);
+    let _ = writeln!(out, "  call:      {}", signature(m));
+    let names: Vec<&str> = m.args.iter().map(|a| a.name.as_str()).collect();
+    let _ = writeln!(out, "  JSON args: [{}]", names.join(", "));
+    for a in &m.args {
+        let _ = writeln!(out, "    {}: {}   (Rust: {})", a.name, a.ty.wire, a.ty.rust);
+    }
+    let _ = writeln!(out, "  result:    {}   (Rust: {})", m.result.wire, m.result.rust);
+    let _ = writeln!(out, "  signature: {}", m.signature);
+    let _ = write!(out, "  hash:      {:#018x}", m.signature_hash);
+    out
+}
+
+/// What a method expects, for an error message.
+pub(crate) fn expected(m: &MethodInfo) -> String {
+    let args: Vec<String> = m.args.iter().map(|a| format!("{}: {}", a.name, a.ty.wire)).collect();
+    format!(
+        "{}.{} takes a JSON array of {} argument{} [{}] and returns {}",
+        m.service,
+        m.name,
+        m.args.len(),
+        if m.args.len() == 1 { "" } else { "s" },
+        args.join(", "),
+        m.result.wire
+    )
+}
+
+/// A table of statistics.
+pub(crate) fn stats(rows: &[MethodStatsSnapshot]) -> String {
+    let mut out = format!(
+        "{:<32} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "method", "calls", "errors", "cancelled", "in_flight", "p50_us", "p90_us", "p99_us"
+    );
+    for r in rows {
+        let _ = write!(
+            out,
+            "\n{:<32} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            format!("{}.{}", r.service, r.method),
+            r.calls,
+            r.errors,
+            r.cancelled,
+            r.in_flight,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us
+        );
+    }
+    out
+}

@@ -1,0 +1,135 @@
+//! The `rpc` command-line caller against the calculator example, each a process of its own, over
+//! TCP, a Unix socket and a FIFO: its output and its exit codes.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{Calculator, Scratch};
+
+/// Runs `rpc ARGS...`; returns (exit code, stdout, stderr).
+fn rpc(args: &[&str]) -> (i32, String, String) {
+    let Output { status, stdout, stderr } =
+        Command::new(env!("CARGO_BIN_EXE_rpc")).args(args).output().expect("run rpc");
+    let code = status.code().expect("rpc exited, not killed");
+    (code, String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+const ADD_TYPES: &str = "Calculator.add takes a JSON array of 2 arguments [a: i64, b: i64] and returns i64";
+
+/// Every command, and every failure a script can tell apart, against one server.
+fn exercise(addr: &str) {
+    let (code, out, err) = rpc(&["list", addr]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Calculator\n  add(a: i64, b: i64) -> i64\n"), "{out}");
+    assert!(out.contains("  oneway log(line: str) -> unit\n"), "{out}");
+    assert!(out.contains("rpc.Introspection\n"), "{out}");
+
+    let (code, out, _) = rpc(&["describe", addr, "Calculator.div"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("call:      div(a: i64, b: i64) -> enum{Ok:i64,Err:enum{DivisionByZero}}"), "{out}");
+    assert!(out.contains("MathError"), "the Rust type is shown too: {out}");
+    let (code, out, _) = rpc(&["describe", addr, "Calculator", "--json"]);
+    assert_eq!(code, 0);
+    let methods: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(methods.len(), 5);
+
+    let (code, out, err) = rpc(&["call", addr, "Calculator.add", "[1, 2]", "--metadata", "who=test"]);
+    assert_eq!((code, out.as_str()), (0, "3\n"), "{err}");
+    let (code, out, _) = rpc(&["call", addr, "Calculator.div", "[1, 0]"]);
+    assert_eq!((code, out.as_str()), (0, "{\"Err\":\"DivisionByZero\"}\n"), "an application error is data");
+    let (code, out, _) = rpc(&["call", addr, "Calculator.sum", "[[1, 2, 3]]"]);
+    assert_eq!((code, out.as_str()), (0, "6\n"));
+    let (code, out, _) = rpc(&["call", addr, "Calculator.log", "[\"from the cli\"]"]);
+    assert_eq!((code, out.as_str()), (0, ""), "a one-way call prints nothing");
+
+    // Bad input: exit 2, and the method's expected types.
+    for (json, says) in [
+        ("[1, 2", "not valid JSON"),
+        ("[1, \"two\"]", "could not decode the arguments"),
+        ("[1]", "1 argument(s) given"),
+        ("{\"a\": 1}", "must be a JSON array"),
+    ] {
+        let (code, out, err) = rpc(&["call", addr, "Calculator.add", json]);
+        assert_eq!(code, 2, "{json}: {err}");
+        assert!(out.is_empty());
+        assert!(err.contains(says) && err.contains(ADD_TYPES), "{json}: {err}");
+    }
+    let (code, _, err) = rpc(&["call", addr, "Calculator.mul", "[2, 3]"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no method `mul`; its methods: add, div, sum, log, sleep"), "{err}");
+    let (code, _, err) = rpc(&["call", addr, "Abacus.add", "[2, 3]"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no service `Abacus`"), "{err}");
+
+    // The deadline: the server would answer in a minute.
+    let (code, _, err) = rpc(&["call", addr, "Calculator.sleep", "[60000]", "--deadline", "100ms"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("deadline exceeded"), "{err}");
+
+    let (code, out, _) = rpc(&["health", addr]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"serving\": true"), "{out}");
+    let (code, out, _) = rpc(&["stats", addr, "--json"]);
+    assert_eq!(code, 0);
+    let stats: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
+    let add = stats.iter().find(|m| m["method"] == "add").expect("add's stats");
+    // add(1, 2) and the four bad calls that reached the server (one did not decode).
+    assert_eq!((add["calls"].as_u64(), add["errors"].as_u64()), (Some(2), Some(1)), "{add}");
+}
+
+#[test]
+fn the_cli_over_tcp() {
+    let server = Calculator::start("tcp:127.0.0.1:0", &[]);
+    exercise(&server.addr);
+}
+
+#[test]
+fn the_cli_over_a_unix_socket() {
+    let dir = Scratch::new("cli-unix");
+    let server = Calculator::start(&dir.addr("unix", "calc.sock"), &[]);
+    exercise(&server.addr);
+}
+
+#[test]
+fn the_cli_over_a_fifo() {
+    let dir = Scratch::new("cli-fifo");
+    let server = Calculator::start(&dir.addr("fifo", "calc.fifo"), &[]);
+    let (code, out, err) = rpc(&["call", &server.addr, "Calculator.add", "[40, 2]"]);
+    assert_eq!((code, out.as_str()), (0, "42\n"), "{err}");
+}
+
+#[test]
+fn without_introspection_the_cli_still_lists_and_calls() {
+    let server = Calculator::start("tcp:127.0.0.1:0", &["--without-introspection"]);
+    let (code, out, err) = rpc(&["list", &server.addr]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Calculator.add  unary  0x"), "from the HELLO: {out}");
+    assert!(!out.contains("rpc.Introspection"), "{out}");
+    assert!(err.contains("no types to show"), "{err}");
+    let (code, out, _) = rpc(&["call", &server.addr, "Calculator.add", "[1, 2]"]);
+    assert_eq!((code, out.as_str()), (0, "3\n"));
+    let (code, _, err) = rpc(&["call", &server.addr, "Calculator.mul", "[1, 2]"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("its methods: add, div, sum, log, sleep"), "{err}");
+    let (code, _, err) = rpc(&["describe", &server.addr, "Calculator.add"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not host rpc.Introspection"), "{err}");
+}
+
+#[test]
+fn connection_failures_and_usage_errors_have_their_own_exit_codes() {
+    let dir = Scratch::new("cli-none");
+    let (code, _, err) = rpc(&["list", &dir.addr("unix", "nobody.sock")]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    let (code, _, err) = rpc(&["list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs an address") && err.contains("usage: rpc"), "{err}");
+    let (code, _, err) = rpc(&["call", "tcp:127.0.0.1:1", "add"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("write SERVICE.METHOD"), "{err}");
+    let (code, out, _) = rpc(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("exit codes: 0 ok"), "{out}");
+}

@@ -105,12 +105,8 @@ impl Method {
                 (**ty).clone()
             }
         };
-        let shape = crate::streams::read(
-            args.iter().map(|a: &Arg| &a.ty),
-            &output,
-            helpers.oneway.as_ref(),
-            errors,
-        );
+        let shape =
+            crate::streams::read(args.iter().map(|a: &Arg| &a.ty), &output, helpers.oneway.as_ref(), errors);
         let plain = sig.ident.unraw().to_string();
         let wire_name = helpers.name.unwrap_or_else(|| LitStr::new(&plain, sig.ident.span()));
         let variant = format_ident!("{}", upper_camel(&plain), span = sig.ident.span());

@@ -102,7 +102,8 @@ pub(crate) fn read<'a>(
     };
     if oneway.is_some() {
         // #[oneway] async fn f(&self) -> Streaming<u8>
-        let at = up.as_ref().map(|(_, _, ty)| (*ty).clone()).or_else(|| down.is_some().then(|| output.clone()));
+        let at =
+            up.as_ref().map(|(_, _, ty)| (*ty).clone()).or_else(|| down.is_some().then(|| output.clone()));
         if let Some(ty) = at {
             errors.push_spanned(
                 ty,

@@ -271,7 +271,11 @@ pub mod dispatch {
         /// The call's incoming items, for the handler.
         fn incoming(&self, response: &ResponseBuf) -> Streaming<Self::Up>;
         /// Hands the handler's items to the connection.
-        fn encode_stream(&self, response: ResponseBuf, items: Streaming<Self::Down>) -> Result<FrameBuf, RpcError>;
+        fn encode_stream(
+            &self,
+            response: ResponseBuf,
+            items: Streaming<Self::Down>,
+        ) -> Result<FrameBuf, RpcError>;
         /// Encodes a client stream's result.
         fn encode(&self, response: ResponseBuf, value: &Self::Down) -> Result<FrameBuf, RpcError>;
         /// Wraps the caller's stream of arguments.
@@ -386,7 +390,11 @@ pub mod dispatch {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
-        fn encode_stream(&self, _response: ResponseBuf, _items: Streaming<Self::Down>) -> Result<FrameBuf, RpcError> {
+        fn encode_stream(
+            &self,
+            _response: ResponseBuf,
+            _items: Streaming<Self::Down>,
+        ) -> Result<FrameBuf, RpcError> {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
@@ -440,7 +448,10 @@ pub mod dispatch {
 /// left out), `U` the client's stream items (`()` when it sends none), `D` the server's stream
 /// items or a client stream's result.
 #[derive(Debug)]
-pub struct StreamProbe<A, U, D>(PhantomData<fn() -> (A, U, D)>);
+pub struct StreamProbe<A, U, D>(PhantomData<Types<A, U, D>>);
+
+/// A streaming method's types, for [`StreamProbe`] (a `fn` pointer: no auto trait depends on them).
+type Types<A, U, D> = fn() -> (A, U, D);
 
 #[allow(clippy::new_without_default)] // built only by generated code, always with `new`
 impl<A, U, D> StreamProbe<A, U, D> {

@@ -188,8 +188,7 @@ impl Router {
         call.metadata.check()?;
         let format = call.format;
         // In-process, no frame limit applies; a transport that carries the reply checks its own.
-        let response =
-            ResponseBuf {
+        let response = ResponseBuf {
             buf: FrameBuf::with_capacity(64),
             max_frame_len: u32::MAX as usize,
             format,

@@ -38,8 +38,7 @@ async fn server_streaming(transport: Transport) {
 async fn ping_pong(transport: Transport) {
     let f = start(transport).await;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut replies =
-        streams(&f).full_duplex_call(1, tokio_stream(rx)).await.unwrap();
+    let mut replies = streams(&f).full_duplex_call(1, tokio_stream(rx)).await.unwrap();
     for size in [31_415u32, 9, 2_653, 58_979] {
         tx.send(size).unwrap();
         let reply = guard("ping_pong reply", replies.next()).await.expect("a reply").unwrap();
@@ -128,7 +127,9 @@ async fn a_panic_mid_stream_ends_only_that_stream(transport: Transport) {
 }
 
 /// An mpsc receiver as a `Stream` (without a dependency on tokio-stream).
-fn tokio_stream<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> + Send + 'static {
+fn tokio_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

@@ -91,7 +91,9 @@ async fn a_credit_overflow_is_a_stream_error() {
         let (c, message) = error_for(&mut peer, 1).await;
         assert_eq!(c, code::STREAM_PROTOCOL);
         assert!(message.contains("2^32 - 1"), "{message}");
-        peer.send_frame(&wire::stream_call(3, SERVER_STREAM, "Streams", "count", &count(2, 3))).await.unwrap();
+        peer.send_frame(&wire::stream_call(3, SERVER_STREAM, "Streams", "count", &count(2, 3)))
+            .await
+            .unwrap();
         let mut items = 0;
         loop {
             match peer.expect_frame().await {

@@ -172,7 +172,11 @@ impl InFlight {
         self.register_with(deadline, Some(stream))
     }
 
-    fn register_with(&self, deadline: Option<Instant>, stream: Option<Box<StreamSlot>>) -> Result<u64, RpcError> {
+    fn register_with(
+        &self,
+        deadline: Option<Instant>,
+        stream: Option<Box<StreamSlot>>,
+    ) -> Result<u64, RpcError> {
         let mut state = self.lock();
         if let Some(err) = state.closed.as_ref().or(state.refusing.as_ref()) {
             return Err(err.clone());
@@ -310,10 +314,14 @@ impl InFlight {
             let mut state = self.lock();
             let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
             let Some(stream) = slot.stream.as_mut().filter(|s| s.receives) else {
-                return Err(RpcError::Protocol(format!("the server sent a stream frame (ITEM) for call {id}, which has no stream of results")));
+                return Err(RpcError::Protocol(format!(
+                    "the server sent a stream frame (ITEM) for call {id}, which has no stream of results"
+                )));
             };
             if stream.recv_credit == 0 {
-                return Err(RpcError::Protocol(format!("the server sent an ITEM for stream {id} beyond the credit granted")));
+                return Err(RpcError::Protocol(format!(
+                    "the server sent an ITEM for stream {id} beyond the credit granted"
+                )));
             }
             stream.recv_credit -= 1;
             stream.items.push_back(body);
@@ -331,7 +339,9 @@ impl InFlight {
             let mut state = self.lock();
             let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
             if !slot.stream.as_ref().is_some_and(|s| s.receives) {
-                return Err(RpcError::Protocol(format!("the server sent a stream frame (END) for call {id}, which has no stream of results")));
+                return Err(RpcError::Protocol(format!(
+                    "the server sent a stream frame (END) for call {id}, which has no stream of results"
+                )));
             }
         }
         self.complete(id, Ok(Bytes::new()));
@@ -344,7 +354,9 @@ impl InFlight {
             let mut state = self.lock();
             let Some(slot) = state.slot(id).filter(|s| s.reply.is_none()) else { return Ok(()) };
             let Some(stream) = slot.stream.as_mut().filter(|s| s.sends) else {
-                return Err(RpcError::Protocol(format!("the server sent a stream frame (CREDIT) for call {id}, which has no stream of arguments")));
+                return Err(RpcError::Protocol(format!(
+                    "the server sent a stream frame (CREDIT) for call {id}, which has no stream of arguments"
+                )));
             };
             match stream.send_credit.checked_add(credit).filter(|c| *c <= crate::stream::credit::MAX_CREDIT) {
                 Some(c) => stream.send_credit = c,
@@ -413,7 +425,9 @@ impl InFlight {
             if let Some(item) = stream.items.pop_front() {
                 stream.consumed += 1;
                 let mut grant = 0;
-                if slot.reply.is_none() && stream.consumed >= crate::stream::credit::grant_batch(stream.window) {
+                if slot.reply.is_none()
+                    && stream.consumed >= crate::stream::credit::grant_batch(stream.window)
+                {
                     grant = stream.consumed;
                     stream.recv_credit += grant;
                     stream.consumed = 0;

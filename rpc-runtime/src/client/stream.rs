@@ -50,7 +50,9 @@ impl Client {
         let call = self.start_stream(method, args, upload).await?;
         let format = call.shared.format;
         let results = Results { call, finished: false };
-        Ok(Streaming::from_results(results.map(move |item| item.and_then(|bytes| decode::<T>(format, &bytes)))))
+        Ok(Streaming::from_results(
+            results.map(move |item| item.and_then(|bytes| decode::<T>(format, &bytes))),
+        ))
     }
 
     /// Calls a client-streaming method: sends `args`, then `upload`'s items within the server's
@@ -186,7 +188,9 @@ impl Stream for Results {
             StreamNext::Item(item, grant) => {
                 if grant > 0 {
                     // Bounded: one per half window of items received.
-                    if let Ok(frame) = protocol::credit_frame(call.id, grant).finish(call.shared.max_frame_len) {
+                    if let Ok(frame) =
+                        protocol::credit_frame(call.id, grant).finish(call.shared.max_frame_len)
+                    {
                         let _ = call.shared.out.push_now(frame);
                     }
                 }

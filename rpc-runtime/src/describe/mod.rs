@@ -97,7 +97,11 @@ impl TypeDescription {
     /// A stream of items of this type: `stream<CANONICAL>`, as a streaming method's stream
     /// argument or result is described (and hashed).
     pub fn stream_of(self) -> TypeDescription {
-        TypeDescription { rust: "rpc_runtime::Streaming", canonical: format!("stream<{}>", self.canonical), opaque: self.opaque }
+        TypeDescription {
+            rust: "rpc_runtime::Streaming",
+            canonical: format!("stream<{}>", self.canonical),
+            opaque: self.opaque,
+        }
     }
 }
 

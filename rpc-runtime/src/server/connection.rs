@@ -26,9 +26,9 @@ use crate::codec::Format;
 use crate::context::Context;
 use crate::describe::MethodKind;
 use crate::protocol::{self, ErrorCode, Message};
+use crate::service::ResponseBuf;
 use crate::stream::credit::SendCredit;
 use crate::stream::io::{Incoming, StreamIo};
-use crate::service::ResponseBuf;
 use crate::RpcError;
 
 /// A signal the connection's loop waits for besides its own work.
@@ -680,7 +680,11 @@ impl ServerConn {
     }
 
     /// A streaming call's channels and the rules' state; `None` for other calls.
-    fn open_stream(&self, id: u64, kind: MethodKind) -> Option<(Arc<StreamIo>, Arc<SendCredit>, StreamEntry)> {
+    fn open_stream(
+        &self,
+        id: u64,
+        kind: MethodKind,
+    ) -> Option<(Arc<StreamIo>, Arc<SendCredit>, StreamEntry)> {
         let (client_sends, server_sends) = match kind {
             MethodKind::ServerStream => (false, true),
             MethodKind::ClientStream => (true, false),
@@ -711,7 +715,8 @@ impl ServerConn {
             (None, None)
         };
         let io = Arc::new(StreamIo::new(id, incoming));
-        let entry = StreamEntry { kind, window, incoming: tx, received: 0, granted, credit: Arc::clone(&credit) };
+        let entry =
+            StreamEntry { kind, window, incoming: tx, received: 0, granted, credit: Arc::clone(&credit) };
         Some((io, credit, entry))
     }
 

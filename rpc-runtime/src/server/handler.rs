@@ -108,7 +108,9 @@ pub(super) async fn run(call: Call) -> u64 {
             limited!(outbox.log(), warn, method, id, "could not encode the response: {e}");
             Err(e)
         }
-        Some(Finished::Stream(StreamEnd::End)) => crate::client::finish(protocol::end_frame(id), max_frame_len),
+        Some(Finished::Stream(StreamEnd::End)) => {
+            crate::client::finish(protocol::end_frame(id), max_frame_len)
+        }
         Some(Finished::Stream(StreamEnd::Error(e))) => Err(e),
         Some(Finished::Stream(StreamEnd::Gone)) => return id,
     };
@@ -137,7 +139,12 @@ pub(super) async fn run(call: Call) -> u64 {
 /// Sends a handler's items, each only once the client has credit for it: the stream is polled
 /// for its next item only then, so a client that stops reading stops the producer after its
 /// window of items.
-async fn send_items(mut items: ItemFrames, credit: &SendCredit, outbox: &Outbox, max_frame_len: usize) -> StreamEnd {
+async fn send_items(
+    mut items: ItemFrames,
+    credit: &SendCredit,
+    outbox: &Outbox,
+    max_frame_len: usize,
+) -> StreamEnd {
     loop {
         if !credit.take().await {
             return StreamEnd::Gone;

@@ -60,7 +60,8 @@ impl ResponseBuf {
     /// The call's incoming items, decoded: taken once (a second take, by a composite service
     /// that offers the call twice, gets a stream that fails).
     pub(crate) fn incoming<T: DeserializeOwned + Send + 'static>(&self) -> Streaming<T> {
-        let incoming = self.stream.as_ref().and_then(|io| io.incoming.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let incoming =
+            self.stream.as_ref().and_then(|io| io.incoming.lock().unwrap_or_else(|e| e.into_inner()).take());
         match incoming {
             Some(incoming) => {
                 let format = self.format;
@@ -75,7 +76,10 @@ impl ResponseBuf {
     /// Hands the handler's items to the connection, which sends them within the client's credit
     /// and then `END` (or `ERROR` at the first `Err`). The returned frame is empty: a streaming
     /// call has no `REPLY`.
-    pub(crate) fn stream<T: Serialize + Send + 'static>(self, items: Streaming<T>) -> Result<FrameBuf, RpcError> {
+    pub(crate) fn stream<T: Serialize + Send + 'static>(
+        self,
+        items: Streaming<T>,
+    ) -> Result<FrameBuf, RpcError> {
         let Some(io) = &self.stream else {
             return Err(RpcError::Protocol(
                 "a streaming method is served only over a connection, not in-process".into(),

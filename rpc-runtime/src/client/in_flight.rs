@@ -648,8 +648,9 @@ mod tests {
             matches!(in_flight.poll_item(id, &mut cx), Poll::Ready(StreamNext::Item(b, 1)) if &b[..] == b"a")
         );
         in_flight.push_item(id, Bytes::from_static(b"c")).expect("granted again");
-        in_flight.end_stream(id).expect("a stream of results");
         assert!(in_flight.grant(id, 1).is_err(), "no stream of arguments to grant credit for");
+        in_flight.end_stream(id).expect("a stream of results");
+        assert!(in_flight.grant(id, 1).is_ok(), "a frame for a stream that ended is discarded");
         for want in [&b"b"[..], b"c"] {
             assert!(
                 matches!(in_flight.poll_item(id, &mut cx), Poll::Ready(StreamNext::Item(b, _)) if &b[..] == want)

@@ -129,8 +129,7 @@ pub(crate) fn main(_args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (ours_path, floor_path) = (dir.join("ours.sock"), dir.join("floor.sock"));
     let (ours_path, floor_path) = (ours_path.to_str().expect("utf-8"), floor_path.to_str().expect("utf-8"));
-    let _ours = spawn("ours", ours_path);
-    let _floor = spawn("floor", floor_path);
+    let mut servers = [spawn("ours", ours_path), spawn("floor", floor_path)];
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let client = rt.block_on(async {
         let conn = rpc_runtime::transport::unix::connect(ours_path).await.expect("connect ours");
@@ -151,6 +150,11 @@ pub(crate) fn main(_args: &[String]) -> Result<(), String> {
             ("64 KiB", Box::new(move |d| format!("{:.0} MB/s", rate(d) * f64::from(size) / 1e6)))
         };
         println!("| {label} | {} | {} | {:.2}x |", show(ours), show(floor), rate(ours) / rate(floor));
+    }
+    // The servers exit when their stdin closes.
+    for server in &mut servers {
+        drop(server.stdin.take());
+        let _ = server.wait();
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -19,6 +19,7 @@
 //!   tarpc), each a server and the client side of every metric.
 //! - `endpoint.rs`: how each transport is set up between the two processes.
 //! - `blocking.rs`: the floor's transports, with blocking std I/O and a thread per connection.
+//! - `streaming.rs`: `stream`, a server stream of small and large items against a raw floor.
 //! - `profile.rs`: a fixed number of calls of one workload, to count instructions with callgrind.
 //! - `report.rs`: result lines in, markdown tables out.
 //! - `sys.rs`: facts read from `/proc`: CPU affinity, load, a process's resident memory.
@@ -31,6 +32,7 @@ mod peer;
 mod profile;
 mod report;
 mod server;
+mod streaming;
 mod suite;
 mod sys;
 
@@ -89,6 +91,7 @@ impl Plan {
 
 const USAGE: &str = "usage: rpc-bench full|smoke [--pinned-only|--unpinned-only] [--transport tcp,unix,pipe,fifo] [--secs S] [--reps N]
        rpc-bench suite ...      (internal: one placement, result lines on stdout)
+       rpc-bench stream          server-streaming items/s and MB/s against a raw floor, Unix socket
        rpc-bench profile IMPL seq|window|vec|buf CALLS [TRANSPORT]   (fixed call count, for callgrind)
        rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)";
 
@@ -100,6 +103,8 @@ fn main() -> ExitCode {
         Some("suite") => suite::main(&args[1..]),
         Some("server") => server::main(&args[1..]),
         Some("profile") => profile::main(&args[1..]),
+        Some("stream") => streaming::main(&args[1..]),
+        Some("stream-server") => streaming::server_main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

@@ -120,6 +120,17 @@ fn watch() {
 }
 
 #[test]
+fn progress() {
+    let out = run(&mut example("progress"));
+    for step in 1..=4 {
+        assert!(out.contains(&format!("progress: {step}/4")), "{out}");
+    }
+    assert!(out.contains("finished: release.tar"), "{out}");
+    assert!(out.contains("empty target: Some(Failed(\"nothing to build\"))"), "{out}");
+    assert!(out.contains("child exited: exit status: 0"), "{out}");
+}
+
+#[test]
 fn pipe_parent() {
     let out = run(&mut example("pipe_parent"));
     assert!(out.contains("hello, parent, from process"), "{out}");

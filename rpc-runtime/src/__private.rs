@@ -453,7 +453,10 @@ pub mod dispatch {
 /// left out), `U` the client's stream items (`()` when it sends none), `D` the server's stream
 /// items or a client stream's result.
 #[derive(Debug)]
-pub struct StreamProbe<A, U, D>(PhantomData<fn() -> (A, U, D)>);
+pub struct StreamProbe<A, U, D>(PhantomData<Types<A, U, D>>);
+
+/// A streaming method's types, for [`StreamProbe`] (a `fn` pointer: no auto trait depends on them).
+type Types<A, U, D> = fn() -> (A, U, D);
 
 #[allow(clippy::new_without_default)] // built only by generated code, always with `new`
 impl<A, U, D> StreamProbe<A, U, D> {

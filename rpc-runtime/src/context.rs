@@ -78,6 +78,7 @@ impl Context {
     ///     let stop = Box::pin(async move { ctx.shutdown_started().await });
     ///     Streaming::new(futures::stream::iter(0..).take_until(stop))
     /// }
+    /// # let _ = ticks;
     /// ```
     pub async fn shutdown_started(&self) {
         match &self.shutdown {

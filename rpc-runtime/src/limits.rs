@@ -20,7 +20,7 @@
 //! | `handshake_timeout` | 10 s | connections that never send a preface and a HELLO | no preface: close; no HELLO: goaway `IDLE`, close |
 //! | HELLO bounds | 256 services, 4096 methods, names of 1 to 256 bytes; a maximum frame of at least 1024, a stream window of at least 1, a format in common | a forged or absurd HELLO | goaway `PROTOCOL` naming the rule (a HELLO frame over `max_frame_len`: goaway `FRAME_TOO_LARGE`) |
 //! | metadata | 64 entries, 16 KiB of keys and values per call ([`MAX_METADATA_ENTRIES`](crate::MAX_METADATA_ENTRIES), [`MAX_METADATA_BYTES`](crate::MAX_METADATA_BYTES)) | oversized per-call metadata | that call fails with `METADATA_TOO_LARGE`; the connection carries on |
-//! | stream frames | none for a call that is not an open stream | stream frames for unknown or finished streams, credit overflows | each is a protocol violation (below); the last one's goaway is `STREAM_PROTOCOL` |
+//! | stream rules | items within the credit granted (the HELLO's `stream_window`, 16, plus `CREDIT`s), none after `END`, outstanding credit at most 2^32 - 1, stream frames only for open streams | a peer that floods a stream, or names streams it never opened | `ERROR` `STREAM_PROTOCOL` for the stream (which ends), counted as a protocol violation (below); the last one's goaway is `STREAM_PROTOCOL`; a stream buffers at most its window of items |
 //! | `frame_timeout` | 30 s from a frame's first byte | slowloris (B3) | goaway `IDLE`, close |
 //! | `max_control_frames_per_sec` | 1000 (a bucket of 1000, refilled 1000/s) | ping floods, with or without requests among them (E2, H8) | goaway `PROTOCOL` "too many control frames" |
 //! | cancels | one per request received, plus 1024 | cancel floods (E2) | goaway `PROTOCOL` "too many cancels" |

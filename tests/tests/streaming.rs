@@ -178,3 +178,32 @@ async fn shutdown_ends_streams_cleanly_or_at_the_end_of_the_grace_period() {
     assert!(matches!(cut, Err(RpcError::Cancelled(_))), "{cut:?}");
     guard("shutdown", shutdown).await.unwrap();
 }
+
+/// Items travel in the call's format: a JSON client streams both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_speak_json_too() {
+    let f = start(Transport::Memory).await;
+    let conn = f.connector.as_ref().expect("a listener").connect().await.unwrap();
+    let json = rpc_runtime::Client::builder().format(rpc_runtime::Format::Json).build(conn);
+    let client = StreamsClient::from_client(json);
+    let sizes: Vec<usize> = guard(
+        "json server stream",
+        client.streaming_output_call(vec![3, 0, 5]).await.unwrap().map(|p| p.unwrap().len()).collect(),
+    )
+    .await;
+    assert_eq!(sizes, [3, 0, 5]);
+    let total = client.streaming_input_call(stream::iter([vec![1u8; 4], vec![2; 6]])).await.unwrap();
+    assert_eq!(total, 10);
+}
+
+/// Through tower layers, a streaming method fails at once with an error that says streams need a
+/// `Client` channel; unary methods on the same layered client work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layered_client_says_streams_need_a_client() {
+    use tower::ServiceExt;
+    let f = start(Transport::Memory).await;
+    let layered = StreamsClient::from_service(f.client.as_client().clone().map_err(|e: RpcError| e));
+    let err = layered.streaming_output_call(vec![1]).await.expect_err("no streams through layers");
+    assert!(matches!(&err, RpcError::Protocol(m) if m.contains("rpc_runtime::Client")), "{err}");
+    assert_eq!(layered.produced(1, 0).await.unwrap(), 0, "unary calls go through");
+}

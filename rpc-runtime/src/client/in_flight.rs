@@ -164,20 +164,21 @@ impl InFlight {
     pub(crate) fn register_stream(
         &self,
         deadline: Option<Instant>,
-        mut stream: Box<StreamSlot>,
+        stream: Box<StreamSlot>,
     ) -> Result<u64, RpcError> {
-        if stream.sends {
-            stream.send_credit = self.lock().peer_window.unwrap_or(0);
-        }
         self.register_with(deadline, Some(stream))
     }
 
     fn register_with(
         &self,
         deadline: Option<Instant>,
-        stream: Option<Box<StreamSlot>>,
+        mut stream: Option<Box<StreamSlot>>,
     ) -> Result<u64, RpcError> {
         let mut state = self.lock();
+        // Under the same lock as `set_peer_window`, so a HELLO arriving now is counted once.
+        if let Some(stream) = stream.as_mut().filter(|s| s.sends) {
+            stream.send_credit = state.peer_window.unwrap_or(0);
+        }
         if let Some(err) = state.closed.as_ref().or(state.refusing.as_ref()) {
             return Err(err.clone());
         }
@@ -627,5 +628,52 @@ mod tests {
         assert_eq!(in_flight.expire(secs(30)), None, "no deadline left");
         assert!(in_flight.remove(later), "expired but not taken: the server should hear a cancel");
         assert!(in_flight.poll_reply(never, &mut cx).is_pending(), "a call without a deadline waits");
+    }
+
+    /// A stream's items wait in its slot up to the credit granted; taking them grants more; an
+    /// item beyond the credit breaks the rules; the server's END comes after the queued items.
+    /// A stream of arguments gets the server's window once its HELLO arrives, however the two
+    /// race.
+    #[test]
+    fn stream_slots_keep_the_credit_rules() {
+        use crate::describe::MethodKind;
+        let in_flight = InFlight::default();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let id = in_flight.register_stream(None, StreamSlot::new(MethodKind::ServerStream, 2)).expect("open");
+        in_flight.push_item(id, Bytes::from_static(b"a")).expect("within the window");
+        in_flight.push_item(id, Bytes::from_static(b"b")).expect("within the window");
+        assert!(in_flight.push_item(id, Bytes::from_static(b"c")).is_err(), "beyond the credit");
+        assert!(
+            matches!(in_flight.poll_item(id, &mut cx), Poll::Ready(StreamNext::Item(b, 1)) if &b[..] == b"a")
+        );
+        in_flight.push_item(id, Bytes::from_static(b"c")).expect("granted again");
+        assert!(in_flight.grant(id, 1).is_err(), "no stream of arguments to grant credit for");
+        in_flight.end_stream(id).expect("a stream of results");
+        assert!(in_flight.grant(id, 1).is_ok(), "a frame for a stream that ended is discarded");
+        for want in [&b"b"[..], b"c"] {
+            assert!(
+                matches!(in_flight.poll_item(id, &mut cx), Poll::Ready(StreamNext::Item(b, _)) if &b[..] == want)
+            );
+        }
+        assert!(matches!(in_flight.poll_item(id, &mut cx), Poll::Ready(StreamNext::End)));
+        assert_eq!(in_flight.lock().used, 0, "the slot is freed at the end");
+
+        let before =
+            in_flight.register_stream(None, StreamSlot::new(MethodKind::ClientStream, 16)).expect("open");
+        assert!(in_flight.poll_send_credit(before, &mut cx).is_pending(), "no credit before the HELLO");
+        in_flight.set_peer_window(1);
+        let after = in_flight.register_stream(None, StreamSlot::new(MethodKind::Bidi, 16)).expect("open");
+        for id in [before, after] {
+            assert!(matches!(in_flight.poll_send_credit(id, &mut cx), Poll::Ready(true)));
+            assert!(in_flight.poll_send_credit(id, &mut cx).is_pending(), "one item of credit each");
+        }
+        assert!(in_flight.grant(after, u64::from(u32::MAX)).is_ok());
+        assert!(in_flight.grant(after, 1).is_err(), "past 2^32 - 1");
+        in_flight.fail(before, RpcError::DeadlineExceeded);
+        assert!(
+            matches!(in_flight.poll_send_credit(before, &mut cx), Poll::Ready(false)),
+            "an ended call sends no more"
+        );
     }
 }

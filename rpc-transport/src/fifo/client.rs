@@ -65,8 +65,8 @@ async fn open_listener(path: &Path, deadline: Instant, timeout: Duration) -> io:
 /// up, or serving. When that cannot be told (the lock file cannot be opened), assume it is, and
 /// wait as before.
 ///
-/// Telling takes a shared lock for an instant; a server binding at that very instant fails with
-/// `AddrInUse` and may simply be started again. (No system call reads a `flock` without taking it.)
+/// Telling takes a shared lock for an instant (no system call reads a `flock` without taking it);
+/// a server binding at that very instant retries for a moment (see `LockFile::acquire_soon`).
 fn listener_starting(path: &Path) -> bool {
     let mut lock = OsString::from(path.as_os_str());
     lock.push(".lock");

@@ -31,7 +31,7 @@ impl Options {
     pub(super) async fn bind_listener(&self, path: impl AsRef<Path>) -> io::Result<FifoListener> {
         sys::warn_if_sigpipe_default();
         let path = path.as_ref().to_path_buf();
-        let lock = LockFile::acquire(&path)?;
+        let lock = LockFile::acquire_soon(&path).await?;
         // Holding the lock, any FIFO already at the path is a dead listener's.
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -223,7 +223,27 @@ struct LockFile {
     _file: File,
 }
 
+/// How long `bind` retries a lock that someone holds before saying another server has it.
+const LOCK_GRACE: Duration = Duration::from_millis(100);
+
 impl LockFile {
+    /// [`acquire`](Self::acquire), retried for up to [`LOCK_GRACE`] while the lock is held: a
+    /// client tells whether a listener is starting by taking the lock for an instant, and a
+    /// process forked elsewhere in this program holds a copy of the lock's descriptor until it
+    /// execs, so a lock can be held briefly by nobody that serves. The first attempt is made
+    /// before any await, so a lone-thread caller that just released the lock gets it at once.
+    async fn acquire_soon(fifo: &Path) -> io::Result<Self> {
+        let give_up = tokio::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match LockFile::acquire(fifo) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn acquire(fifo: &Path) -> io::Result<Self> {
         let mut path = OsString::from(fifo.as_os_str());
         path.push(".lock");

@@ -13,6 +13,12 @@
 //! span's context in the handler's [`Context::metadata`](crate::Context::metadata), so calls the
 //! handler makes continue the trace. A process that records no spans forwards the trace context
 //! it was called with unchanged, so a trace crosses it.
+//!
+//! **OpenTelemetry** (cargo feature `opentelemetry`): with a `tracing-opentelemetry` layer
+//! installed, `rpc.client` and `rpc.server` are exported as OpenTelemetry spans, the client sends
+//! its exported span's ids, and the server's exported span is a child of the remote caller's, so
+//! a trace joins across processes in any OpenTelemetry backend. Without the feature nothing of
+//! OpenTelemetry is compiled in.
 
 use std::cell::Cell;
 use std::fmt;
@@ -133,6 +139,9 @@ pub(crate) fn client_call(service: &str, method: &str) -> Option<ClientTrace> {
         }
         None => TraceContext::new_root(),
     };
+    // What an OpenTelemetry layer exports for this span is what the server must continue.
+    #[cfg(feature = "opentelemetry")]
+    let context = otel::context_of(&span).unwrap_or(context);
     record_ids(&span, &context);
     Some(ClientTrace { span, context })
 }
@@ -165,10 +174,14 @@ fn server_call(
     let context = match TraceContext::from_metadata(metadata) {
         Some(parent) => {
             span.record("parent_span_id", tracing::field::display(format_args!("{:016x}", parent.span_id)));
+            #[cfg(feature = "opentelemetry")]
+            otel::set_parent(&span, &parent);
             parent.child()
         }
         None => TraceContext::new_root(),
     };
+    #[cfg(feature = "opentelemetry")]
+    let context = otel::context_of(&span).unwrap_or(context);
     record_ids(&span, &context);
     Some((span, context))
 }
@@ -238,6 +251,42 @@ impl Drop for Outcome {
             self.span.record("outcome", outcome);
             self.record_duration();
         }
+    }
+}
+
+/// With feature `opentelemetry`: the spans above are also OpenTelemetry spans when the program
+/// installs a `tracing-opentelemetry` layer, and their OpenTelemetry ids are the ones that travel.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use tracing::Span;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceContext;
+
+    /// The OpenTelemetry context of `span`, if an OpenTelemetry layer gave it one.
+    pub(super) fn context_of(span: &Span) -> Option<TraceContext> {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then(|| TraceContext {
+            trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+            sampled: sc.is_sampled(),
+        })
+    }
+
+    /// Makes the caller's span (in another process) the OpenTelemetry parent of `span`.
+    pub(super) fn set_parent(span: &Span, parent: &TraceContext) {
+        let flags = if parent.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let remote = SpanContext::new(
+            TraceId::from_bytes(parent.trace_id.to_be_bytes()),
+            SpanId::from_bytes(parent.span_id.to_be_bytes()),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        // Fails only without an OpenTelemetry layer, when there is nothing to link.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
 }
 

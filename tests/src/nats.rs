@@ -190,6 +190,8 @@ pub trait Work {
     async fn poke(&self);
     /// How many pokes this instance got.
     async fn pokes(&self) -> u64;
+    /// Panics, every time (quietly: see [`crate::panics`]).
+    async fn explode(&self);
 }
 
 /// A `Work` instance with counters a test can watch.
@@ -246,6 +248,9 @@ impl Work for WorkImpl {
     async fn pokes(&self) -> u64 {
         self.poked.load(Ordering::SeqCst)
     }
+    async fn explode(&self) {
+        crate::panics::deliberate("explode");
+    }
 }
 
 /// The path of the `nats-worker` binary, built by cargo next to the test binaries.
@@ -253,4 +258,49 @@ pub fn worker_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("the test binary lives in target/<profile>/deps");
     dir.join("nats-worker")
+}
+
+/// A `nats-worker` process: killed and reaped when dropped.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl WorkerProcess {
+    /// Starts `nats-worker URL NAME` (with `queue`: a worker of stored calls) and waits until it
+    /// says it is ready.
+    pub fn start(url: &str, name: &str, queue: bool) -> WorkerProcess {
+        let mut command = Command::new(worker_binary());
+        command.args([url, name]);
+        if queue {
+            command.arg("queue");
+        }
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn nats-worker");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut worker = WorkerProcess { child, lines };
+        assert_eq!(worker.next_line(), format!("ready {name}"), "the worker did not start");
+        worker
+    }
+
+    /// The next line the worker prints (blocking).
+    pub fn next_line(&mut self) -> String {
+        match self.lines.next() {
+            Some(Ok(line)) => line,
+            other => panic!("the worker exited (or its stdout failed): {other:?}"),
+        }
+    }
+
+    /// Kills the worker with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -3,8 +3,6 @@
 //! discovery, typed errors for every fault the binding names, deadlines, and a broker restart.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,7 +10,7 @@ use rpc_runtime::describe::MethodKind;
 use rpc_runtime::nats::async_nats::{self, HeaderMap};
 use rpc_runtime::nats::{self, NatsChannel, NatsConnection, NatsServer};
 use rpc_runtime::{service, Call, Format, Layered, MethodRef, RpcError};
-use rpc_tests::nats::{worker_binary, Broker, WorkClient, WorkImpl, WorkServer};
+use rpc_tests::nats::{Broker, WorkClient, WorkImpl, WorkServer, WorkerProcess};
 use rpc_tests::within;
 
 async fn connect(broker: &Broker) -> NatsConnection {
@@ -67,41 +65,12 @@ async fn a_generated_client_calls_through_the_broker() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-/// A `nats-worker` process, stopped (stdin closed) or killed when dropped.
-struct Worker {
-    child: Child,
-}
-
-impl Worker {
-    fn start(url: &str, name: &str) -> Worker {
-        let mut child = Command::new(worker_binary())
-            .args([url, name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn nats-worker");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
-        assert_eq!(line.trim(), format!("ready {name}"), "the worker did not start");
-        Worker { child }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.write_all(b"x");
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_worker_processes_share_calls_and_all_hear_broadcasts() {
     let broker = Broker::start();
     let url = broker.url();
-    let workers: Vec<Worker> = ["w1", "w2", "w3"].iter().map(|name| Worker::start(&url, name)).collect();
+    let workers: Vec<WorkerProcess> =
+        ["w1", "w2", "w3"].iter().map(|name| WorkerProcess::start(&url, name, false)).collect();
     let connection = connect(&broker).await;
     let channel = NatsChannel::new(&connection);
     let client = WorkClient::from_service(channel.clone());

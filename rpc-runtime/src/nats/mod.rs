@@ -15,6 +15,9 @@
 //!   joins one queue group, so the broker shares the calls among them; each registers with the
 //!   NATS service API (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`), so `nats micro ls` lists it
 //!   with its methods and counts, and [`instances`] lists the live ones.
+//! - [`CallQueue`] and [`QueueWorker`]: persistent calls on JetStream, stored before the
+//!   caller's await returns, run later (at least once) by whichever worker is up, their outcome
+//!   fetched by id.
 //!
 //! ```no_run
 //! use rpc_runtime::nats::{self, NatsChannel, NatsServer};
@@ -47,14 +50,18 @@ mod channel;
 mod connection;
 mod discovery;
 mod headers;
+mod queue;
 mod server;
 mod subject;
+mod worker;
 
 pub use channel::NatsChannel;
 pub use connection::{connect, connect_with, NatsConnection};
 pub use discovery::{instances, Instance};
+pub use queue::{CallHandle, CallQueue, CallState, QueueConfig};
 pub use server::{NatsServer, NatsServerHandle};
 pub use subject::DEFAULT_PREFIX;
+pub use worker::{QueueWorker, QueueWorkerHandle};
 
 /// The `async-nats` crate this binding is built on, for its `ConnectOptions` and `Client`.
 pub use async_nats;

@@ -56,6 +56,21 @@ pub(crate) fn broadcast(prefix: &str, service: &str, method: &str) -> String {
     format!("{prefix}.{BROADCAST}.{service}.{method}")
 }
 
+/// `{prefix}.$queued.{service}.{method}`: a persistent call, stored by JetStream.
+pub(crate) fn queued(prefix: &str, service: &str, method: &str) -> String {
+    format!("{prefix}.$queued.{service}.{method}")
+}
+
+/// The subjects of the call stream: `{prefix}.$queued.>`.
+pub(crate) fn queued_all(prefix: &str) -> String {
+    format!("{prefix}.$queued.>")
+}
+
+/// What a queue worker consumes for `service`: `{prefix}.$queued.{service}.*`.
+pub(crate) fn queued_service(prefix: &str, service: &str) -> String {
+    format!("{prefix}.$queued.{service}.*")
+}
+
 /// What an instance subscribes to for the broadcasts of `service`: `{prefix}.$all.{service}.*`.
 pub(crate) fn broadcast_all(prefix: &str, service: &str) -> String {
     format!("{prefix}.{BROADCAST}.{service}.*")

@@ -147,9 +147,11 @@ pub enum CallState {
 ///
 /// Guarantees (`docs/nats.md`): a call is stored (on disk, by the broker) before
 /// [`submit`](CallQueue::submit) returns, and survives a broker restart; it is delivered at
-/// least once, so a handler that may be delivered twice (its worker crashed after running it,
-/// or it ran longer than `ack_wait`) must be idempotent; a second submission of the same id
-/// does not run the call again.
+/// least once, so a handler that may be delivered twice (its worker crashed after running it
+/// but before storing its outcome, or it ran longer than `ack_wait`) must be idempotent; a
+/// second submission of the same id does not run the call again, except that two copies
+/// submitted more than 2 minutes apart (the broker's duplicate window) while the first is still
+/// waiting may both start before either stores its outcome.
 #[derive(Clone)]
 pub struct CallQueue {
     js: jetstream::Context,
@@ -186,8 +188,9 @@ impl CallQueue {
         self.submit(Call::new(method, Format::Postcard, body)).await
     }
 
-    /// Stores `call` under `id` (letters, digits, `-`, `_`, `=`): a second submission of an id
-    /// already stored, pending or done, stores nothing and runs nothing.
+    /// Stores `call` under `id` (letters, digits, `-`, `_`, `=`). Submitting an id again is
+    /// safe, for example to retry a submission that failed: a call already done is not stored
+    /// or run again, and a pending one runs once (see [`CallQueue`] for the exception).
     pub async fn submit_with_id(&self, call: Call, id: &str) -> Result<CallHandle, RpcError> {
         subject::check_names(&call.service, &call.method)?;
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=')) {
@@ -214,11 +217,16 @@ impl CallQueue {
             let ms = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
             headers.insert(EXPIRES, ms.to_string().as_str());
         }
-        // The pending mark first, created only if the id is new: a duplicate stops here.
+        // The pending mark first, created only if the id is new. A duplicate of a call already
+        // done stops here; one of a call still pending is stored again, in case the first
+        // submission failed after its mark (the broker drops the copy within its duplicate
+        // window, and a worker skips a call whose outcome is stored).
         match self.kv.create(id, Bytes::from_static(&[PENDING])).await {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                return Ok(CallHandle { id: id.to_owned() })
+                if !matches!(self.fetch_result(id).await?, CallState::Pending) {
+                    return Ok(CallHandle { id: id.to_owned() });
+                }
             }
             Err(e) => return Err(jetstream_error("marking the call pending", &e)),
         }

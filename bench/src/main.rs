@@ -26,6 +26,7 @@
 mod blocking;
 mod endpoint;
 mod floor;
+mod nats;
 mod ours;
 mod peer;
 mod profile;
@@ -90,7 +91,8 @@ impl Plan {
 const USAGE: &str = "usage: rpc-bench full|smoke [--pinned-only|--unpinned-only] [--transport tcp,unix,pipe,fifo] [--secs S] [--reps N]
        rpc-bench suite ...      (internal: one placement, result lines on stdout)
        rpc-bench profile IMPL seq|window|vec|buf CALLS [TRANSPORT]   (fixed call count, for callgrind)
-       rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)";
+       rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)
+       rpc-bench nats [URL] [--secs S]   (the NATS binding against bare async-nats; starts nats-server without a URL)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Some("suite") => suite::main(&args[1..]),
         Some("server") => server::main(&args[1..]),
         Some("profile") => profile::main(&args[1..]),
+        Some("nats") => nats::main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

@@ -224,12 +224,10 @@ async fn run(
                 });
             }
             Err(_) => {
-                let shared = Arc::clone(&shared);
-                tracker.spawn(async move {
-                    let busy =
-                        RpcError::Overloaded("the instance is running its most concurrent calls".into());
-                    respond(&shared, &incoming, Err(busy)).await;
-                });
+                // Answered here, not on a task: a flood of refusals waits for the broker
+                // connection instead of piling up tasks.
+                let busy = RpcError::Overloaded("the instance is running its most concurrent calls".into());
+                respond(&shared, &incoming, Err(busy)).await;
             }
         }
     }

@@ -72,6 +72,7 @@ impl QueueWorker {
             .await
             .map_err(|e| jetstream_error("opening the call stream", &e))?;
         let stop = CancellationToken::new();
+        let abandon = CancellationToken::new();
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(self.max_concurrent));
         let mut loops = JoinSet::new();
@@ -99,6 +100,7 @@ impl QueueWorker {
                 kv: kv.clone(),
                 config: self.config.clone(),
                 service: name,
+                abandon: abandon.clone(),
             });
             let (stop, tracker, permits) = (stop.clone(), tracker.clone(), Arc::clone(&permits));
             loops.spawn(async move {
@@ -127,7 +129,7 @@ impl QueueWorker {
                 }
             });
         }
-        Ok(QueueWorkerHandle { stop, tracker, loops })
+        Ok(QueueWorkerHandle { stop, abandon, tracker, loops })
     }
 }
 
@@ -136,6 +138,8 @@ struct Job {
     kv: kv::Store,
     config: QueueConfig,
     service: &'static str,
+    /// Cancelled when a shutdown's grace ends: the calls still running stop, unacked.
+    abandon: CancellationToken,
 }
 
 impl Job {
@@ -158,7 +162,11 @@ impl Job {
         let outcome = match self.decode(&message) {
             Ok(call) => {
                 let peer = Peer::Other { transport: "nats-jetstream".into(), address: id.clone() };
-                self.router.serve_call(call, peer).await
+                tokio::select! {
+                    outcome = self.router.serve_call(call, peer) => outcome,
+                    // Not acked: the broker delivers the call again after `ack_wait`.
+                    () = self.abandon.cancelled() => return,
+                }
             }
             Err(e) => Err(e),
         };
@@ -223,18 +231,22 @@ fn expires_at(message: &Message) -> Option<SystemTime> {
 /// A running [`QueueWorker`].
 pub struct QueueWorkerHandle {
     stop: CancellationToken,
+    abandon: CancellationToken,
     tracker: TaskTracker,
     loops: JoinSet<()>,
 }
 
 impl QueueWorkerHandle {
     /// Stops taking stored calls and waits up to `grace` for the running ones; a call still
-    /// running then is abandoned unacked, so the broker delivers it again later.
+    /// running then is stopped and left unacked, so the broker delivers it again later.
     pub async fn shutdown(mut self, grace: Duration) {
         self.stop.cancel();
         while self.loops.join_next().await.is_some() {}
         self.tracker.close();
-        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            self.abandon.cancel();
+            self.tracker.wait().await;
+        }
     }
 }
 
@@ -245,7 +257,9 @@ impl fmt::Debug for QueueWorkerHandle {
 }
 
 impl Drop for QueueWorkerHandle {
+    /// Dropping the handle stops the worker at once; the calls running are left unacked.
     fn drop(&mut self) {
         self.stop.cancel();
+        self.abandon.cancel();
     }
 }

@@ -16,7 +16,7 @@ use rpc_runtime::service;
 
 /// The benchmark's service.
 #[service(name = "bench.Echo")]
-pub trait Echo {
+pub(crate) trait Echo {
     /// Returns its argument.
     async fn echo(&self, bytes: Vec<u8>) -> Vec<u8>;
 }

@@ -80,21 +80,34 @@ async fn run(url: &str, measure: Duration) -> Result<(), String> {
     let client_conn = nats::connect(url).await.map_err(e)?;
     let payload = vec![7u8; 16];
 
-    // The bare responder: a subscription answering each request with its payload.
-    let bare_server = server_conn.client().clone();
-    let mut requests = bare_server.subscribe("bench.bare").await.map_err(|e| e.to_string())?;
-    bare_server.flush().await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Some(m) = requests.next().await {
-            if let Some(reply) = m.reply {
-                let _ = bare_server.publish(reply, m.payload).await;
+    // The bare responder: a subscription answering each request with its payload. It also
+    // answers the binding's client on `bare.bench.Echo.echo` (an echo's argument tuple and its
+    // result encode alike), which isolates the client's share of the cost.
+    for subject in ["bench.bare", "bare.bench.Echo.echo"] {
+        let bare_server = server_conn.client().clone();
+        let mut requests = bare_server.subscribe(subject).await.map_err(|e| e.to_string())?;
+        bare_server.flush().await.map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            while let Some(m) = requests.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = bare_server.publish(reply, m.payload).await;
+                }
             }
-        }
-    });
+        });
+    }
     let _ours = NatsServer::new(EchoServer::new(EchoImpl)).serve(&server_conn).await.map_err(e)?;
 
     let bare = client_conn.client().clone();
     let ours = EchoClient::from_service(NatsChannel::new(&client_conn));
+    let client_only =
+        EchoClient::from_service(NatsChannel::new(&client_conn).with_prefix("bare").map_err(e)?);
+    let client_only_call = {
+        let payload = payload.clone();
+        move || {
+            let (client, payload) = (client_only.clone(), payload.clone());
+            async move { client.echo(payload).await.map(drop).map_err(|e| e.to_string()) }
+        }
+    };
     let bare_call = {
         let payload = bytes::Bytes::from(payload.clone());
         move || {
@@ -126,6 +139,9 @@ async fn run(url: &str, measure: Duration) -> Result<(), String> {
         println!("{name:<22} {p50:>10.1} {p99:>10.1} {rate:>14.0}");
         results.push((p50, rate));
     }
+    let (p50, p99, rate) =
+        (latency(&client_only_call, measure).await?, throughput(&client_only_call, measure).await?).flatten();
+    println!("{:<22} {p50:>10.1} {p99:>10.1} {rate:>14.0}", "rpc client, bare server");
     let (bare_p50, bare_rate) = ((results[0].0 + results[2].0) / 2.0, (results[0].1 + results[2].1) / 2.0);
     let (ours_p50, ours_rate) = ((results[1].0 + results[3].0) / 2.0, (results[1].1 + results[3].1) / 2.0);
     println!(

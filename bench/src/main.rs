@@ -27,6 +27,7 @@
 mod blocking;
 mod endpoint;
 mod floor;
+mod nats;
 mod ours;
 mod peer;
 mod profile;
@@ -93,7 +94,8 @@ const USAGE: &str = "usage: rpc-bench full|smoke [--pinned-only|--unpinned-only]
        rpc-bench suite ...      (internal: one placement, result lines on stdout)
        rpc-bench stream          server-streaming items/s and MB/s against a raw floor, Unix socket
        rpc-bench profile IMPL seq|window|vec|buf CALLS [TRANSPORT]   (fixed call count, for callgrind)
-       rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)";
+       rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)
+       rpc-bench nats [URL] [--secs S]   (the NATS binding against bare async-nats; starts nats-server without a URL)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
         Some("profile") => profile::main(&args[1..]),
         Some("stream") => streaming::main(&args[1..]),
         Some("stream-server") => streaming::server_main(&args[1..]),
+        Some("nats") => nats::main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

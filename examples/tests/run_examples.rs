@@ -180,3 +180,18 @@ fn fifo_server_and_clients() {
     assert!(!fifo.exists(), "the server removes its FIFO when it stops");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn nats_workers() {
+    // The fixture of the NATS suite installs nats-server when missing.
+    let server = rpc_tests::nats::nats_server_binary();
+    let out = run(example("nats_workers").env_remove("NATS_URL").env("NATS_SERVER", server));
+    assert!(out.contains("3 workers ready"), "{out}");
+    assert!(out.contains("60 calls served by 3 workers"), "{out}");
+    assert!(out.contains("add(20, 22) = 42"), "{out}");
+    assert!(out.contains(r#"gather whoami() = ["w1", "w2", "w3"]"#), "{out}");
+    assert!(out.contains("3 live instances of demo.Jobs"), "{out}");
+    assert!(out.contains("stored add(20, 22) with no worker up: pending"), "{out}");
+    assert!(out.contains("a queue worker ran it: 42"), "{out}");
+    assert!(out.contains("done"), "{out}");
+}

@@ -54,6 +54,8 @@
 //! - [`codec`]: the wire formats ([`Format`]: postcard, the default, and JSON, cargo feature
 //!   `json`, on by default) and the decode limits every format shares.
 //! - [`transport`]: the connections and listeners, re-exported from `rpc-transport`.
+//! - `nats` (cargo feature `nats`): the same services through a NATS broker, with balancing,
+//!   broadcast, gather and discovery (`docs/nats.md`).
 //!
 //! The wire format is specified in `PROTOCOL.md` at the repository root.
 #![doc(test(attr(deny(warnings))))]
@@ -75,6 +77,8 @@ pub mod intercept;
 pub mod introspection;
 pub mod limits;
 mod metadata;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod protocol;
 #[cfg(feature = "tower")]
 pub mod retry;

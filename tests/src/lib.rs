@@ -14,6 +14,8 @@
 //!   the runtime's encoder, for byte-level tests; and [`wire::RawPeer`], a peer speaking it.
 //! - [`logs`]: captures the `tracing` events of the current thread, to check logged reasons.
 //! - [`panics`]: panics provoked on purpose, kept quiet so test logs show only real failures.
+//! - `nats` (feature `nats`, on by default): a real `nats-server` per test, installed when
+//!   missing, and the `Work` service of the NATS suite (`tests/nats_calls.rs`).
 //! - [`fuzz`]: the bodies of the fuzz targets in `fuzz/`, shared with the tests that replay their
 //!   corpus on stable.
 //!
@@ -24,6 +26,8 @@ pub mod alloc;
 pub mod fixture;
 pub mod fuzz;
 pub mod logs;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod panics;
 pub mod probe;
 pub mod relay;

@@ -1,0 +1,374 @@
+//! Persistent queued calls on JetStream: a call stored by the broker before the caller's await
+//! returns, run later by a [`QueueWorker`](super::QueueWorker), its outcome kept in a key-value
+//! bucket under the call's id.
+//!
+//! Layout, for a prefix `p` (dots of the prefix become `_` in names):
+//!
+//! - stream `p_calls` (file storage, work-queue retention), subjects `p.$queued.>`: a call to
+//!   `Service.method` is stored on `p.$queued.Service.method` with the call's headers, its id
+//!   as `Nats-Msg-Id` (the broker drops a second copy within its 2-minute duplicate window) and
+//!   its deadline as an absolute time, `Rpc-Expires-Unix-Ms`;
+//! - bucket `p_results`: one entry per call id, `pending` when stored, then the outcome; entries
+//!   expire `retention` after their last write.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::connection::NatsConnection;
+use super::{headers, subject};
+use crate::call::{Call, MethodRef, Reply};
+use crate::codec::{self, Format};
+use crate::RpcError;
+
+/// The header carrying a queued call's deadline, in milliseconds since the Unix epoch: a stored
+/// call may wait hours for a worker, so only an absolute time means the same thing then (the
+/// hosts' clocks must agree to within the precision the deadlines need).
+pub(crate) const EXPIRES: &str = "Rpc-Expires-Unix-Ms";
+/// `oneway` on a stored call of a one-way method (absent: unary).
+pub(crate) const KIND: &str = "Rpc-Kind";
+/// JetStream's de-duplication header.
+pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
+
+/// How a [`CallQueue`] and its [`QueueWorker`](super::QueueWorker)s are set up; both sides must
+/// agree on `prefix`.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// The subject prefix (default [`DEFAULT_PREFIX`](super::DEFAULT_PREFIX)).
+    pub prefix: String,
+    /// How long an outcome is kept after it is written, and a stored call's `pending` mark after
+    /// it is stored (default 24 h). A result fetched later is [`CallState::Expired`].
+    pub retention: Duration,
+    /// How many times a call is delivered before it is dead-lettered (default 5).
+    pub max_attempts: u32,
+    /// How long a worker may run a call before the broker delivers it again, to another worker
+    /// or the same one (default 30 s): a handler that may run longer gets run twice.
+    pub ack_wait: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            prefix: super::DEFAULT_PREFIX.to_owned(),
+            retention: Duration::from_secs(24 * 60 * 60),
+            max_attempts: 5,
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl QueueConfig {
+    pub(crate) fn stream_name(&self) -> String {
+        format!("{}_calls", self.prefix.replace('.', "_"))
+    }
+
+    pub(crate) fn bucket_name(&self) -> String {
+        format!("{}_results", self.prefix.replace('.', "_"))
+    }
+
+    /// Opens (creating when missing) the stream and the bucket.
+    pub(crate) async fn open(
+        &self,
+        connection: &NatsConnection,
+    ) -> Result<(jetstream::Context, kv::Store), RpcError> {
+        subject::check_prefix(&self.prefix)?;
+        let js = jetstream::new(connection.client().clone());
+        js.get_or_create_stream(stream::Config {
+            name: self.stream_name(),
+            subjects: vec![subject::queued_all(&self.prefix)],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| jetstream_error("opening the call stream", &e))?;
+        // The bucket's stream made by hand, as `create_key_value` would: that call first asks for
+        // the account's API level, which nats-server 2.9 does not report.
+        let bucket = self.bucket_name();
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: self.retention,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: self.retention.min(Duration::from_secs(120)),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| jetstream_error("opening the result bucket", &e))?;
+        let kv =
+            js.get_key_value(bucket).await.map_err(|e| jetstream_error("opening the result bucket", &e))?;
+        Ok((js, kv))
+    }
+}
+
+/// A stored call's id: what [`CallQueue::fetch_result`] takes, from this process or another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CallHandle {
+    /// The call's id (32 hex digits unless given to [`CallQueue::submit_with_id`]).
+    pub id: String,
+}
+
+/// What became of a stored call.
+#[derive(Debug, Clone)]
+pub enum CallState {
+    /// Stored, not finished yet (no worker has run it, or one is running it).
+    Pending,
+    /// Run: the result, or the framework error it ended with (a permanent one such as
+    /// [`RpcError::SignatureMismatch`], or [`RpcError::DeadlineExceeded`] for a call that
+    /// expired before a worker reached it).
+    Done(Result<Reply, RpcError>),
+    /// Every attempt failed (the handler panicked, or ran past the deadline or the ack wait):
+    /// the call will not run again. `error` is the last attempt's.
+    DeadLetter {
+        /// How many times the call was delivered.
+        attempts: u32,
+        /// Why the last attempt failed.
+        error: RpcError,
+    },
+    /// No such call: its entry expired after the retention time, or the id was never stored.
+    Expired,
+}
+
+/// Submits calls to be stored by the broker and run later by
+/// [`QueueWorker`](super::QueueWorker)s, and fetches their outcomes.
+///
+/// Guarantees (`docs/nats.md`): a call is stored (on disk, by the broker) before
+/// [`submit`](CallQueue::submit) returns, and survives a broker restart; it is delivered at
+/// least once, so a handler that may be delivered twice (its worker crashed after running it
+/// but before storing its outcome, or it ran longer than `ack_wait`) must be idempotent; a
+/// second submission of the same id does not run the call again, except that two copies
+/// submitted more than 2 minutes apart (the broker's duplicate window) while the first is still
+/// waiting may both start before either stores its outcome.
+#[derive(Clone)]
+pub struct CallQueue {
+    js: jetstream::Context,
+    kv: kv::Store,
+    config: Arc<QueueConfig>,
+}
+
+impl CallQueue {
+    /// Opens the queue of `config.prefix`, creating its stream and bucket when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::ConnectionClosed`] if the broker has no JetStream or refused the stream.
+    pub async fn open(connection: &NatsConnection, config: QueueConfig) -> Result<CallQueue, RpcError> {
+        let (js, kv) = config.open(connection).await?;
+        Ok(CallQueue { js, kv, config: Arc::new(config) })
+    }
+
+    /// Stores `call` under a fresh id; returns once the broker has stored it.
+    pub async fn submit(&self, call: Call) -> Result<CallHandle, RpcError> {
+        let state = std::collections::hash_map::RandomState::new();
+        let (a, b) = (state.build_hasher().finish(), state.hash_one(SystemTime::now()));
+        self.submit_with_id(call, &format!("{a:016x}{b:016x}")).await
+    }
+
+    /// Stores `call` with the caller's arguments encoded in postcard: `args` is the tuple of the
+    /// method's arguments.
+    pub async fn submit_method<A: Serialize>(
+        &self,
+        method: &'static MethodRef,
+        args: A,
+    ) -> Result<CallHandle, RpcError> {
+        let body = codec::encode_to_vec(Format::Postcard, &args)?;
+        self.submit(Call::new(method, Format::Postcard, body)).await
+    }
+
+    /// Stores `call` under `id` (letters, digits, `-`, `_`, `=`). Submitting an id again is
+    /// safe, for example to retry a submission that failed: a call already done is not stored
+    /// or run again, and a pending one runs once (see [`CallQueue`] for the exception).
+    pub async fn submit_with_id(&self, call: Call, id: &str) -> Result<CallHandle, RpcError> {
+        subject::check_names(&call.service, &call.method)?;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=')) {
+            return Err(RpcError::Encode(format!(
+                "the call id `{id}` is not letters, digits, `-`, `_` or `=`"
+            )));
+        }
+        call.metadata.check()?;
+        let mut headers = headers::encode_call(0, call.format, call.signature, None, &call.metadata)?;
+        headers.insert(MSG_ID, id);
+        match call.kind {
+            crate::describe::MethodKind::Unary => {}
+            crate::describe::MethodKind::Oneway => headers.insert(KIND, "oneway"),
+            other => {
+                return Err(RpcError::Encode(format!(
+                    "`{}.{}` is a {other} method: streams cannot be stored",
+                    call.service, call.method
+                )))
+            }
+        }
+        if let Some(deadline) = call.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let at = SystemTime::now() + left;
+            let ms = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+            headers.insert(EXPIRES, ms.to_string().as_str());
+        }
+        // The pending mark first, created only if the id is new. A duplicate of a call already
+        // done stops here; one of a call still pending is stored again, in case the first
+        // submission failed after its mark (the broker drops the copy within its duplicate
+        // window, and a worker skips a call whose outcome is stored).
+        match self.kv.create(id, Bytes::from_static(&[PENDING])).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                if !matches!(self.fetch_result(id).await?, CallState::Pending) {
+                    return Ok(CallHandle { id: id.to_owned() });
+                }
+            }
+            Err(e) => return Err(jetstream_error("marking the call pending", &e)),
+        }
+        let subject = subject::queued(&self.config.prefix, &call.service, &call.method);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, call.body)
+            .await
+            .map_err(|e| jetstream_error("storing the call", &e))?;
+        ack.await.map_err(|e| jetstream_error("storing the call", &e))?;
+        Ok(CallHandle { id: id.to_owned() })
+    }
+
+    /// What became of the call `id`, now.
+    pub async fn fetch_result(&self, id: &str) -> Result<CallState, RpcError> {
+        let entry = self.kv.get(id).await.map_err(|e| jetstream_error("reading the result", &e))?;
+        Ok(entry.map_or(CallState::Expired, |value| decode_state(&value)))
+    }
+
+    /// Waits until the call `id` is no longer pending, or `timeout` passes (then
+    /// [`CallState::Pending`]); watches the bucket rather than polling it.
+    pub async fn wait_result(&self, id: &str, timeout: Duration) -> Result<CallState, RpcError> {
+        let mut watch = self.kv.watch(id).await.map_err(|e| jetstream_error("watching the result", &e))?;
+        // After the watch starts, so an outcome written in between is not missed.
+        let now = self.fetch_result(id).await?;
+        if !matches!(now, CallState::Pending) {
+            return Ok(now);
+        }
+        let wait = async {
+            while let Some(entry) = watch.next().await {
+                let Ok(entry) = entry else { continue };
+                if entry.operation != kv::Operation::Put {
+                    return CallState::Expired;
+                }
+                let state = decode_state(&entry.value);
+                if !matches!(state, CallState::Pending) {
+                    return state;
+                }
+            }
+            CallState::Pending
+        };
+        Ok(tokio::time::timeout(timeout, wait).await.unwrap_or(CallState::Pending))
+    }
+
+    /// The queue's configuration.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+}
+
+impl fmt::Debug for CallQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallQueue").field("config", &self.config).finish()
+    }
+}
+
+const PENDING: u8 = 0;
+const DONE_OK: u8 = 1;
+const DONE_ERR: u8 = 2;
+const DEAD: u8 = 3;
+
+/// An outcome as a bucket entry: a tag byte, then for a result its format and body, for an
+/// error its code (8 bytes) and message, for a dead letter the attempts (4 bytes) first.
+pub(crate) fn encode_state(state: &CallState) -> Bytes {
+    let mut out = BytesMut::new();
+    let error = |out: &mut BytesMut, e: &RpcError| {
+        let (code, message) = e.to_wire();
+        out.put_u64(code as u64);
+        out.put_slice(message.as_bytes());
+    };
+    match state {
+        CallState::Pending | CallState::Expired => out.put_u8(PENDING),
+        CallState::Done(Ok(reply)) => {
+            out.put_u8(DONE_OK);
+            out.put_u8(u8::from(reply.format == Format::Json));
+            out.put_slice(&reply.body);
+        }
+        CallState::Done(Err(e)) => {
+            out.put_u8(DONE_ERR);
+            error(&mut out, e);
+        }
+        CallState::DeadLetter { attempts, error: e } => {
+            out.put_u8(DEAD);
+            out.put_u32(*attempts);
+            error(&mut out, e);
+        }
+    }
+    out.freeze()
+}
+
+pub(crate) fn decode_state(value: &[u8]) -> CallState {
+    let error = |rest: &[u8]| match rest.split_first_chunk::<8>() {
+        Some((code, message)) => {
+            RpcError::from_wire(u64::from_be_bytes(*code), String::from_utf8_lossy(message).into_owned())
+        }
+        None => RpcError::Protocol("a malformed error in the result bucket".into()),
+    };
+    match value.split_first() {
+        Some((&PENDING, _)) => CallState::Pending,
+        Some((&DONE_OK, rest)) => match rest.split_first() {
+            Some((&format, body)) => CallState::Done(Ok(Reply {
+                format: if format == 1 { Format::Json } else { Format::Postcard },
+                body: Bytes::copy_from_slice(body),
+            })),
+            None => {
+                CallState::Done(Err(RpcError::Protocol("a malformed result in the result bucket".into())))
+            }
+        },
+        Some((&DONE_ERR, rest)) => CallState::Done(Err(error(rest))),
+        Some((&DEAD, rest)) => match rest.split_first_chunk::<4>() {
+            Some((attempts, rest)) => {
+                CallState::DeadLetter { attempts: u32::from_be_bytes(*attempts), error: error(rest) }
+            }
+            None => CallState::Done(Err(RpcError::Protocol(
+                "a malformed dead letter in the result bucket".into(),
+            ))),
+        },
+        _ => CallState::Done(Err(RpcError::Protocol("a malformed entry in the result bucket".into()))),
+    }
+}
+
+pub(crate) fn jetstream_error(what: &str, e: &dyn fmt::Display) -> RpcError {
+    RpcError::closed(format!("{what} in JetStream: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_round_trip_through_the_bucket_encoding() {
+        let reply = Reply { format: Format::Json, body: Bytes::from_static(b"[1]") };
+        match decode_state(&encode_state(&CallState::Done(Ok(reply)))) {
+            CallState::Done(Ok(r)) => assert_eq!((r.format, &r.body[..]), (Format::Json, &b"[1]"[..])),
+            other => panic!("{other:?}"),
+        }
+        let dead = CallState::DeadLetter { attempts: 3, error: RpcError::HandlerPanicked };
+        match decode_state(&encode_state(&dead)) {
+            CallState::DeadLetter { attempts: 3, error: RpcError::HandlerPanicked } => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decode_state(&[]), CallState::Done(Err(RpcError::Protocol(_)))));
+        assert!(matches!(decode_state(&[DEAD, 0]), CallState::Done(Err(RpcError::Protocol(_)))));
+    }
+}

@@ -45,7 +45,9 @@ pub(crate) async fn call(client: &Client, method: &MethodRef, args: &Value) -> R
         return Err(fail(exit::USAGE, message));
     }
     outcome.map_err(|e| match e {
-        RpcError::Decode(why) => fail(exit::USAGE, format!("the server could not decode an item: {why}")),
+        RpcError::Decode(why) => {
+            fail(exit::USAGE, format!("the server could not decode the arguments or an item: {why}"))
+        }
         e => rpc_failure(e),
     })
 }

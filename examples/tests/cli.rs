@@ -225,6 +225,11 @@ fn without_introspection_the_cli_still_lists_and_calls() {
     assert!(err.contains("no types to show"), "{err}");
     let (code, out, _) = rpc(&["call", &server.addr, "Calculator.add", "[1, 2]"]);
     assert_eq!((code, out.as_str()), (0, "3\n"));
+    // The HELLO's kinds are enough to call streaming methods.
+    let (code, out, err) = rpc(&["call", &server.addr, "Calculator.count", "[2, 0]"]);
+    assert_eq!((code, out.as_str()), (0, "1\n2\n"), "{err}");
+    let (code, out, err) = rpc_with_stdin(&["call", &server.addr, "Calculator.running_sum"], "5\n5\n");
+    assert_eq!((code, out.as_str()), (0, "5\n10\n"), "{err}");
     let (code, _, err) = rpc(&["call", &server.addr, "Calculator.mul", "[1, 2]"]);
     assert_eq!(code, 2);
     assert!(err.contains("its methods: add, div, sum, log, sleep, count, sum_stream, running_sum"), "{err}");

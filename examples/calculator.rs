@@ -21,9 +21,10 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use rpc_examples::addr::Addr;
 use rpc_runtime::transport::tcp;
-use rpc_runtime::{service, Router, Server};
+use rpc_runtime::{service, Router, Server, Streaming};
 use serde::{Deserialize, Serialize};
 
 /// Why a division failed.
@@ -47,6 +48,13 @@ pub trait Calculator {
     async fn log(&self, line: String);
     /// Waits `ms` milliseconds, then returns them (to try deadlines with).
     async fn sleep(&self, ms: u64) -> u64;
+    /// Counts from 1 to `to`, one number every `every_ms` milliseconds (the first at once): a
+    /// stream of results to follow.
+    async fn count(&self, to: u64, every_ms: u64) -> Streaming<u64>;
+    /// Sums a stream of numbers: a stream of arguments, one result.
+    async fn sum_stream(&self, values: Streaming<i64>) -> Result<i64, String>;
+    /// The running total of a stream of numbers, one result per number.
+    async fn running_sum(&self, values: Streaming<i64>) -> Streaming<i64>;
 }
 
 struct Calc;
@@ -71,6 +79,34 @@ impl Calculator for Calc {
     async fn sleep(&self, ms: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         ms
+    }
+
+    async fn count(&self, to: u64, every_ms: u64) -> Streaming<u64> {
+        let every = Duration::from_millis(every_ms);
+        Streaming::new(futures::stream::iter(1..=to).then(move |n| async move {
+            if n > 1 {
+                tokio::time::sleep(every).await;
+            }
+            n
+        }))
+    }
+
+    async fn sum_stream(&self, mut values: Streaming<i64>) -> Result<i64, String> {
+        let mut sum = 0i64;
+        while let Some(value) = values.next().await {
+            let value = value.map_err(|e| e.to_string())?;
+            sum = sum.checked_add(value).ok_or("the sum overflows i64")?;
+        }
+        Ok(sum)
+    }
+
+    async fn running_sum(&self, values: Streaming<i64>) -> Streaming<i64> {
+        Streaming::from_results(values.scan(0i64, |total, v| {
+            std::future::ready(Some(v.map(|v| {
+                *total += v;
+                *total
+            })))
+        }))
     }
 }
 

@@ -38,6 +38,9 @@ commands:
   list ADDR                          the services and methods the server hosts, with their types
   describe ADDR SERVICE[.METHOD]     a service's methods, or one method: argument names and types, result
   call ADDR SERVICE.METHOD [JSON]    call a method with a JSON array of arguments (default []); prints the JSON result
+                                     (a stream of results: one JSON line per item, as each arrives, until
+                                     the stream ends; a stream of arguments: read from stdin, one JSON item
+                                     a line, blank lines skipped, EOF ends it)
   health ADDR                        serving or not (exit 0 when serving, 1 when not)
   stats ADDR                         calls, errors, in flight and latency percentiles per method
 
@@ -50,8 +53,10 @@ options:
   --json            print list, describe and stats as JSON
   -h, --help        this text
 
-exit codes: 0 ok; 1 the server answered with an error (or is not serving); 2 bad usage, bad JSON,
-wrong argument types, unknown service or method; 3 connection failed or lost; 4 deadline exceeded";
+exit codes: 0 ok (a stream: it ended); 1 the server answered with an error (or is not serving;
+a stream: the error that ended it, after the items before it); 2 bad usage, bad JSON (arguments or
+a stdin line), wrong argument types, unknown service or method; 3 connection failed or lost;
+4 deadline exceeded (a stream is followed until then at most); 130 interrupted (Ctrl-C)";
 
 /// Parses the arguments after the program's name; `Err` is the message for a usage error, and
 /// `Ok(None)` means help was asked for.

@@ -14,6 +14,7 @@
 mod args;
 mod run;
 mod show;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ pub(crate) mod exit {
     pub(crate) const CONNECTION: u8 = 3;
     /// The deadline passed.
     pub(crate) const DEADLINE: u8 = 4;
+    /// Ctrl-C (SIGINT): 128 + 2, as a shell reports a process the signal killed.
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 fn main() -> ExitCode {

@@ -4,20 +4,26 @@ use std::borrow::Cow;
 
 use rpc_runtime::describe::MethodKind;
 use rpc_runtime::introspection::{self, IntrospectionClient, MethodInfo};
-use rpc_runtime::{Call, Client, Format, Hello, Metadata, RpcError};
+use rpc_runtime::{Call, Client, Format, Hello, Metadata, MethodRef, RpcError};
 use tokio::time::Instant;
 use tower::Service as _;
 
 use crate::args::{split_method, Args, Command};
-use crate::{exit, show, Failure};
+use crate::{exit, show, stream, Failure};
 
-/// Runs one command within the deadline.
+/// Runs one command within the deadline, or until Ctrl-C.
 pub(crate) async fn run(args: Args) -> Result<(), Failure> {
     let deadline = Instant::now() + args.deadline;
     let limit = args.deadline;
-    match tokio::time::timeout_at(deadline, command(args, deadline)).await {
-        Ok(done) => done,
-        Err(_) => Err(fail(exit::DEADLINE, format!("deadline exceeded: no answer within {limit:?}"))),
+    // Polled first, so the handler is installed before anything is sent or printed.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::select! {
+        biased;
+        _ = interrupted => Err(fail(exit::INTERRUPTED, "interrupted".into())),
+        done = tokio::time::timeout_at(deadline, command(args, deadline)) => match done {
+            Ok(done) => done,
+            Err(_) => Err(fail(exit::DEADLINE, format!("deadline exceeded: no answer within {limit:?}"))),
+        },
     }
 }
 
@@ -27,7 +33,13 @@ async fn command(args: Args, deadline: Instant) -> Result<(), Failure> {
         .connect()
         .await
         .map_err(|e| fail(exit::CONNECTION, format!("cannot connect to {}: {e}", args.addr)))?;
-    let client = Client::new(conn).with_metadata(args.metadata).map_err(rpc_failure)?;
+    // JSON throughout: a streaming call's items are encoded in the client's format, and only
+    // JSON lets them travel as untyped `serde_json::Value`s.
+    let client = Client::builder()
+        .format(Format::Json)
+        .build(conn)
+        .with_metadata(args.metadata)
+        .map_err(rpc_failure)?;
     let intro = IntrospectionClient::from_client(client.clone());
     match args.command {
         Command::List => list(&client, &intro, args.json).await,
@@ -129,10 +141,24 @@ async fn call(
         return Err(fail(exit::USAGE, format!("the arguments must be a JSON array{}", expected())));
     };
     if let Some(m) = &info {
-        if items.len() != m.args.len() {
+        if items.len() != show::call_args(m).count() {
             let got = items.len();
             return Err(fail(exit::USAGE, format!("{got} argument(s) given{}", expected())));
         }
+    }
+    if !matches!(kind, MethodKind::Unary | MethodKind::Oneway) {
+        // A CLI makes one call and exits: leaking the two names gives the `'static` a
+        // `MethodRef` holds.
+        let service: &'static str = Box::leak(service.into_boxed_str());
+        let method: &'static str = Box::leak(method.into_boxed_str());
+        let method = MethodRef::dynamic(service, method, kind, 0);
+        let client = client.with_timeout(deadline.saturating_duration_since(Instant::now()));
+        return stream::call(&client, &method, &value).await.map_err(|mut f| {
+            if f.code == exit::USAGE {
+                f.message.push_str(&expected());
+            }
+            f
+        });
     }
     let body = serde_json::to_vec(&value).expect("a parsed value re-encodes");
     let call = Call {
@@ -198,22 +224,21 @@ async fn lookup(
         }
     };
     match kind {
-        Some(k @ (MethodKind::Unary | MethodKind::Oneway)) => Ok((k, info)),
-        _ => Err(fail(
-            exit::USAGE,
-            format!(
-                "`{service}.{method}` is a streaming method; this tool calls unary and one-way methods only"
-            ),
-        )),
+        Some(k) => Ok((k, info)),
+        None => Err(fail(exit::USAGE, format!("`{service}.{method}` is of a kind this tool does not know"))),
     }
 }
 
 fn kind_named(name: &str) -> Option<MethodKind> {
-    match name {
-        "unary" => Some(MethodKind::Unary),
-        "oneway" => Some(MethodKind::Oneway),
-        _ => None,
-    }
+    [
+        MethodKind::Unary,
+        MethodKind::Oneway,
+        MethodKind::ServerStream,
+        MethodKind::ClientStream,
+        MethodKind::Bidi,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == name)
 }
 
 async fn health(intro: &IntrospectionClient) -> Result<(), Failure> {
@@ -240,7 +265,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("introspection values encode as JSON")
 }
 
-fn fail(code: u8, message: String) -> Failure {
+pub(crate) fn fail(code: u8, message: String) -> Failure {
     Failure { code, message }
 }
 
@@ -256,7 +281,7 @@ fn introspection_failure(e: RpcError) -> Failure {
 }
 
 /// The exit code of a framework error.
-fn rpc_failure(e: RpcError) -> Failure {
+pub(crate) fn rpc_failure(e: RpcError) -> Failure {
     let code = match &e {
         RpcError::DeadlineExceeded => exit::DEADLINE,
         RpcError::ConnectionClosed(_)

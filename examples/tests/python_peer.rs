@@ -49,7 +49,7 @@ fn calls(addr: &str) {
     let (code, out) = run(&[addr]);
     assert_eq!(code, 0, "{out}");
     for line in [
-        "services: Calculator (5 methods), rpc.Introspection (4 methods)",
+        "services: Calculator (8 methods), rpc.Introspection (4 methods)",
         "add(1, 2) = 3",
         "div(84, 2) = {\"Ok\": 42}",
         "div(1, 0) = {\"Err\": \"DivisionByZero\"}",

@@ -17,7 +17,7 @@ pub use std::vec::Vec;
 /// `std::sync::Arc`.
 pub type Shared<T> = Arc<T>;
 
-pub use crate::blocking::BlockingRuntime;
+pub use crate::blocking::{BlockingRuntime, BlockingStream};
 pub use crate::call::MethodRef;
 pub use crate::client::ClientBuilder;
 

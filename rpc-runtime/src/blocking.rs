@@ -4,7 +4,9 @@
 //! A [`BlockingRuntime`] is a thread running a single-threaded Tokio runtime, as reqwest's
 //! blocking client has: the connection lives there, and each call blocks the calling thread
 //! until its result is back. Called from inside an async runtime, where blocking would stall
-//! every task on the thread, a call returns [`RpcError::BlockingInRuntime`] instead.
+//! every task on the thread, a call returns [`RpcError::BlockingInRuntime`] instead. A
+//! server-streaming method's results come as a [`BlockingStream`], an iterator that blocks for
+//! each item.
 //!
 //! ```
 //! use rpc_runtime::{service, transport::tcp, Server};
@@ -35,11 +37,12 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::transport::Connection;
-use crate::{Client, RpcError};
+use crate::{Client, RpcError, Streaming};
 
 /// A background thread with a Tokio runtime that blocking clients run their connections and
 /// calls on. Clones share the thread; it stops when the last clone is dropped (calls still in
@@ -99,6 +102,57 @@ impl BlockingRuntime {
         Fut: Future<Output = io::Result<Connection>>,
     {
         self.run(async move { Ok(builder.build(connect().await?)) })?
+    }
+}
+
+/// The results of a streaming call, for code without an async runtime: an iterator that blocks
+/// the calling thread until the next item is back, what a blocking client's server-streaming
+/// method returns.
+///
+/// It yields the stream's items, then ends after the server's last one, or after one `Err`: the
+/// error that ended the call (the deadline, the connection, an error from the server), or
+/// [`RpcError::BlockingInRuntime`] when `next` is called from inside an async runtime. Dropping
+/// it cancels the call, as dropping the [`Streaming`] does.
+#[must_use = "a stream does nothing unless iterated"]
+pub struct BlockingStream<T> {
+    stream: Streaming<T>,
+    runtime: BlockingRuntime,
+    ended: bool,
+}
+
+impl<T> BlockingStream<T> {
+    /// Iterates `stream` (the results of a call made on `runtime`'s connection, for example
+    /// through a blocking client's `as_async()`), blocking on `runtime` for each item.
+    pub fn new(stream: Streaming<T>, runtime: BlockingRuntime) -> Self {
+        BlockingStream { stream, runtime, ended: false }
+    }
+
+    /// The async stream underneath, to await it from a runtime instead.
+    pub fn into_inner(self) -> Streaming<T> {
+        self.stream
+    }
+}
+
+impl<T> Iterator for BlockingStream<T> {
+    type Item = Result<T, RpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let next = match self.runtime.run(self.stream.next()) {
+            Ok(next) => next,
+            Err(e) => Some(Err(e)),
+        };
+        // A stream that failed ends there, as the async one does; `fuse` semantics after it.
+        self.ended = !matches!(next, Some(Ok(_)));
+        next
+    }
+}
+
+impl<T> fmt::Debug for BlockingStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingStream").field("stream", &self.stream).field("ended", &self.ended).finish()
     }
 }
 

@@ -9,7 +9,9 @@ use crate::ast::Service;
 /// Output: `struct CalcBlockingClient { client: CalcClient, runtime: BlockingRuntime }`, and (for
 /// the hidden `const _` block) its `Clone` and `Debug` impls and an inherent impl with `connect`,
 /// `connect_with`, `with_timeout`, `with_metadata`, `as_async` and
-/// `fn add(&self, a: i64, b: i64) -> Result<i64, RpcError>`.
+/// `fn add(&self, a: i64, b: i64) -> Result<i64, RpcError>`; a server-streaming
+/// `async fn watch(&self, k: String) -> Streaming<u64>` becomes
+/// `fn watch(&self, k: String) -> Result<BlockingStream<u64>, RpcError>`.
 pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, TokenStream) {
     let vis = &service.vis;
     let trait_name = &service.ident;
@@ -19,16 +21,30 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let client_path = super::stub_path(service, &client);
     let (inner_vis, inner_p) = (super::stub_vis(vis), super::private(&super::stub_krate(krate)));
     let p = super::private(krate);
-    // Stream methods stay on the async client (`as_async()`): a blocking stream would hold the
-    // caller's thread per item.
-    let methods = service.methods.iter().filter(|m| !m.kind.is_stream()).map(|m| {
+    // Methods with a stream of arguments stay on the async client (`as_async()`): feeding one
+    // from a blocking caller would need a thread of its own. A stream of results is an iterator
+    // that blocks per item.
+    let methods = service.methods.iter().filter(|m| m.up.is_none()).map(|m| {
         let (docs, cfgs, name, output) = (&m.docs, &m.cfgs, &m.ident, &m.output);
         let (args, tys) = super::arg_lists(m);
         let deprecated = m.attrs.iter().filter(|a| a.path().is_ident("deprecated"));
-        let ret = quote_spanned! {super::user_span(m.output_span())=>
-            ::core::result::Result<#output, #p::RpcError>
-        };
         let span = super::user_span(m.span());
+        let (ret, wrap) = match &m.down {
+            Some(item) => (
+                quote_spanned! {super::user_span(m.output_span())=>
+                    ::core::result::Result<#p::BlockingStream<#item>, #p::RpcError>
+                },
+                quote_spanned! {span=>
+                    .map(|stream| #p::BlockingStream::new(stream, ::core::clone::Clone::clone(&self.runtime)))
+                },
+            ),
+            None => (
+                quote_spanned! {super::user_span(m.output_span())=>
+                    ::core::result::Result<#output, #p::RpcError>
+                },
+                TokenStream::new(),
+            ),
+        };
         quote_spanned! {span=>
             #(#docs)*
             #(#cfgs)*
@@ -37,14 +53,15 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             #vis fn #name(&self, #(#args: #tys),*) -> #ret {
                 #[allow(deprecated)]
                 let call = self.client.#name(#(#args),*);
-                ::core::result::Result::and_then(self.runtime.run(call), |result| result)
+                ::core::result::Result::and_then(self.runtime.run(call), |result| result)#wrap
             }
         }
     });
     let doc = format!(
         "A blocking client of the [`{trait_name}`](super::{trait_name}) service, for code without an async \
          runtime: the methods of [`{client}`] without `async`.\n\n\
-         Methods with a `Streaming` argument or result are on the async client only (`as_async()`). \
+         A server-streaming method returns a `rpc_runtime::blocking::BlockingStream`, an iterator that blocks \
+         for each item; methods with a `Streaming` argument are on the async client only (`as_async()`). \
          Its connection runs on a background thread (`rpc_runtime::BlockingRuntime`), shared by its clones; \
          called from inside an async runtime, a method returns `RpcError::BlockingInRuntime`."
     );

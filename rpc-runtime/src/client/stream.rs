@@ -33,6 +33,10 @@ impl Client {
     /// answers with (an unknown method, a signature mismatch) is the stream's first and last
     /// item. The client's deadline covers the whole stream; with none, an idle stream stays open.
     /// Dropping the returned stream cancels the call.
+    ///
+    /// Arguments and items are encoded in the client's format; on a client built with
+    /// [`Format::Json`], `serde_json::Value` serves as an untyped `A`, `U` and `T` (the `rpc`
+    /// command-line caller calls any method this way, with signature hash 0).
     pub async fn open_stream<A, U, T>(
         &self,
         method: &MethodRef,

@@ -115,7 +115,18 @@ pub(crate) struct ClientTrace {
 
 /// The client's span and trace context for a call of `service.method`, or `None` when there is
 /// nothing to record or forward (the fast path: no span, no metadata).
+#[inline]
 pub(crate) fn client_call(service: &str, method: &str) -> Option<ClientTrace> {
+    // Nothing anywhere wants DEBUG: skip the span (an atomic load decides), but still forward
+    // a context this task inherited.
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return TraceContext::current().map(|context| ClientTrace { span: Span::none(), context });
+    }
+    client_call_recorded(service, method)
+}
+
+#[inline(never)]
+fn client_call_recorded(service: &str, method: &str) -> Option<ClientTrace> {
     let span = tracing::debug_span!(
         "rpc.client",
         rpc.service = service,
@@ -189,7 +200,22 @@ fn server_call(
 /// `handler` inside the server's span for its call, when one is recorded; `metadata` (what the
 /// handler's context will carry) then gets the span's trace context, so the handler's own calls
 /// continue the trace from it.
+#[inline]
 pub(crate) fn traced_handler(
+    handler: Handler,
+    peer: &dyn fmt::Display,
+    call_id: u64,
+    metadata: &mut Metadata,
+) -> Handler {
+    // Nothing anywhere wants DEBUG: the handler as it is, not even moved through a call.
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return handler;
+    }
+    traced_handler_recorded(handler, peer, call_id, metadata)
+}
+
+#[inline(never)]
+fn traced_handler_recorded(
     handler: Handler,
     peer: &dyn fmt::Display,
     call_id: u64,

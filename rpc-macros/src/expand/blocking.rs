@@ -91,6 +91,8 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         }
 
         #[automatically_derived]
+        // The methods are the user's: a `len` method is theirs to pair with `is_empty`.
+        #[allow(clippy::len_without_is_empty)]
         impl #blocking_path {
             /// Starts a background runtime, connects with `connect` on it (for example
             /// `move || rpc_runtime::transport::tcp::connect(addr)`) and starts a client with

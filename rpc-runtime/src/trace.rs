@@ -143,17 +143,7 @@ fn client_call_recorded(service: &str, method: &str) -> Option<ClientTrace> {
         // Forwarded unchanged: the trace crosses a process that records nothing.
         return inherited.map(|context| ClientTrace { span, context });
     }
-    let context = match inherited {
-        Some(parent) => {
-            span.record("parent_span_id", tracing::field::display(format_args!("{:016x}", parent.span_id)));
-            parent.child()
-        }
-        None => TraceContext::new_root(),
-    };
-    // What an OpenTelemetry layer exports for this span is what the server must continue.
-    #[cfg(feature = "opentelemetry")]
-    let context = otel::context_of(&span).unwrap_or(context);
-    record_ids(&span, &context);
+    let context = continue_trace(&span, inherited, false);
     Some(ClientTrace { span, context })
 }
 
@@ -182,18 +172,7 @@ fn server_call(
     if span.is_disabled() {
         return None;
     }
-    let context = match TraceContext::from_metadata(metadata) {
-        Some(parent) => {
-            span.record("parent_span_id", tracing::field::display(format_args!("{:016x}", parent.span_id)));
-            #[cfg(feature = "opentelemetry")]
-            otel::set_parent(&span, &parent);
-            parent.child()
-        }
-        None => TraceContext::new_root(),
-    };
-    #[cfg(feature = "opentelemetry")]
-    let context = otel::context_of(&span).unwrap_or(context);
-    record_ids(&span, &context);
+    let context = continue_trace(&span, TraceContext::from_metadata(metadata), true);
     Some((span, context))
 }
 
@@ -228,6 +207,29 @@ fn traced_handler_recorded(
             handler.map_future(|future| recorded(span, future))
         }
     }
+}
+
+/// The trace context `span` carries: a child of `parent` (recorded as its `parent_span_id`; for a
+/// `remote` parent, also its OpenTelemetry parent), or a new trace. With an OpenTelemetry layer,
+/// the ids it exports the span with win, since they are what the other side must continue.
+fn continue_trace(span: &Span, parent: Option<TraceContext>, remote: bool) -> TraceContext {
+    let context = match parent {
+        Some(parent) => {
+            span.record("parent_span_id", tracing::field::display(format_args!("{:016x}", parent.span_id)));
+            #[cfg(feature = "opentelemetry")]
+            if remote {
+                otel::set_parent(span, &parent);
+            }
+            parent.child()
+        }
+        None => TraceContext::new_root(),
+    };
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = remote;
+    #[cfg(feature = "opentelemetry")]
+    let context = otel::context_of(span).unwrap_or(context);
+    record_ids(span, &context);
+    context
 }
 
 fn record_ids(span: &Span, context: &TraceContext) {

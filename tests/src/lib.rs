@@ -326,7 +326,11 @@ impl Transport {
     pub fn has_listener(self) -> bool {
         matches!(
             self,
-            Transport::Tcp | Transport::Unix | Transport::Memory | Transport::MemoryMessages | Transport::FifoListener
+            Transport::Tcp
+                | Transport::Unix
+                | Transport::Memory
+                | Transport::MemoryMessages
+                | Transport::FifoListener
         )
     }
 }

@@ -194,10 +194,10 @@ impl Connection {
     #[allow(clippy::type_complexity)]
     pub fn try_into_parts(
         self,
-    ) -> Result<(BoxRead, BoxWrite, Peer, Option<Box<dyn Any + Send + Sync>>), Self> {
+    ) -> Result<(BoxRead, BoxWrite, Peer, Option<Box<dyn Any + Send + Sync>>), Box<Self>> {
         match self.halves {
             Halves::Bytes(read, write) => Ok((read, write, self.peer, self.guard)),
-            Halves::Messages(..) => Err(self),
+            Halves::Messages(..) => Err(Box::new(self)),
         }
     }
 

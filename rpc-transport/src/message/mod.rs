@@ -12,9 +12,10 @@
 //!
 //! Either way, [`Connection::into_messages`](crate::Connection::into_messages) hands the runtime a
 //! [`MessageReader`] and a [`MessageWriter`], which apply the same [`MessageLimits`]: a native
-//! message longer than the maximum gets the same [`FrameError::TooLarge`] as a framed one, and a
-//! large one must find room in the same [`ReceiveBudget`]. Each half holds the connection's
-//! guard (a child process, FIFO files), so it lives until both halves are dropped.
+//! message longer than the maximum gets the same
+//! [`FrameError::TooLarge`](crate::framed::FrameError::TooLarge) as a framed one, and a large one
+//! must find room in the same [`ReceiveBudget`]. Each half holds the connection's guard (a child
+//! process, FIFO files), so it lives until both halves are dropped.
 //!
 //! The runtime writes [`Frame`](crate::framed::Frame)s: a message with 4 bytes of headroom in
 //! front, so that encoding writes straight into the buffer a byte stream sends. A native writer

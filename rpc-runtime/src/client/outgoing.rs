@@ -296,9 +296,10 @@ impl Outgoing {
 }
 
 /// Writes the preface, then whatever is queued on `out`, each batch in as few writes as it has
-/// segments and one flush (on a native message transport, a message per frame). Ends when the client is gone (then shuts the write side down so the
-/// server sees EOF) or when a write fails or blocks for longer than `write_timeout` (a server
-/// that stopped reading); either way, `out` refuses frames from then on.
+/// segments and one flush (on a native message transport, a message per frame). Ends when the
+/// client is gone (then shuts the write side down so the server sees EOF) or when a write fails
+/// or blocks for longer than `write_timeout` (a server that stopped reading); either way, `out`
+/// refuses frames from then on.
 pub(super) async fn write_loop(
     out: &Outgoing,
     mut writer: MessageWriter,

@@ -443,7 +443,7 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Signals {
     /// Stop accepting; refuse new calls; close connections once their calls are done.
-    pub(crate) stop: CancellationToken,
+    pub(crate) stop: Arc<CancellationToken>,
     /// The grace period is over: cancel what is still running.
     pub(crate) force: CancellationToken,
 }
@@ -474,7 +474,7 @@ impl ServerHandle {
         max_detached: usize,
         health: crate::introspection::Health,
     ) -> Self {
-        let signals = Signals { stop: CancellationToken::new(), force: CancellationToken::new() };
+        let signals = Signals { stop: Arc::new(CancellationToken::new()), force: CancellationToken::new() };
         let tracker = TaskTracker::new();
         let shared = HandleShared { signals, tracker, registry, detached, max_detached, health };
         ServerHandle { shared: Arc::new(shared) }

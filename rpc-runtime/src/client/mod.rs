@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::call::MethodRef;
 use crate::codec::{self, Format};
 use crate::context::Context;
+use crate::engine::handshake;
 use crate::hello::Hello;
 use crate::{protocol, Metadata, RpcError};
 use in_flight::InFlight;
@@ -174,15 +175,7 @@ impl ClientBuilder {
         let in_flight = Arc::new(InFlight::default());
         let out = Arc::new(Outgoing::new(self.outbound_queue));
         // Our HELLO is the first frame; calls follow without waiting for the server's.
-        let hello = Hello {
-            version: u64::from(protocol::VERSION),
-            max_frame_len: self.max_frame_len as u64,
-            max_concurrent_calls: 0,
-            stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
-            formats: crate::hello::local_formats(),
-            services: Vec::new(),
-        };
-        if let Ok(frame) = protocol::encode_hello(&hello).finish(self.max_frame_len) {
+        if let Some(frame) = handshake::hello_frame(self.max_frame_len, 0, Vec::new(), self.max_frame_len) {
             // Before any call can queue one, and the writer holds the write half until it has
             // written the preface and taken this.
             let _ = out.push_now(frame);

@@ -26,11 +26,17 @@ use super::{ServerConfig, Shared};
 use crate::codec::Format;
 use crate::context::Context;
 use crate::describe::MethodKind;
+use crate::engine::goaway::{self, GOAWAY_WAIT};
+use crate::engine::handshake::{self, HandshakeError, PeerLimits};
+use crate::engine::{keepalive, Event as StateEvent, Role, State};
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
 use crate::stream::credit::SendCredit;
 use crate::stream::io::{Incoming, StreamIo};
 use crate::RpcError;
+
+/// This end of every connection served here.
+const ROLE: Role = Role::Server;
 
 /// A signal the connection's loop waits for besides its own work.
 enum Event {
@@ -60,9 +66,6 @@ enum Close {
     Failed(String),
 }
 
-/// How long closing waits for room in the outbound queue to send its goaway.
-const GOAWAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Refuses a connection past the connection limit: preface, goaway, close.
 ///
 /// The close lingers: after sending, the server reads and discards what the client sends until
@@ -75,8 +78,7 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
         Refused::Full => "the server's connection limit is reached",
         Refused::PeerCap => "the server's limit of connections from one peer is reached",
     };
-    let goaway = protocol::goaway_frame(ErrorCode::Overloaded, reason);
-    if let Ok(frame) = goaway.finish(config.max_frame_len) {
+    if let Some(frame) = goaway::frame(ErrorCode::Overloaded, reason, config.max_frame_len) {
         let _ = tx.try_send(frame);
     }
     drop(tx);
@@ -87,7 +89,7 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
         Refused::PeerCap => PEER_CAP_LINGER,
     }
     .min(config.handshake_timeout);
-    let _ = crate::writer::write_loop(write, &protocol::PREFACE, rx, linger).await;
+    let _ = crate::engine::writer::write_loop(write, &protocol::PREFACE, rx, linger).await;
     let _ = tokio::time::timeout(linger, read.discard_all()).await;
 }
 
@@ -127,9 +129,10 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         let hello = shared.hello.clone();
         async move {
             let written = |n| outbox.release(n);
-            let greeting = crate::writer::Greeting { preface: &protocol::PREFACE, hello };
+            let greeting = crate::engine::writer::Greeting { preface: &protocol::PREFACE, hello };
             let result =
-                crate::writer::write_frames(write, greeting, rx, write_timeout, &finish, written).await;
+                crate::engine::writer::write_frames(write, greeting, rx, write_timeout, &finish, written)
+                    .await;
             if let Err(e) = result {
                 tracing::debug!(%peer, "closing connection: {e}");
             }
@@ -143,7 +146,7 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         outbox,
         running: HashMap::new(),
         tasks: JoinSet::new(),
-        draining: false,
+        state: State::Handshaking,
         control: ControlBudget { since: Instant::now(), tokens: config.max_control_frames_per_sec },
         cancel_credit: CANCEL_SLACK,
         violations: 0,
@@ -192,7 +195,8 @@ struct ServerConn {
     running: HashMap<u64, AbortHandle>,
     tasks: JoinSet<u64>,
     parked: VecDeque<Parked>,
-    draining: bool,
+    /// Handshaking until the client's HELLO is read, draining once shutdown began.
+    state: State,
     control: ControlBudget,
     /// Cancels this connection may still send: one per request received, plus [`CANCEL_SLACK`].
     cancel_credit: u64,
@@ -254,38 +258,23 @@ impl ServerConn {
         let shared = Arc::clone(&self.shared);
         let signals = &shared.signals;
         let evicted = self.slot.evicted.clone();
-        match tokio::time::timeout(
-            self.shared.config.handshake_timeout,
-            reader.recv_preface(protocol::PREFACE.len()),
-        )
-        .await
-        {
-            Err(_) => return Close::Failed("no preface within the handshake timeout".into()),
-            Ok(Ok(None)) => return Close::PeerClosed,
-            Ok(Err(e)) => return Close::Failed(e.to_string()),
-            Ok(Ok(Some(preface))) => {
-                if let Err(e) = protocol::check_preface(&preface) {
-                    // Our preface is already on its way, so a peer of another version learns ours.
-                    return Close::Failed(e.to_string());
+        let timeout = Some(self.shared.config.handshake_timeout);
+        match handshake::run(reader, ROLE, timeout).await {
+            Ok(hello) => {
+                if let Some(hello) = hello {
+                    let limits = PeerLimits::new(&hello, self.max_reply_len);
+                    self.max_reply_len = limits.max_frame_len;
+                    self.peer_window = limits.stream_window;
+                }
+                self.state = self.state.on(StateEvent::HelloReceived);
+            }
+            Err(HandshakeError::Closed) => return Close::PeerClosed,
+            Err(e) => {
+                return match e.goaway_code() {
+                    Some(code) => Close::GoAway(code, e.to_string()),
+                    None => Close::Failed(e.to_string()),
                 }
             }
-        }
-        // The client's HELLO, within the same timeout; its calls may follow it in the same read.
-        match tokio::time::timeout(self.shared.config.handshake_timeout, reader.recv()).await {
-            Err(_) => return Close::GoAway(ErrorCode::Idle, "no HELLO within the handshake timeout".into()),
-            Ok(Ok(None)) => return Close::PeerClosed,
-            Ok(Err(e @ FrameError::TooLarge { .. })) => {
-                return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
-            }
-            Ok(Err(e)) => return Close::Failed(e.to_string()),
-            Ok(Ok(Some(body))) => match protocol::decode_hello(body) {
-                Ok(hello) => {
-                    let theirs = usize::try_from(hello.max_frame_len).unwrap_or(usize::MAX);
-                    self.max_reply_len = self.max_reply_len.min(theirs);
-                    self.peer_window = hello.stream_window.min(crate::stream::credit::MAX_CREDIT);
-                }
-                Err(e) => return Close::GoAway(ErrorCode::Protocol, e.to_string()),
-            },
         }
 
         let idle_timeout = self.shared.config.idle_timeout;
@@ -315,7 +304,7 @@ impl ServerConn {
         let idle = tokio::time::sleep_until(last_activity + idle_timeout);
         tokio::pin!(idle);
         loop {
-            if self.draining && self.tasks.is_empty() {
+            if self.state == State::Draining && self.tasks.is_empty() {
                 return Close::Drained;
             }
             tokio::select! {
@@ -394,8 +383,12 @@ impl ServerConn {
     /// Stops taking calls: tells the client, and refuses the ones still waiting for a slot (they
     /// never started, so they are safe to retry).
     async fn start_draining(&mut self) {
-        self.draining = true;
-        self.send_now(protocol::goaway_frame(ErrorCode::ShuttingDown, "the server is shutting down"));
+        self.state = self.state.on(StateEvent::GoAway);
+        tracing::debug!(peer = %self.peer, state = %self.state, "shutdown began");
+        let max = self.shared.config.max_frame_len;
+        if let Some(frame) = goaway::frame(ErrorCode::ShuttingDown, "the server is shutting down", max) {
+            self.outbox.try_send(frame);
+        }
         for parked in std::mem::take(&mut self.parked) {
             if !parked.oneway {
                 self.reply(parked.id, &RpcError::ShuttingDown).await;
@@ -533,16 +526,18 @@ impl ServerConn {
             Ok(Message::Ping { nonce }) => {
                 self.control_frame()?;
                 // A pong that does not fit in the queue is dropped: pings never queue unboundedly.
-                self.send_now(protocol::ping_frame(nonce, true));
+                if let Some(frame) = keepalive::pong(nonce, self.shared.config.max_frame_len) {
+                    self.outbox.try_send(frame);
+                }
                 Ok(Activity::Control)
             }
             Ok(Message::Pong) => self.control_frame().map(|()| Activity::Control),
-            Ok(Message::Reply { .. } | Message::Error { .. } | Message::GoAway { .. }) => {
-                Err(Close::GoAway(ErrorCode::Protocol, "a client sent a reply, error or goaway frame".into()))
-            }
-            Ok(Message::Hello(_)) => {
-                Err(Close::GoAway(ErrorCode::Protocol, "a client sent a second HELLO".into()))
-            }
+            Ok(
+                m @ (Message::Reply { .. }
+                | Message::Error { .. }
+                | Message::GoAway { .. }
+                | Message::Hello(_)),
+            ) => Err(Close::GoAway(ErrorCode::Protocol, ROLE.forbidden(&m).into())),
             Ok(msg @ (Message::Item { .. } | Message::End { .. } | Message::Credit { .. })) => {
                 self.on_stream_frame(msg).await
             }
@@ -612,7 +607,7 @@ impl ServerConn {
             }
             return Ok(());
         };
-        if self.draining {
+        if !self.state.takes_calls() {
             if let Some(e) = fail(RpcError::ShuttingDown) {
                 self.reply(id, &e).await;
             }
@@ -800,35 +795,31 @@ impl ServerConn {
         }
     }
 
-    /// Sends a control frame if there is room; never waits.
-    fn send_now(&self, buf: rpc_transport::framed::FrameBuf) {
-        if let Ok(frame) = buf.finish(self.shared.config.max_frame_len) {
-            self.outbox.try_send(frame);
-        }
-    }
-
     /// Ends the connection: tell the peer why if we can, fail or cancel what is left, and hand
     /// one-way and run-to-completion calls to a detached task (they should not be cut short by
     /// the caller hanging up, only by the end of a shutdown or the server's limit on such work).
     async fn close(&mut self, close: Close) {
         let peer = Arc::clone(&self.peer);
         let max_frame_len = self.shared.config.max_frame_len;
+        // The state it was in when it closed, for the log.
+        let state = self.state;
+        self.state = state.on(StateEvent::Closed);
         match &close {
-            Close::PeerClosed | Close::Drained => tracing::debug!(%peer, "connection closed"),
+            Close::PeerClosed | Close::Drained => tracing::debug!(%peer, %state, "connection closed"),
             Close::Forced => {
-                tracing::debug!(%peer, "connection closed at the end of the shutdown grace period")
+                tracing::debug!(%peer, %state, "connection closed at the end of the shutdown grace period")
             }
             Close::WriteFailed => {}
             Close::GoAway(code, reason) => {
-                tracing::info!(%peer, ?code, "closing connection: {reason}");
+                tracing::info!(%peer, %state, ?code, "closing connection: {reason}");
                 // The queue may be full (of pongs, say): wait a little for room, so the peer
                 // learns why, but never longer than a write may take.
-                if let Ok(frame) = protocol::goaway_frame(*code, reason).finish(max_frame_len) {
+                if let Some(frame) = goaway::frame(*code, reason, max_frame_len) {
                     let wait = self.shared.config.write_timeout.min(GOAWAY_WAIT);
                     let _ = tokio::time::timeout(wait, self.outbox.send(frame)).await;
                 }
             }
-            Close::Failed(reason) => tracing::info!(%peer, "closing connection: {reason}"),
+            Close::Failed(reason) => tracing::info!(%peer, %state, "closing connection: {reason}"),
         }
         let suppressed = self.outbox.log().take_suppressed();
         if suppressed > 0 {

@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use self::log_limit::{limited, LogLimit};
 use self::outbox::ByteBudget;
 use self::registry::Registry;
-use crate::hello::Hello;
+use crate::engine::handshake;
 use crate::protocol;
 use crate::router::Router;
 
@@ -334,28 +334,9 @@ impl Server {
 
 /// The HELLO every connection of a server sends after its preface, built once.
 fn hello_frame(router: &Router, config: &ServerConfig) -> Option<Frame> {
-    let hello = Hello {
-        version: u64::from(protocol::VERSION),
-        max_frame_len: config.max_frame_len as u64,
-        max_concurrent_calls: config.max_in_flight as u64,
-        stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
-        formats: crate::hello::local_formats(),
-        services: router.advertise(),
-    };
-    match protocol::encode_hello(&hello)
-        .finish(config.max_frame_len.max(protocol::MIN_MAX_FRAME_LEN as usize))
-    {
-        Ok(frame) => Some(frame),
-        // Hundreds of services with long names in a tiny frame limit: say so, and send a HELLO
-        // without the list rather than none.
-        Err(e) => {
-            tracing::warn!(
-                "the server's HELLO does not fit in a frame ({e}); sending it without its services"
-            );
-            let bare = Hello { services: Vec::new(), ..hello };
-            protocol::encode_hello(&bare).finish(usize::MAX).ok()
-        }
-    }
+    let limit = config.max_frame_len.max(protocol::MIN_MAX_FRAME_LEN as usize);
+    let calls = config.max_in_flight as u64;
+    handshake::hello_frame(config.max_frame_len, calls, router.advertise(), limit)
 }
 
 /// What every connection of a server shares.

@@ -1,4 +1,5 @@
-//! The task that owns a server connection's write half (a client's is `client::outgoing`).
+//! The task that owns a connection's write half: preface, HELLO, then queued frames (the server
+//! writes through it; a refusal too; the client's queue, `client::outgoing`, writes directly while idle).
 
 use std::future::Future;
 use std::io;

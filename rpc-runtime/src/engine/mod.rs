@@ -10,6 +10,7 @@
 pub(crate) mod goaway;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
+pub(crate) mod limits;
 mod role;
 mod state;
 pub(crate) mod writer;

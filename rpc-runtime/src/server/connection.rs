@@ -28,6 +28,9 @@ use crate::context::Context;
 use crate::describe::MethodKind;
 use crate::engine::goaway::{self, GOAWAY_WAIT};
 use crate::engine::handshake::{self, HandshakeError, PeerLimits};
+use crate::engine::limits::{
+    self, Breach, CancelCredit, ControlBudget, Violations, PARKED_REQUESTS, PEER_CAP_LINGER, REFUSAL_LINGER,
+};
 use crate::engine::{keepalive, Event as StateEvent, Role, State};
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
@@ -48,6 +51,12 @@ enum Event {
     Stop,
     /// The server evicted this idle connection to make room for a new one (H6).
     Evicted,
+}
+
+impl From<Breach> for Close {
+    fn from(breach: Breach) -> Close {
+        Close::GoAway(breach.code, breach.message)
+    }
 }
 
 /// Why a connection ended.
@@ -93,11 +102,6 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
     let _ = tokio::time::timeout(linger, read.discard_all()).await;
 }
 
-/// How long a refused connection is kept open to let the client read why.
-const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-/// The same for a peer refused for being over its own connection cap (see `refuse`).
-const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// Serves one connection until it closes.
 ///
 /// Returns as soon as the connection is closed, freeing its slot and socket: calls that must
@@ -105,9 +109,7 @@ const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(10
 pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     let config = &shared.config;
     // The frame timeout and the receive budget are the transport's to apply (framed or not).
-    let limits = MessageLimits::new(config.max_frame_len)
-        .slow_message_timeout(config.frame_timeout)
-        .receive_budget(Arc::clone(&shared.receive));
+    let limits = limits::message_limits(config, &shared.receive);
     // Both halves hold the transport's guard, so it lives as long as either is in use.
     let (mut reader, write, peer) = conn.into_messages(&limits);
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
@@ -147,9 +149,9 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         running: HashMap::new(),
         tasks: JoinSet::new(),
         state: State::Handshaking,
-        control: ControlBudget { since: Instant::now(), tokens: config.max_control_frames_per_sec },
-        cancel_credit: CANCEL_SLACK,
-        violations: 0,
+        control: ControlBudget::new(config.max_control_frames_per_sec),
+        cancel_credit: CancelCredit::new(),
+        violations: Violations::new(config.max_protocol_violations),
         max_reply_len: config.max_frame_len,
         peer_window: crate::hello::DEFAULT_STREAM_WINDOW,
         streams: HashMap::new(),
@@ -168,11 +170,6 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     // read the goaway.
     drop(reader);
 }
-
-/// Requests read while every handler slot is busy, waiting for one. Reading stops when this many
-/// are waiting: that is the backpressure. Reading on until then lets the cancels and pings
-/// queued behind a request through, so a cancel can always free a slot.
-pub(crate) const PARKED_REQUESTS: usize = 8;
 
 /// A decoded request waiting for a handler slot.
 struct Parked {
@@ -197,12 +194,12 @@ struct ServerConn {
     parked: VecDeque<Parked>,
     /// Handshaking until the client's HELLO is read, draining once shutdown began.
     state: State,
+    /// Pings and pongs this connection may still send.
     control: ControlBudget,
-    /// Cancels this connection may still send: one per request received, plus [`CANCEL_SLACK`].
-    cancel_credit: u64,
-    /// Protocol violations so far; past [`ServerConfig::max_protocol_violations`], the
-    /// connection is closed (H7).
-    violations: u32,
+    /// Cancels this connection may still send.
+    cancel_credit: CancelCredit,
+    /// Protocol violations so far (H7).
+    violations: Violations,
     /// The connection's place in the server's registry (caps, eviction, idleness).
     slot: Slot,
     /// When the last request arrived.
@@ -239,18 +236,6 @@ impl StreamEntry {
     fn server_sends(&self) -> bool {
         matches!(self.kind, MethodKind::ServerStream | MethodKind::Bidi)
     }
-}
-
-/// Cancels a connection may send beyond one per request it sent (E2).
-const CANCEL_SLACK: u64 = 1024;
-
-/// A token bucket for pings and pongs (E2, H8: a ping flood costs the server a pong each without
-/// ever starting a call), refilled at [`ServerConfig::max_control_frames_per_sec`] a second and
-/// holding as many; requests do not refill it.
-struct ControlBudget {
-    /// When the bucket was last refilled (or last full).
-    since: Instant,
-    tokens: u32,
 }
 
 impl ServerConn {
@@ -434,8 +419,8 @@ impl ServerConn {
                     Some("an ITEM from the client on a server stream")
                 } else if let Some(tx) = &entry.incoming {
                     entry.received += 1;
-                    let credit = entry.window.saturating_add(entry.granted.load(Ordering::Acquire));
-                    if entry.received > credit {
+                    let granted = entry.granted.load(Ordering::Acquire);
+                    if !limits::item_within_credit(entry.received, entry.window, granted) {
                         Some("an ITEM beyond the credit granted")
                     } else {
                         // Within the credit there is room (the queue holds a window); a handler
@@ -498,21 +483,14 @@ impl ServerConn {
     async fn on_frame(&mut self, body: Bytes) -> Result<Activity, Close> {
         match protocol::decode(body) {
             Ok(Message::Call { head, body }) => {
-                self.cancel_credit = self.cancel_credit.saturating_add(1);
+                self.cancel_credit.on_request();
                 self.highest_id = self.highest_id.max(head.id);
                 self.on_request(head, &body).await?;
                 Ok(Activity::Call)
             }
             Ok(Message::Cancel { id }) => {
-                // A client cancels each call at most once, so cancels never outnumber requests by
-                // more than the slack; a cancel of a call that already finished is normal.
-                if self.cancel_credit == 0 {
-                    return Err(Close::GoAway(
-                        ErrorCode::Protocol,
-                        format!("too many cancels: more than {CANCEL_SLACK} beyond one per request"),
-                    ));
-                }
-                self.cancel_credit -= 1;
+                // A cancel of a call that already finished is normal; a flood is not.
+                self.cancel_credit.take()?;
                 // A running task's slot is freed when the runtime drops its future, not before.
                 if let Some(task) = self.running.remove(&id) {
                     task.abort();
@@ -524,14 +502,14 @@ impl ServerConn {
                 Ok(Activity::Call)
             }
             Ok(Message::Ping { nonce }) => {
-                self.control_frame()?;
+                self.control.take()?;
                 // A pong that does not fit in the queue is dropped: pings never queue unboundedly.
                 if let Some(frame) = keepalive::pong(nonce, self.shared.config.max_frame_len) {
                     self.outbox.try_send(frame);
                 }
                 Ok(Activity::Control)
             }
-            Ok(Message::Pong) => self.control_frame().map(|()| Activity::Control),
+            Ok(Message::Pong) => self.control.take().map(|()| Activity::Control).map_err(Close::from),
             Ok(
                 m @ (Message::Reply { .. }
                 | Message::Error { .. }
@@ -550,30 +528,6 @@ impl ServerConn {
         }
     }
 
-    /// Takes a token from the control-frame bucket; `Err` closes a connection that has none.
-    fn control_frame(&mut self) -> Result<(), Close> {
-        let max = self.shared.config.max_control_frames_per_sec;
-        let now = Instant::now();
-        if self.control.tokens >= max {
-            // A full bucket refills from when it is first drawn on.
-            self.control.since = now;
-        } else if self.control.tokens == 0 {
-            let elapsed = now.duration_since(self.control.since).as_millis();
-            let refill = (elapsed * u128::from(max) / 1000).min(u128::from(max)) as u32;
-            if refill > 0 {
-                self.control = ControlBudget { since: now, tokens: refill };
-            }
-        }
-        if self.control.tokens == 0 {
-            return Err(Close::GoAway(
-                ErrorCode::Protocol,
-                format!("too many control frames: more than {max} pings or pongs per second"),
-            ));
-        }
-        self.control.tokens -= 1;
-        Ok(())
-    }
-
     /// Counts a protocol violation that does not by itself close the connection; `Err` once there
     /// have been more than [`ServerConfig::max_protocol_violations`] (H7).
     fn violation(&mut self, id: u64, what: &str) -> Result<(), Close> {
@@ -582,14 +536,7 @@ impl ServerConn {
 
     /// [`violation`](Self::violation) of a named rule: the goaway carries its code.
     fn violation_of(&mut self, code: ErrorCode, id: u64, what: &str) -> Result<(), Close> {
-        self.violations = self.violations.saturating_add(1);
-        let max = self.shared.config.max_protocol_violations;
-        if self.violations > max {
-            return Err(Close::GoAway(
-                code,
-                format!("too many protocol violations: more than {max}; the last: {what}"),
-            ));
-        }
+        self.violations.count(code, what)?;
         limited!(self.outbox.log(), warn, peer = %self.peer, id, "protocol violation: {what}");
         Ok(())
     }

@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use self::log_limit::{limited, LogLimit};
 use self::outbox::ByteBudget;
 use self::registry::Registry;
-use crate::engine::handshake;
+use crate::engine::{handshake, limits};
 use crate::protocol;
 use crate::router::Router;
 
@@ -139,26 +139,27 @@ pub struct ServerConfig {
     pub inline_handlers: bool,
 }
 
+/// The defaults live with the rules that enforce them, in `engine::limits`.
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
-            max_in_flight: 128,
-            max_connections: 1024,
-            max_connections_per_peer: 256,
-            idle_timeout: Duration::from_secs(300),
-            frame_timeout: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            max_deadline: Duration::from_secs(24 * 60 * 60),
-            oneway_deadline: Duration::from_secs(60),
-            outbound_queue: 128,
-            response_budget_per_connection: 8 * 1024 * 1024,
-            max_response_budget: 128 * 1024 * 1024,
-            max_control_frames_per_sec: 1000,
-            max_protocol_violations: 8,
-            max_receive_budget: 256 * 1024 * 1024,
-            max_detached_calls: 1024,
+            max_in_flight: limits::MAX_IN_FLIGHT,
+            max_connections: limits::MAX_CONNECTIONS,
+            max_connections_per_peer: limits::MAX_CONNECTIONS_PER_PEER,
+            idle_timeout: limits::IDLE_TIMEOUT,
+            frame_timeout: limits::FRAME_TIMEOUT,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
+            write_timeout: limits::WRITE_TIMEOUT,
+            max_deadline: limits::MAX_DEADLINE,
+            oneway_deadline: limits::ONEWAY_DEADLINE,
+            outbound_queue: limits::OUTBOUND_QUEUE,
+            response_budget_per_connection: limits::RESPONSE_BUDGET_PER_CONNECTION,
+            max_response_budget: limits::MAX_RESPONSE_BUDGET,
+            max_control_frames_per_sec: limits::MAX_CONTROL_FRAMES_PER_SEC,
+            max_protocol_violations: limits::MAX_PROTOCOL_VIOLATIONS,
+            max_receive_budget: limits::MAX_RECEIVE_BUDGET,
+            max_detached_calls: limits::MAX_DETACHED_CALLS,
             inline_handlers: true,
         }
     }

@@ -31,7 +31,7 @@ use crate::engine::handshake::{self, HandshakeError, PeerLimits};
 use crate::engine::limits::{
     self, Breach, CancelCredit, ControlBudget, Violations, PARKED_REQUESTS, PEER_CAP_LINGER, REFUSAL_LINGER,
 };
-use crate::engine::{keepalive, Event as StateEvent, Role, State};
+use crate::engine::{keepalive, Event, Role, State};
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
 use crate::stream::credit::SendCredit;
@@ -42,7 +42,7 @@ use crate::RpcError;
 const ROLE: Role = Role::Server;
 
 /// A signal the connection's loop waits for besides its own work.
-enum Event {
+enum Signal {
     /// The writer task ended (the peer is gone or stopped reading).
     WriterDead,
     /// Shutdown's grace period ran out.
@@ -251,7 +251,7 @@ impl ServerConn {
                     self.max_reply_len = limits.max_frame_len;
                     self.peer_window = limits.stream_window;
                 }
-                self.state = self.state.on(StateEvent::HelloReceived);
+                self.state = self.state.on(Event::HelloReceived);
             }
             Err(HandshakeError::Closed) => return Close::PeerClosed,
             Err(e) => {
@@ -268,23 +268,23 @@ impl ServerConn {
         // register and unregister a waiter (or a timer) each time, for every frame. The three
         // signals sit in a FuturesUnordered, which polls only the one that was woken: polling
         // a waiting `cancelled()` future again takes two locks, on every wake-up of this task.
-        let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send + '_>>> =
+        let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Signal> + Send + '_>>> =
             FuturesUnordered::new();
         events.push(Box::pin(async move {
             writer_dead.cancelled().await;
-            Event::WriterDead
+            Signal::WriterDead
         }));
         events.push(Box::pin(async move {
             signals.force.cancelled().await;
-            Event::Force
+            Signal::Force
         }));
         events.push(Box::pin(async move {
             signals.stop.cancelled().await;
-            Event::Stop
+            Signal::Stop
         }));
         events.push(Box::pin(async move {
             evicted.cancelled().await;
-            Event::Evicted
+            Signal::Evicted
         }));
         let idle = tokio::time::sleep_until(last_activity + idle_timeout);
         tokio::pin!(idle);
@@ -294,11 +294,11 @@ impl ServerConn {
             }
             tokio::select! {
                 biased;
-                Some(event) = events.next() => match event {
-                    Event::WriterDead => return Close::WriteFailed,
-                    Event::Force => return Close::Forced,
-                    Event::Stop => self.start_draining().await,
-                    Event::Evicted => {
+                Some(signal) = events.next() => match signal {
+                    Signal::WriterDead => return Close::WriteFailed,
+                    Signal::Force => return Close::Forced,
+                    Signal::Stop => self.start_draining().await,
+                    Signal::Evicted => {
                         return Close::GoAway(
                             ErrorCode::Idle,
                             "closed while idle to make room: the server's connection limit is reached".into(),
@@ -368,7 +368,7 @@ impl ServerConn {
     /// Stops taking calls: tells the client, and refuses the ones still waiting for a slot (they
     /// never started, so they are safe to retry).
     async fn start_draining(&mut self) {
-        self.state = self.state.on(StateEvent::GoAway);
+        self.state = self.state.on(Event::GoAway);
         tracing::debug!(peer = %self.peer, state = %self.state, "shutdown began");
         let max = self.shared.config.max_frame_len;
         if let Some(frame) = goaway::frame(ErrorCode::ShuttingDown, "the server is shutting down", max) {
@@ -750,7 +750,7 @@ impl ServerConn {
         let max_frame_len = self.shared.config.max_frame_len;
         // The state it was in when it closed, for the log.
         let state = self.state;
-        self.state = state.on(StateEvent::Closed);
+        self.state = state.on(Event::Closed);
         match &close {
             Close::PeerClosed | Close::Drained => tracing::debug!(%peer, %state, "connection closed"),
             Close::Forced => {

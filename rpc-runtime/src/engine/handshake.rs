@@ -157,3 +157,87 @@ pub(crate) fn hello_frame(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rpc_transport::memory;
+    use rpc_transport::message::{MessageLimits, MessageReader};
+    use tokio::io::AsyncWriteExt;
+
+    use super::{hello_frame, run, HandshakeError, Stage};
+    use crate::engine::Role;
+    use crate::protocol::{self, ErrorCode};
+
+    /// Our reading end of an in-memory byte connection, and the peer's raw write half.
+    fn connection() -> (MessageReader, rpc_transport::BoxWrite) {
+        let (ours, theirs) = memory::pair();
+        let (reader, _writer, _) = ours.into_messages(&MessageLimits::new(64 * 1024));
+        let (_read, write, _, _) = theirs.into_parts();
+        (reader, write)
+    }
+
+    fn hello_bytes() -> Vec<u8> {
+        hello_frame(2048, 0, Vec::new(), 2048).expect("a client's HELLO fits").as_bytes().to_vec()
+    }
+
+    /// A hang guard: every read below has its bytes (or its end) in place before it starts.
+    const GUARD: Option<Duration> = Some(Duration::from_secs(30));
+
+    #[tokio::test]
+    async fn a_server_reads_the_preface_and_hello_and_a_client_leaves_the_hello_to_its_loop() {
+        for role in [Role::Server, Role::Client] {
+            let (mut reader, mut peer) = connection();
+            peer.write_all(&protocol::PREFACE).await.unwrap();
+            peer.write_all(&hello_bytes()).await.unwrap();
+            let got = run(&mut reader, role, GUARD).await.unwrap();
+            match role {
+                Role::Server => assert_eq!(got.map(|h| h.max_frame_len), Some(2048)),
+                Role::Client => {
+                    assert!(got.is_none());
+                    let next = reader.recv().await.unwrap().expect("the HELLO is still there");
+                    assert_eq!(protocol::decode_hello(next).unwrap().max_frame_len, 2048);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_failure_gets_the_goaway_the_server_sent_before() {
+        // A peer of another protocol: no goaway (ours, with our preface, tells it).
+        let (mut reader, mut peer) = connection();
+        peer.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let e = run(&mut reader, Role::Server, GUARD).await.unwrap_err();
+        assert!(matches!(e, HandshakeError::Preface(_)) && e.goaway_code().is_none(), "{e}");
+
+        // A HELLO that breaks a rule: PROTOCOL.
+        let (mut reader, mut peer) = connection();
+        peer.write_all(&protocol::PREFACE).await.unwrap();
+        let mut bad = hello_bytes();
+        bad[5] = 3; // the version, right after the 4-byte length and the kind
+        peer.write_all(&bad).await.unwrap();
+        let e = run(&mut reader, Role::Server, GUARD).await.unwrap_err();
+        assert!(matches!(e, HandshakeError::Hello(_)), "{e}");
+        assert_eq!(e.goaway_code(), Some(ErrorCode::Protocol));
+
+        // A peer that hangs up: no goaway, nobody to read it.
+        let (mut reader, mut peer) = connection();
+        peer.write_all(&protocol::PREFACE).await.unwrap();
+        drop(peer);
+        let e = run(&mut reader, Role::Server, GUARD).await.unwrap_err();
+        assert!(matches!(e, HandshakeError::Closed) && e.goaway_code().is_none(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_hello_that_never_comes_times_out_with_idle() {
+        let (mut reader, mut peer) = connection();
+        peer.write_all(&protocol::PREFACE).await.unwrap();
+        // The peer stays connected and silent: only the timer can end this.
+        let e = run(&mut reader, Role::Server, Some(Duration::from_millis(20))).await.unwrap_err();
+        assert!(matches!(e, HandshakeError::TimedOut(Stage::Hello)), "{e}");
+        assert_eq!(e.goaway_code(), Some(ErrorCode::Idle));
+        assert_eq!(e.to_string(), "no HELLO within the handshake timeout");
+        drop(peer);
+    }
+}

@@ -77,9 +77,12 @@ pub mod intercept;
 pub mod introspection;
 pub mod limits;
 mod metadata;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 #[cfg(feature = "nats")]
 pub mod nats;
 mod protocol;
+pub mod queued;
 #[cfg(feature = "tower")]
 pub mod retry;
 mod router;

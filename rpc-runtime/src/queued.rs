@@ -255,7 +255,7 @@ impl fmt::Debug for QueueClient {
     }
 }
 
-const PENDING: u8 = 0;
+pub(crate) const PENDING: u8 = 0;
 const DONE_OK: u8 = 1;
 const DONE_ERR: u8 = 2;
 const DEAD: u8 = 3;

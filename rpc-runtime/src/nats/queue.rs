@@ -184,7 +184,7 @@ impl CallQueue {
         // done stops here; one of a call still pending is stored again, in case the first
         // submission failed after its mark (the broker drops the copy within its duplicate
         // window, and a worker skips a call whose outcome is stored).
-        match self.kv.create(id, Bytes::from_static(&[PENDING])).await {
+        match self.kv.create(id, Bytes::from_static(&[queued::PENDING])).await {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 if !matches!(self.fetch_result(id).await?, CallState::Pending) {

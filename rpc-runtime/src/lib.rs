@@ -71,14 +71,14 @@ pub mod client;
 pub mod codec;
 mod context;
 pub mod describe;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 mod error;
 pub mod hello;
 pub mod intercept;
 pub mod introspection;
 pub mod limits;
 mod metadata;
-#[cfg(feature = "embedded")]
-pub mod embedded;
 #[cfg(feature = "nats")]
 pub mod nats;
 mod protocol;

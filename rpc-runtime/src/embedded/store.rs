@@ -67,7 +67,8 @@ pub(crate) struct Taken {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis())
+        .unwrap_or(i64::MAX)
 }
 
 fn ms(d: Duration) -> i64 {
@@ -100,7 +101,11 @@ impl Store {
         Ok(Store { connection: Mutex::new(connection), changed: notifier(&canonical), path: canonical })
     }
 
-    fn with<T>(&self, what: &str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, RpcError> {
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RpcError> {
         let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut connection).map_err(|e| error(&self.path, what, &e))
     }
@@ -139,13 +144,17 @@ impl Store {
     /// older than `retention`).
     pub(crate) fn fetch(&self, id: &str, retention: Duration) -> Result<CallState, RpcError> {
         let row: Option<(Option<Vec<u8>>, Option<i64>)> = self.with("reading the result", |c| {
-            c.query_row("SELECT outcome, done_ms FROM calls WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            c.query_row("SELECT outcome, done_ms FROM calls WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
         })?;
         Ok(match row {
             None => CallState::Expired,
             Some((None, _)) => CallState::Pending,
-            Some((Some(_), Some(done))) if done.saturating_add(ms(retention)) <= now_ms() => CallState::Expired,
+            Some((Some(_), Some(done))) if done.saturating_add(ms(retention)) <= now_ms() => {
+                CallState::Expired
+            }
             Some((Some(outcome), _)) => decode_state(&outcome),
         })
     }
@@ -277,7 +286,8 @@ impl Row {
         let deadline = expires.and_then(queued::deadline_of);
         let mut metadata = Metadata::new();
         // Written by `submit`; a row that does not decode runs with no metadata.
-        for (key, value) in postcard::from_bytes::<Vec<(String, String)>>(&self.metadata).unwrap_or_default() {
+        for (key, value) in postcard::from_bytes::<Vec<(String, String)>>(&self.metadata).unwrap_or_default()
+        {
             metadata.insert(key, value);
         }
         Taken {

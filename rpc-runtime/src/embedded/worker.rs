@@ -87,7 +87,8 @@ async fn take_loop(job: Arc<Job>, permits: Arc<Semaphore>, stop: CancellationTok
         changed.as_mut().enable();
         let taken = {
             let job = Arc::clone(&job);
-            blocking(move || job.store.take(&job.services, job.config.ack_wait, job.config.max_attempts)).await
+            blocking(move || job.store.take(&job.services, job.config.ack_wait, job.config.max_attempts))
+                .await
         };
         match taken {
             Ok(Some(taken)) => {

@@ -24,8 +24,8 @@ use super::connection::NatsConnection;
 use super::{headers, subject};
 use crate::call::{Call, MethodRef};
 use crate::codec::{self, Format};
-pub use crate::queued::{CallHandle, CallState};
 use crate::queued::{self, decode_state, PersistentQueue, QueueFuture};
+pub use crate::queued::{CallHandle, CallState};
 use crate::RpcError;
 
 /// The header carrying a queued call's deadline, in milliseconds since the Unix epoch: a stored

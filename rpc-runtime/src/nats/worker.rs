@@ -17,10 +17,10 @@ use tokio_util::task::TaskTracker;
 
 use super::connection::NatsConnection;
 use super::queue::{self, jetstream_error, QueueConfig};
-use crate::queued::{decode_state, encode_state, worth_retrying, CallState};
 use super::{headers, subject};
 use crate::call::Call;
 use crate::describe::MethodKind;
+use crate::queued::{decode_state, encode_state, worth_retrying, CallState};
 use crate::{Router, RpcError};
 
 /// Runs the stored calls of a [`Router`]'s services (see [`CallQueue`](super::CallQueue)).

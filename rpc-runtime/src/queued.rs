@@ -9,6 +9,10 @@
 //! keeps failing is dead-lettered after bounded attempts; outcomes are kept for a stated time;
 //! deadlines are absolute times.
 
+// The stored-outcome encoding and the id and deadline helpers serve the backends, which are
+// features; without one, the typed API stays (generated `FooQueue`s name it) and they idle.
+#![cfg_attr(not(any(feature = "nats", feature = "embedded")), allow(dead_code))]
+
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -156,6 +160,18 @@ pub struct QueuedCall<R> {
     result: PhantomData<fn() -> R>,
 }
 
+impl<R> QueuedCall<R> {
+    /// The call stored under `id`, whose result is an `R` (the caller says which method's).
+    pub fn resume(queue: Arc<dyn PersistentQueue>, id: impl Into<String>) -> QueuedCall<R> {
+        QueuedCall { queue, id: id.into(), result: PhantomData }
+    }
+
+    /// The call's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl<R: DeserializeOwned + 'static> QueuedCall<R> {
     /// Stores `call` (its arguments already encoded) under `id`, or a fresh id.
     pub async fn submit(
@@ -168,16 +184,6 @@ impl<R: DeserializeOwned + 'static> QueuedCall<R> {
             None => queue.submit(call).await?,
         };
         Ok(QueuedCall { queue, id: handle.id, result: PhantomData })
-    }
-
-    /// The call stored under `id`, whose result is an `R` (the caller says which method's).
-    pub fn resume(queue: Arc<dyn PersistentQueue>, id: impl Into<String>) -> QueuedCall<R> {
-        QueuedCall { queue, id: id.into(), result: PhantomData }
-    }
-
-    /// The call's id.
-    pub fn id(&self) -> &str {
-        &self.id
     }
 
     /// What became of the call, now.

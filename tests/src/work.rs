@@ -16,9 +16,11 @@ use tokio::sync::Notify;
 pub trait Work {
     /// The instance's name.
     async fn whoami(&self) -> String;
-    /// Adds.
+    /// Adds (also as a persistent call: `WorkQueue::submit_add`).
+    #[rpc(persistent)]
     async fn add(&self, a: i64, b: i64) -> i64;
     /// Sleeps `ms` milliseconds, then says which instance slept.
+    #[rpc(persistent)]
     async fn sleep_ms(&self, ms: u64) -> String;
     /// `len` bytes, for replies over the broker's limit.
     async fn blob(&self, len: u32) -> Vec<u8>;
@@ -28,10 +30,12 @@ pub trait Work {
     async fn metadata(&self, key: String) -> Option<String>;
     /// Counts a poke (one-way).
     #[oneway]
+    #[rpc(persistent)]
     async fn poke(&self);
     /// How many pokes this instance got.
     async fn pokes(&self) -> u64;
     /// Panics, every time (quietly: see [`crate::panics`]).
+    #[rpc(persistent)]
     async fn explode(&self);
 }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use rpc_runtime::describe::MethodKind;
 use rpc_runtime::embedded::{FileQueue, FileQueueConfig, FileWorker};
-use rpc_runtime::queued::{CallState, PersistentQueue};
+use rpc_runtime::queued::{CallState, PersistentQueue, QueuedCall};
 use rpc_runtime::{Call, Format, MethodRef, RpcError};
 use rpc_tests::backend::{Backend, Embedded, QueueSettings};
-use rpc_tests::work::{WorkImpl, WorkServer};
+use rpc_tests::work::{WorkImpl, WorkQueue, WorkServer};
 use rpc_tests::{per_backend, within};
 
 static ADD: MethodRef = MethodRef::dynamic("test.Work", "add", MethodKind::Unary, 0);
@@ -30,6 +30,7 @@ per_backend!(
     a_result_fetched_after_its_retention_is_expired,
     a_worker_process_killed_while_running_a_call_loses_nothing,
     a_schema_mismatch_is_a_final_outcome,
+    typed_persistent_calls_from_the_generated_queue_client,
 );
 
 fn call<A: serde::Serialize>(method: &'static MethodRef, args: A) -> Call {
@@ -178,6 +179,46 @@ async fn a_schema_mismatch_is_a_final_outcome<B: Backend>() {
         }
         other => panic!("expected a signature mismatch, got {other:?}"),
     }
+    worker.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `#[rpc(persistent)]` methods through the generated `WorkQueue`: typed arguments and results,
+/// the call id that another client resumes, an id submitted twice, a deadline, a dead letter.
+async fn typed_persistent_calls_from_the_generated_queue_client<B: Backend>() {
+    let backend = B::start().await;
+    let settings = QueueSettings { max_attempts: 2, ..QueueSettings::default() };
+    let work = WorkQueue::new(backend.queue(&settings).await);
+    let sum: QueuedCall<i64> = within(10, "submit", work.submit_add(2, 3)).await.expect("stored");
+    assert!(sum.fetch().await.unwrap().is_pending(), "no worker yet");
+    let poke: QueuedCall<()> = work.submit_poke().await.unwrap();
+    let once = work.submit_sleep_ms_with_id("typed-1", 0).await.unwrap();
+    let twice = work.submit_sleep_ms_with_id("typed-1", 0).await.unwrap();
+    assert_eq!((once.id(), twice.id()), ("typed-1", "typed-1"));
+    let late = work.with_timeout(Duration::ZERO).submit_sleep_ms(0).await.unwrap();
+    let doomed = work.submit_explode().await.unwrap();
+
+    let runs = WorkImpl::named("typed");
+    let worker = backend.queue_worker(runs.clone(), &settings, 1).await;
+    let wait = Duration::from_secs(20);
+    assert!(matches!(sum.wait(wait).await.unwrap(), CallState::Done(Ok(5))));
+    assert!(matches!(poke.wait(wait).await.unwrap(), CallState::Done(Ok(()))));
+    assert!(matches!(&once.wait(wait).await.unwrap(), CallState::Done(Ok(name)) if name == "typed"));
+    assert!(matches!(late.wait(wait).await.unwrap(), CallState::Done(Err(RpcError::DeadlineExceeded))));
+    match doomed.wait(wait).await.unwrap() {
+        CallState::DeadLetter { attempts: 2, error: RpcError::HandlerPanicked } => {}
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    assert_eq!(
+        runs.sleeps_started.load(Ordering::SeqCst),
+        1,
+        "the id submitted twice ran once; the late call never"
+    );
+    assert_eq!(runs.poked.load(Ordering::SeqCst), 1);
+
+    // Another client of the queue, holding only the id, reads the typed result.
+    let elsewhere = WorkQueue::new(backend.queue(&settings).await);
+    let resumed: QueuedCall<i64> = elsewhere.resume_add(sum.id());
+    assert!(matches!(resumed.fetch().await.unwrap(), CallState::Done(Ok(5))));
     worker.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rpc_runtime::describe::MethodKind;
 use rpc_runtime::nats::{self, CallQueue, CallState, NatsConnection, QueueConfig, QueueWorker};
-use rpc_runtime::MethodRef;
+use rpc_runtime::{Call, Format, MethodRef, RpcError};
 use rpc_tests::nats::{Broker, WorkImpl, WorkServer};
 use rpc_tests::within;
 
@@ -50,4 +50,17 @@ async fn stored_calls_survive_a_broker_kill() {
         assert_eq!(result::<i64>(state), i as i64 + 100);
     }
     worker.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_the_brokers_limit_is_refused_before_it_is_marked() {
+    let broker = Broker::start_with(Some(64 * 1024));
+    let connection = connect(&broker).await;
+    let calls = queue(&connection, QueueConfig::default()).await;
+    static ECHO: MethodRef = MethodRef::dynamic("test.Work", "echo", MethodKind::Unary, 0);
+    let body = postcard::to_stdvec(&(vec![1u8; 100_000],)).unwrap();
+    let err = calls.submit_with_id(Call::new(&ECHO, Format::Postcard, body), "too-big").await.unwrap_err();
+    assert!(matches!(err, RpcError::FrameTooLarge { len, max: 65_536 } if len > 100_000), "{err}");
+    // Nothing was stored under the id, not even a pending mark.
+    assert!(matches!(calls.fetch_result("too-big").await.unwrap(), CallState::Expired));
 }

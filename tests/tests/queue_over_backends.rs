@@ -245,6 +245,20 @@ async fn calls_in_the_queue_file_survive_it_being_closed_and_reopened() {
     worker.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A call larger than the file queue's bound is refused before anything is stored, with the
+/// sizes; the queue carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_the_file_queues_bound_is_refused() {
+    let backend = Embedded::start().await;
+    let config = FileQueueConfig { max_call_bytes: 64 * 1024, ..FileQueueConfig::default() };
+    let calls = FileQueue::open(backend.path(), config).await.unwrap();
+    static ECHO: MethodRef = MethodRef::dynamic("test.Work", "echo", MethodKind::Unary, 0);
+    let err = calls.submit_method(&ECHO, (vec![1u8; 100_000],)).await.unwrap_err();
+    assert!(matches!(err, RpcError::FrameTooLarge { len, max: 65_536 } if len > 100_000), "{err}");
+    let fits = calls.submit_method(&ECHO, (vec![1u8; 1000],)).await.unwrap();
+    assert!(calls.fetch_result(&fits.id).await.unwrap().is_pending());
+}
+
 /// A worker that is killed on every attempt (its lease ends without an outcome each time) does
 /// not leave the call pending forever: after the attempts it is a dead letter saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

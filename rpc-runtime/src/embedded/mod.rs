@@ -1,5 +1,6 @@
-//! Without a broker, on one host (cargo feature `embedded`): the same semantics as
-//! [`nats`](crate::nats) for tests and single processes, and durable persistent calls in a file.
+//! Without a broker, on one host (cargo feature `embedded`): the same semantics as the NATS
+//! binding (`rpc_runtime::nats`, feature `nats`) for tests and single processes, and durable
+//! persistent calls in a file.
 //!
 //! - [`Bus`] is an in-process bus: [`BusServer`] registers instances of a [`Router`](crate::Router)'s
 //!   services, calls through a [`BusChannel`] (a `tower::Service<Call>`, like `NatsChannel`) are

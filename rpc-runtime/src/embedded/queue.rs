@@ -30,6 +30,10 @@ pub struct FileQueueConfig {
     /// How often a waiter looks at the file for other processes' writes (default 50 ms); writes
     /// from this process wake waiters at once.
     pub poll_interval: Duration,
+    /// The largest call stored, its body and metadata together (default 1 MiB, as NATS's
+    /// default `max_payload`): a larger one is refused with [`RpcError::FrameTooLarge`], so a
+    /// worker never loads more than this per call.
+    pub max_call_bytes: usize,
 }
 
 impl Default for FileQueueConfig {
@@ -39,12 +43,13 @@ impl Default for FileQueueConfig {
             max_attempts: 5,
             ack_wait: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
+            max_call_bytes: 1024 * 1024,
         }
     }
 }
 
 /// Persistent calls in a SQLite file, the embedded counterpart of
-/// [`nats::CallQueue`](crate::nats::CallQueue) with the same guarantees (`docs/embedded.md`):
+/// `nats::CallQueue` (feature `nats`) with the same guarantees (`docs/embedded.md`):
 /// a call is on disk (committed, `fsync`ed) before [`submit`](FileQueue::submit) returns; it
 /// runs at least once, by whichever [`FileWorker`](super::FileWorker) of the file is up, in this
 /// process or another; one id is stored and run once; a call whose attempts keep failing is
@@ -92,6 +97,10 @@ impl FileQueue {
                 "`{}.{}` is a {} method: streams cannot be stored",
                 call.service, call.method, call.kind
             )));
+        }
+        let len = call.body.len() + call.metadata.byte_len();
+        if len > self.config.max_call_bytes {
+            return Err(RpcError::FrameTooLarge { len, max: self.config.max_call_bytes });
         }
         if call.deadline.is_some_and(|d| d <= Instant::now()) {
             // Stored all the same, so the outcome is there to fetch: a worker ends it without

@@ -18,7 +18,7 @@ use crate::queued::{worth_retrying, CallState};
 use crate::{Router, RpcError};
 
 /// Runs the stored calls of a [`Router`]'s services from a [`FileQueue`]'s file: the embedded
-/// counterpart of [`nats::QueueWorker`](crate::nats::QueueWorker), with the same rules.
+/// counterpart of `nats::QueueWorker` (feature `nats`), with the same rules.
 ///
 /// A worker takes a due call and leases it for `ack_wait`; it stores the outcome and so acks the
 /// call in one transaction after the handler. A worker killed before that leaves the call to be

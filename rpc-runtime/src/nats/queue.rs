@@ -126,6 +126,7 @@ impl QueueConfig {
 /// waiting may both start before either stores its outcome.
 #[derive(Clone)]
 pub struct CallQueue {
+    connection: NatsConnection,
     js: jetstream::Context,
     kv: kv::Store,
     config: Arc<QueueConfig>,
@@ -139,7 +140,7 @@ impl CallQueue {
     /// [`RpcError::ConnectionClosed`] if the broker has no JetStream or refused the stream.
     pub async fn open(connection: &NatsConnection, config: QueueConfig) -> Result<CallQueue, RpcError> {
         let (js, kv) = config.open(connection).await?;
-        Ok(CallQueue { js, kv, config: Arc::new(config) })
+        Ok(CallQueue { connection: connection.clone(), js, kv, config: Arc::new(config) })
     }
 
     /// Stores `call` under a fresh id; returns once the broker has stored it.
@@ -179,6 +180,12 @@ impl CallQueue {
         }
         if let Some(deadline) = call.deadline {
             headers.insert(EXPIRES, queued::expiry_unix_ms(deadline).to_string().as_str());
+        }
+        // Refused before the pending mark: a call the broker would refuse leaves no trace.
+        let len = headers::wire_len(&headers) + call.body.len();
+        let max = self.connection.max_payload();
+        if len > max {
+            return Err(RpcError::FrameTooLarge { len, max });
         }
         // The pending mark first, created only if the id is new. A duplicate of a call already
         // done stops here; one of a call still pending is stored again, in case the first

@@ -1,11 +1,10 @@
 //! The client's reader task: checks the server's preface, then routes every frame.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::FrameReader;
-use rpc_transport::{BoxRead, EndReason};
+use rpc_transport::message::MessageReader;
+use rpc_transport::EndReason;
 use tokio::time::Instant;
 
 use super::in_flight::InFlight;
@@ -25,10 +24,9 @@ pub(super) struct ReaderParts {
     pub(super) end_reason: Option<EndReason>,
     /// Where the server's HELLO goes once read.
     pub(super) hello: Arc<std::sync::OnceLock<Hello>>,
-    pub(super) _guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
-pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderParts) {
+pub(super) async fn read_loop(mut reader: MessageReader, parts: ReaderParts) {
     // The deadlines are kept until the very end (describing how the connection ended may wait
     // for a child to exit).
     let err = super::deadlines::keep(&parts.in_flight, run(&mut reader, &parts)).await;
@@ -36,9 +34,9 @@ pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderPar
 }
 
 /// Reads until the connection fails; returns the error every remaining call gets.
-async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError {
+async fn run(reader: &mut MessageReader, parts: &ReaderParts) -> RpcError {
     let in_flight = &*parts.in_flight;
-    match reader.read_raw(protocol::PREFACE.len()).await {
+    match reader.recv_preface(protocol::PREFACE.len()).await {
         Ok(Some(preface)) => {
             if let Err(e) = protocol::check_preface(&preface) {
                 return e;
@@ -51,7 +49,7 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
     let mut keepalive = Keepalive::new(parts.keepalive);
     loop {
         let read = tokio::select! {
-            read = reader.read_frame() => read,
+            read = reader.recv() => read,
             _ = keepalive.wait(), if keepalive.enabled() => {
                 if let Some(limit) = keepalive.expired() {
                     return RpcError::closed(format!("the server did not answer a keepalive ping within {limit:?}"));

@@ -10,8 +10,9 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rpc_transport::framed::{FrameError, FrameReader};
-use rpc_transport::{BoxRead, Connection, Peer};
+use rpc_transport::framed::FrameError;
+use rpc_transport::message::{MessageLimits, MessageReader};
+use rpc_transport::{Connection, Peer};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -68,7 +69,7 @@ const GOAWAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// it hangs up or [`REFUSAL_LINGER`] passes. Closing a socket with unread input makes the kernel
 /// send a reset, which can destroy the goaway before the client reads it.
 pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Refused) {
-    let (mut read, write, _peer, _guard) = conn.into_parts();
+    let (mut read, write, _peer) = conn.into_messages(&MessageLimits::new(config.max_frame_len));
     let (tx, rx) = mpsc::channel(1);
     let reason = match why {
         Refused::Full => "the server's connection limit is reached",
@@ -87,12 +88,7 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
     }
     .min(config.handshake_timeout);
     let _ = crate::writer::write_loop(write, &protocol::PREFACE, rx, linger).await;
-    let mut sink = [0u8; 1024];
-    let drain = async {
-        use tokio::io::AsyncReadExt;
-        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
-    };
-    let _ = tokio::time::timeout(linger, drain).await;
+    let _ = tokio::time::timeout(linger, read.discard_all()).await;
 }
 
 /// How long a refused connection is kept open to let the client read why.
@@ -106,7 +102,12 @@ const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(10
 /// outlive it (one-way, run-to-completion) go on detached, within the server's limit (H4).
 pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     let config = &shared.config;
-    let (read, write, peer, _guard) = conn.into_parts();
+    // The frame timeout and the receive budget are the transport's to apply (framed or not).
+    let limits = MessageLimits::new(config.max_frame_len)
+        .slow_message_timeout(config.frame_timeout)
+        .receive_budget(Arc::clone(&shared.receive));
+    // Both halves hold the transport's guard, so it lives as long as either is in use.
+    let (mut reader, write, peer) = conn.into_messages(&limits);
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
     let writer_dead = CancellationToken::new();
     let finish = CancellationToken::new();
@@ -123,21 +124,18 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         let outbox = Arc::clone(&outbox);
         let write_timeout = config.write_timeout;
         let peer = peer.to_string();
-        let shared_greeting = shared.greeting.clone();
+        let hello = shared.hello.clone();
         async move {
             let written = |n| outbox.release(n);
+            let greeting = crate::writer::Greeting { preface: &protocol::PREFACE, hello };
             let result =
-                crate::writer::write_frames(write, &shared_greeting, rx, write_timeout, &finish, written)
-                    .await;
+                crate::writer::write_frames(write, greeting, rx, write_timeout, &finish, written).await;
             if let Err(e) = result {
                 tracing::debug!(%peer, "closing connection: {e}");
             }
             dead.cancel();
         }
     });
-    let mut reader = FrameReader::new(read, config.max_frame_len);
-    reader.set_frame_timeout(Some(config.frame_timeout));
-    reader.set_budget(Some(Arc::clone(&shared.receive)));
     let mut conn = ServerConn {
         slots: Arc::new(Semaphore::new(config.max_in_flight)),
         parked: VecDeque::new(),
@@ -252,13 +250,13 @@ struct ControlBudget {
 }
 
 impl ServerConn {
-    async fn run(&mut self, reader: &mut FrameReader<BoxRead>, writer_dead: &CancellationToken) -> Close {
+    async fn run(&mut self, reader: &mut MessageReader, writer_dead: &CancellationToken) -> Close {
         let shared = Arc::clone(&self.shared);
         let signals = &shared.signals;
         let evicted = self.slot.evicted.clone();
         match tokio::time::timeout(
             self.shared.config.handshake_timeout,
-            reader.read_raw(protocol::PREFACE.len()),
+            reader.recv_preface(protocol::PREFACE.len()),
         )
         .await
         {
@@ -273,7 +271,7 @@ impl ServerConn {
             }
         }
         // The client's HELLO, within the same timeout; its calls may follow it in the same read.
-        match tokio::time::timeout(self.shared.config.handshake_timeout, reader.read_frame()).await {
+        match tokio::time::timeout(self.shared.config.handshake_timeout, reader.recv()).await {
             Err(_) => return Close::GoAway(ErrorCode::Idle, "no HELLO within the handshake timeout".into()),
             Ok(Ok(None)) => return Close::PeerClosed,
             Ok(Err(e @ FrameError::TooLarge { .. })) => {
@@ -353,13 +351,13 @@ impl ServerConn {
                     // connection pushes it a full period on, an idle one closes once it has been
                     // quiet for the whole period since its last frame or finished call.
                     let now = Instant::now();
-                    let busy = !self.tasks.is_empty() || !self.parked.is_empty() || reader.in_frame();
+                    let busy = !self.tasks.is_empty() || !self.parked.is_empty() || reader.in_message();
                     if !busy && last_activity + idle_timeout <= now {
                         return Close::GoAway(ErrorCode::Idle, format!("idle for {idle_timeout:?}"));
                     }
                     idle.as_mut().reset(if busy { now } else { last_activity } + idle_timeout);
                 }
-                frame = reader.read_frame(), if self.parked.len() < PARKED_REQUESTS && !self.outbox.is_full() => {
+                frame = reader.recv(), if self.parked.len() < PARKED_REQUESTS && !self.outbox.is_full() => {
                     let mut frame = frame.map(Some);
                     // Frames that arrived in the same read are handled here, not each on its own
                     // turn of the loop.
@@ -414,6 +412,10 @@ impl ServerConn {
 
     /// Forgets a stream whose call ended: later frames for it are discarded.
     fn end_stream(&mut self, id: u64) {
+        // Most calls are not streams: skip hashing their id.
+        if self.streams.is_empty() {
+            return;
+        }
         if let Some(entry) = self.streams.remove(&id) {
             entry.credit.close();
         }

@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::{ReceiveBudget, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::framed::{Frame, ReceiveBudget, DEFAULT_MAX_FRAME_LEN};
 use rpc_transport::{Connection, Listener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -316,10 +316,10 @@ impl Server {
             config.max_detached_calls,
             self.router.health().clone(),
         );
-        let greeting = greeting(&self.router, &config);
+        let hello = hello_frame(&self.router, &config);
         let shared = Arc::new(Shared {
             router: Arc::clone(&self.router),
-            greeting,
+            hello,
             signals: handle.signals(),
             tracker: handle.shared.tracker.clone(),
             receive: ReceiveBudget::new(config.max_receive_budget),
@@ -332,8 +332,8 @@ impl Server {
     }
 }
 
-/// The preface and HELLO every connection of a server starts with, built once.
-fn greeting(router: &Router, config: &ServerConfig) -> Vec<u8> {
+/// The HELLO every connection of a server sends after its preface, built once.
+fn hello_frame(router: &Router, config: &ServerConfig) -> Option<Frame> {
     let hello = Hello {
         version: u64::from(protocol::VERSION),
         max_frame_len: config.max_frame_len as u64,
@@ -342,11 +342,10 @@ fn greeting(router: &Router, config: &ServerConfig) -> Vec<u8> {
         formats: crate::hello::local_formats(),
         services: router.advertise(),
     };
-    let mut greeting = protocol::PREFACE.to_vec();
     match protocol::encode_hello(&hello)
         .finish(config.max_frame_len.max(protocol::MIN_MAX_FRAME_LEN as usize))
     {
-        Ok(frame) => greeting.extend_from_slice(frame.as_bytes()),
+        Ok(frame) => Some(frame),
         // Hundreds of services with long names in a tiny frame limit: say so, and send a HELLO
         // without the list rather than none.
         Err(e) => {
@@ -354,19 +353,16 @@ fn greeting(router: &Router, config: &ServerConfig) -> Vec<u8> {
                 "the server's HELLO does not fit in a frame ({e}); sending it without its services"
             );
             let bare = Hello { services: Vec::new(), ..hello };
-            if let Ok(frame) = protocol::encode_hello(&bare).finish(usize::MAX) {
-                greeting.extend_from_slice(frame.as_bytes());
-            }
+            protocol::encode_hello(&bare).finish(usize::MAX).ok()
         }
     }
-    greeting
 }
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
     pub(crate) router: Arc<Router>,
-    /// The preface and HELLO, written first on every connection.
-    pub(crate) greeting: Vec<u8>,
+    /// The HELLO, written after the preface on every connection.
+    pub(crate) hello: Option<Frame>,
     pub(crate) config: ServerConfig,
     pub(crate) signals: Signals,
     /// Tracks every task, so shutdown waits for detached calls too.
@@ -447,7 +443,7 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Signals {
     /// Stop accepting; refuse new calls; close connections once their calls are done.
-    pub(crate) stop: CancellationToken,
+    pub(crate) stop: Arc<CancellationToken>,
     /// The grace period is over: cancel what is still running.
     pub(crate) force: CancellationToken,
 }
@@ -478,7 +474,7 @@ impl ServerHandle {
         max_detached: usize,
         health: crate::introspection::Health,
     ) -> Self {
-        let signals = Signals { stop: CancellationToken::new(), force: CancellationToken::new() };
+        let signals = Signals { stop: Arc::new(CancellationToken::new()), force: CancellationToken::new() };
         let tracker = TaskTracker::new();
         let shared = HandleShared { signals, tracker, registry, detached, max_detached, health };
         ServerHandle { shared: Arc::new(shared) }

@@ -30,6 +30,7 @@ mod floor;
 mod nats;
 mod ours;
 mod peer;
+mod persistent;
 mod profile;
 mod report;
 mod server;
@@ -95,7 +96,8 @@ const USAGE: &str = "usage: rpc-bench full|smoke [--pinned-only|--unpinned-only]
        rpc-bench stream          server-streaming items/s and MB/s against a raw floor, Unix socket
        rpc-bench profile IMPL seq|window|vec|buf CALLS [TRANSPORT]   (fixed call count, for callgrind)
        rpc-bench server IMPL TRANSPORT ENDPOINT   (internal: the server child process)
-       rpc-bench nats [URL] [--secs S]   (the NATS binding against bare async-nats; starts nats-server without a URL)";
+       rpc-bench nats [URL] [--secs S]   (the NATS binding against bare async-nats; starts nats-server without a URL)
+       rpc-bench persistent [--secs S]   (a persistent call until stored against a bare JetStream publish+ack; starts nats-server)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         Some("stream") => streaming::main(&args[1..]),
         Some("stream-server") => streaming::server_main(&args[1..]),
         Some("nats") => nats::main(&args[1..]),
+        Some("persistent") => persistent::main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

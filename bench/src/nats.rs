@@ -152,7 +152,8 @@ async fn run(url: &str, measure: Duration) -> Result<(), String> {
     Ok(())
 }
 
-trait Flatten {
+/// `((p50, p99), rate)` as `(p50, p99, rate)`.
+pub(crate) trait Flatten {
     fn flatten(self) -> (f64, f64, f64);
 }
 
@@ -163,7 +164,7 @@ impl Flatten for ((f64, f64), f64) {
 }
 
 /// p50 and p99 of sequential calls, in microseconds.
-async fn latency<F, Fut>(call: &F, measure: Duration) -> Result<(f64, f64), String>
+pub(crate) async fn latency<F, Fut>(call: &F, measure: Duration) -> Result<(f64, f64), String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -183,7 +184,7 @@ where
 }
 
 /// Calls per second with 64 calls in flight.
-async fn throughput<F, Fut>(call: &F, measure: Duration) -> Result<f64, String>
+pub(crate) async fn throughput<F, Fut>(call: &F, measure: Duration) -> Result<f64, String>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,

@@ -43,6 +43,9 @@ pub(crate) struct Method {
     pub(crate) run_to_completion: bool,
     /// `#[rpc(idempotent)]`: a retry policy may repeat the call.
     pub(crate) idempotent: bool,
+    /// `#[rpc(persistent)]`: the generated queue client has `submit_<method>` (the key, for
+    /// errors).
+    pub(crate) persistent: Option<syn::Path>,
     pub(crate) docs: Vec<Attribute>,
     pub(crate) cfgs: Vec<Attribute>,
     /// Other attributes the user wrote, carried over to the trait method only.
@@ -127,6 +130,7 @@ impl Method {
             down: shape.down,
             run_to_completion: helpers.run_to_completion.is_some(),
             idempotent: helpers.idempotent.is_some(),
+            persistent: helpers.persistent,
             docs,
             cfgs,
             attrs,
@@ -134,6 +138,7 @@ impl Method {
         };
         check::duplicate_args(&method, errors);
         check::oneway_result(&method, errors);
+        check::persistent(&method, errors);
         method
     }
 

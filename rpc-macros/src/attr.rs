@@ -17,6 +17,9 @@ const RUN_TO_COMPLETION: &str = "run_to_completion";
 /// `#[rpc(idempotent)]`: running the call twice has the effect of running it once, so a retry
 /// policy may repeat it even when it may have reached the server.
 const IDEMPOTENT: &str = "idempotent";
+/// `#[rpc(persistent)]`: the method can also be called through a persistent queue (the
+/// generated `FooQueue`'s `submit_<method>`).
+const PERSISTENT: &str = "persistent";
 
 /// What the helper attributes of one method say.
 #[derive(Default)]
@@ -29,6 +32,8 @@ pub(crate) struct MethodAttrs {
     pub(crate) run_to_completion: Option<syn::Path>,
     /// The `idempotent` key, when given.
     pub(crate) idempotent: Option<syn::Path>,
+    /// The `persistent` key, when given.
+    pub(crate) persistent: Option<syn::Path>,
 }
 
 pub(crate) fn is_helper(attr: &Attribute) -> bool {
@@ -70,7 +75,7 @@ fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
     if let syn::Meta::Path(path) = &attr.meta {
         errors.push_spanned(
             path,
-            "`#[rpc]` needs an option: `#[rpc(name = \"wire_name\")]`, `#[rpc(run_to_completion)]` or `#[rpc(idempotent)]`",
+            "`#[rpc]` needs an option: `#[rpc(name = \"wire_name\")]`, `#[rpc(run_to_completion)]`, `#[rpc(idempotent)]` or `#[rpc(persistent)]`",
         );
         return;
     }
@@ -81,9 +86,11 @@ fn rpc(attr: &Attribute, out: &mut MethodAttrs, errors: &mut Errors) {
             flag(&meta, RUN_TO_COMPLETION, &mut out.run_to_completion, errors)
         } else if meta.path.is_ident(IDEMPOTENT) {
             flag(&meta, IDEMPOTENT, &mut out.idempotent, errors)
+        } else if meta.path.is_ident(PERSISTENT) {
+            flag(&meta, PERSISTENT, &mut out.persistent, errors)
         } else {
             Err(meta.error(
-                "unknown `rpc` option; expected `name = \"wire_name\"`, `run_to_completion` or `idempotent`",
+                "unknown `rpc` option; expected `name = \"wire_name\"`, `run_to_completion`, `idempotent` or `persistent`",
             ))
         }
     });
@@ -108,7 +115,7 @@ fn name(meta: &ParseNestedMeta<'_>, out: &mut MethodAttrs, errors: &mut Errors) 
     Ok(())
 }
 
-/// A flag option (`run_to_completion`, `idempotent`) given a value (`= true`), or twice.
+/// A flag option (`run_to_completion`, `idempotent`, `persistent`) given a value (`= true`), or twice.
 fn flag(
     meta: &ParseNestedMeta<'_>,
     key: &str,

@@ -500,6 +500,16 @@ pub(crate) fn oneway_result(method: &Method, errors: &mut Errors) {
     }
 }
 
+/// `#[rpc(persistent)] async fn watch(&self) -> Streaming<u64>`
+pub(crate) fn persistent(method: &Method, errors: &mut Errors) {
+    if let (Some(key), true) = (&method.persistent, method.kind.is_stream()) {
+        errors.push_spanned(
+            key,
+            "a streaming method cannot be `persistent`: a queued call is stored and run later, with one stored result, and a stream cannot be stored; remove `persistent`, or make the method return its whole result",
+        );
+    }
+}
+
 /// `async fn get(&self)` twice
 pub(crate) fn duplicate_methods(service: &Service, errors: &mut Errors) {
     let mut seen: HashMap<String, &syn::Ident> = HashMap::new();

@@ -29,6 +29,7 @@ pub use crate::codec::Format;
 use crate::codec::{Args, WireArgs};
 pub use crate::describe::{Described, MethodDescriptor, MethodKind, ServiceDescriptor};
 pub use crate::metadata::Metadata;
+pub use crate::queued::{PersistentQueue, QueueClient, QueuedCall};
 
 /// Where a generated service keeps its descriptor, built on first use.
 pub type DescriptorCell = OnceLock<ServiceDescriptor>;
@@ -158,6 +159,14 @@ pub mod dispatch {
             method: &'static MethodRef,
             args: Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> + 'a;
+        /// Stores a persistent call (`#[rpc(persistent)]`) under `id`, or a fresh id.
+        fn submit<'a>(
+            &self,
+            queue: &'a QueueClient,
+            method: &'static MethodRef,
+            args: Self::Args,
+            id: Option<&'a str>,
+        ) -> impl Future<Output = Result<QueuedCall<Self::Output>, RpcError>> + 'a;
         /// Describes the method: its argument names are `arg_names`, in order.
         fn describe(
             &self,
@@ -198,6 +207,16 @@ pub mod dispatch {
             args: A,
         ) -> impl Future<Output = Result<(), RpcError>> + 'a {
             client.notify(method, Args(args))
+        }
+
+        fn submit<'a>(
+            &self,
+            queue: &'a QueueClient,
+            method: &'static MethodRef,
+            args: A,
+            id: Option<&'a str>,
+        ) -> impl Future<Output = Result<QueuedCall<R>, RpcError>> + 'a {
+            queue.submit(method, Args(args), id)
         }
 
         fn describe(
@@ -243,6 +262,16 @@ pub mod dispatch {
             _method: &'static MethodRef,
             _args: Self::Args,
         ) -> impl Future<Output = Result<(), RpcError>> {
+            async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
+        }
+        /// Not reachable: see [`Probe`].
+        fn submit<'a>(
+            &self,
+            _queue: &'a QueueClient,
+            _method: &'static MethodRef,
+            _args: Self::Args,
+            _id: Option<&'a str>,
+        ) -> impl Future<Output = Result<QueuedCall<Self::Output>, RpcError>> + 'a {
             async { unreachable!("a type that is not `Wire` passed `assert_wire`") }
         }
         /// Not reachable: see [`Probe`].

@@ -71,6 +71,8 @@ pub mod client;
 pub mod codec;
 mod context;
 pub mod describe;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 mod engine;
 mod error;
 pub mod hello;
@@ -81,6 +83,7 @@ mod metadata;
 #[cfg(feature = "nats")]
 pub mod nats;
 mod protocol;
+pub mod queued;
 #[cfg(feature = "tower")]
 pub mod retry;
 mod router;

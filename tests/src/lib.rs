@@ -15,7 +15,9 @@
 //! - [`logs`]: captures the `tracing` events of the current thread, to check logged reasons.
 //! - [`panics`]: panics provoked on purpose, kept quiet so test logs show only real failures.
 //! - `nats` (feature `nats`, on by default): a real `nats-server` per test, installed when
-//!   missing, and the `Work` service of the NATS suite (`tests/nats_calls.rs`).
+//!   missing (`tests/nats_calls.rs`, `tests/nats_queue.rs`).
+//! - [`work`]: the `Work` service of the bus and queue suites, and worker processes serving it.
+//! - [`backend`]: the suites shared by the embedded default and NATS (`per_backend!`).
 //! - [`fuzz`]: the bodies of the fuzz targets in `fuzz/`, shared with the tests that replay their
 //!   corpus on stable.
 //!
@@ -23,6 +25,7 @@
 //! so every task of the test (client and server) runs, allocates and logs on the test's thread.
 
 pub mod alloc;
+pub mod backend;
 pub mod fixture;
 pub mod fuzz;
 pub mod logs;
@@ -34,6 +37,7 @@ pub mod relay;
 pub mod spans;
 pub mod streams;
 pub mod wire;
+pub mod work;
 
 /// A hang guard in seconds: fails the test if `fut` takes longer than `secs` (virtual seconds
 /// under paused time, where an idle runtime jumps straight to the guard instead of hanging).

@@ -1,5 +1,5 @@
 //! A real `nats-server` for the NATS suite (never a mock), installed from the system's packages
-//! when missing, and the `Work` service every NATS test serves.
+//! when missing. The `Work` service every NATS test serves is [`crate::work`]'s, re-exported here.
 //!
 //! [`Broker::start`] runs `nats-server` on a free port of 127.0.0.1 with JetStream on and its
 //! store in a fresh temporary directory, and returns once the server says it is ready. If
@@ -10,12 +10,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
-use rpc_runtime::{service, Context};
-use tokio::sync::Notify;
+pub use crate::work::{WorkClient, WorkImpl, WorkServer, WorkerProcess};
 
 /// Where `nats-server` is, installing it first if it is missing.
 pub fn nats_server_binary() -> &'static Path {
@@ -168,139 +165,4 @@ impl Drop for Broker {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
-}
-
-/// The service of the NATS suite. Its dotted name exercises the service API's name mapping.
-#[service(name = "test.Work")]
-pub trait Work {
-    /// The instance's name.
-    async fn whoami(&self) -> String;
-    /// Adds.
-    async fn add(&self, a: i64, b: i64) -> i64;
-    /// Sleeps `ms` milliseconds, then says which instance slept.
-    async fn sleep_ms(&self, ms: u64) -> String;
-    /// `len` bytes, for replies over the broker's limit.
-    async fn blob(&self, len: u32) -> Vec<u8>;
-    /// Returns its argument.
-    async fn echo(&self, bytes: Vec<u8>) -> Vec<u8>;
-    /// The call's metadata entry `key`.
-    async fn metadata(&self, key: String) -> Option<String>;
-    /// Counts a poke (one-way).
-    #[oneway]
-    async fn poke(&self);
-    /// How many pokes this instance got.
-    async fn pokes(&self) -> u64;
-    /// Panics, every time (quietly: see [`crate::panics`]).
-    async fn explode(&self);
-}
-
-/// A `Work` instance with counters a test can watch.
-#[derive(Debug, Clone, Default)]
-pub struct WorkImpl {
-    /// Its name.
-    pub name: String,
-    /// Handlers of `sleep_ms` started.
-    pub sleeps_started: Arc<AtomicU64>,
-    /// Handlers of `sleep_ms` that slept to the end.
-    pub sleeps_finished: Arc<AtomicU64>,
-    /// Notified when a `sleep_ms` handler starts.
-    pub sleeping: Arc<Notify>,
-    /// Pokes received.
-    pub poked: Arc<AtomicU64>,
-    /// Notified on each poke.
-    pub poke_seen: Arc<Notify>,
-}
-
-impl WorkImpl {
-    /// An instance named `name`.
-    pub fn named(name: &str) -> WorkImpl {
-        WorkImpl { name: name.to_owned(), ..WorkImpl::default() }
-    }
-}
-
-impl Work for WorkImpl {
-    async fn whoami(&self) -> String {
-        self.name.clone()
-    }
-    async fn add(&self, a: i64, b: i64) -> i64 {
-        a.wrapping_add(b)
-    }
-    async fn sleep_ms(&self, ms: u64) -> String {
-        self.sleeps_started.fetch_add(1, Ordering::SeqCst);
-        self.sleeping.notify_one();
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        self.sleeps_finished.fetch_add(1, Ordering::SeqCst);
-        self.name.clone()
-    }
-    async fn blob(&self, len: u32) -> Vec<u8> {
-        vec![7; len as usize]
-    }
-    async fn echo(&self, bytes: Vec<u8>) -> Vec<u8> {
-        bytes
-    }
-    async fn metadata(&self, key: String) -> Option<String> {
-        Context::current().and_then(|c| c.metadata().get(&key).map(str::to_owned))
-    }
-    async fn poke(&self) {
-        self.poked.fetch_add(1, Ordering::SeqCst);
-        self.poke_seen.notify_one();
-    }
-    async fn pokes(&self) -> u64 {
-        self.poked.load(Ordering::SeqCst)
-    }
-    async fn explode(&self) {
-        crate::panics::deliberate("explode");
-    }
-}
-
-/// The path of the `nats-worker` binary, built by cargo next to the test binaries.
-pub fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("the test binary lives in target/<profile>/deps");
-    dir.join("nats-worker")
-}
-
-/// A `nats-worker` process: killed and reaped when dropped.
-#[derive(Debug)]
-pub struct WorkerProcess {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl WorkerProcess {
-    /// Starts `nats-worker URL NAME` (with `queue`: a worker of stored calls) and waits until it
-    /// says it is ready.
-    pub fn start(url: &str, name: &str, queue: bool) -> WorkerProcess {
-        let mut command = Command::new(worker_binary());
-        command.args([url, name]);
-        if queue {
-            command.arg("queue");
-        }
-        let mut child =
-            command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn nats-worker");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut worker = WorkerProcess { child, lines };
-        assert_eq!(worker.next_line(), format!("ready {name}"), "the worker did not start");
-        worker
-    }
-
-    /// The next line the worker prints (blocking).
-    pub fn next_line(&mut self) -> String {
-        match self.lines.next() {
-            Some(Ok(line)) => line,
-            other => panic!("the worker exited (or its stdout failed): {other:?}"),
-        }
-    }
-
-    /// Kills the worker with SIGKILL, as a crash would, and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

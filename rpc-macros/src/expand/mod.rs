@@ -5,6 +5,7 @@ mod client;
 mod descriptor;
 mod fallback;
 mod messages;
+mod queue;
 mod server;
 mod service_trait;
 
@@ -41,11 +42,22 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let krate = &args.krate;
     let service_trait = service_trait::generate(krate, service);
     let (message_types, message_impls) = messages::generate(krate, service);
-    let (client_type, client_impls) = client::generate(krate, service, &descriptor::wire_name(args, service));
+    let wire_service = descriptor::wire_name(args, service);
+    let (client_type, client_impls) = client::generate(krate, service, &wire_service);
     let (server_type, server_impls) = server::generate(krate, service);
     let (blocking_type, blocking_impls) = blocking::generate(krate, service);
+    let mut types = vec![client_type, blocking_type, server_type];
+    let mut names = vec!["Client", "BlockingClient", "Server"];
+    let queue_impls = if queue::wanted(service) {
+        let (queue_type, queue_impls) = queue::generate(krate, service, &wire_service);
+        types.push(queue_type);
+        names.push("Queue");
+        queue_impls
+    } else {
+        TokenStream::new()
+    };
     let descriptor = descriptor::generate(krate, args, service);
-    let stubs = stubs(args, service, &[client_type, blocking_type, server_type]);
+    let stubs = stubs(args, service, &types, &names);
     let assertions = wire_assertions(krate, service);
     let p = private(krate);
     quote! {
@@ -61,6 +73,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
             #message_impls
             #client_impls
             #blocking_impls
+            #queue_impls
             #server_impls
             #descriptor
             #assertions
@@ -169,7 +182,8 @@ pub(super) fn private(krate: &syn::Path) -> TokenStream {
     quote!(#krate::#private)
 }
 
-/// Input: the client and server structs.
+/// Input: the client and server structs (and the queue client's, for a service with
+/// `#[rpc(persistent)]` methods), and their names' suffixes.
 /// Output: `mod __rpc_Calc { pub struct CalcClient {..} pub struct CalcServer<S> {..} }` and
 /// `pub use __rpc_Calc::{CalcClient, CalcServer};`, with the trait's visibility.
 ///
@@ -180,10 +194,10 @@ pub(super) fn private(krate: &syn::Path) -> TokenStream {
 /// name: no span of the `use` avoids that suggestion.) The structs name no user
 /// type, so moving them into a module changes no name resolution but the runtime path's (see
 /// `stub_krate`).
-fn stubs(args: &ServiceArgs, service: &Service, types: &[TokenStream]) -> TokenStream {
+fn stubs(args: &ServiceArgs, service: &Service, types: &[TokenStream], suffixes: &[&str]) -> TokenStream {
     let module = stubs_module(service);
     let vis = &service.vis;
-    let names = ["Client", "BlockingClient", "Server"].map(|suffix| suffixed(service, suffix));
+    let names = suffixes.iter().map(|suffix| suffixed(service, suffix));
     // A runtime path relative to the service's module (`crate = "rpc"` after `use rpc_runtime as
     // rpc;`) resolves in the stubs module through this import.
     let glob = match args.krate.segments.first() {

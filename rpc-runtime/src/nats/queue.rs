@@ -12,20 +12,20 @@
 //!   expire `retention` after their last write.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::connection::NatsConnection;
 use super::{headers, subject};
-use crate::call::{Call, MethodRef, Reply};
+use crate::call::{Call, MethodRef};
 use crate::codec::{self, Format};
+use crate::queued::{self, decode_state, PersistentQueue, QueueFuture};
+pub use crate::queued::{CallHandle, CallState};
 use crate::RpcError;
 
 /// The header carrying a queued call's deadline, in milliseconds since the Unix epoch: a stored
@@ -114,34 +114,6 @@ impl QueueConfig {
     }
 }
 
-/// A stored call's id: what [`CallQueue::fetch_result`] takes, from this process or another.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CallHandle {
-    /// The call's id (32 hex digits unless given to [`CallQueue::submit_with_id`]).
-    pub id: String,
-}
-
-/// What became of a stored call.
-#[derive(Debug, Clone)]
-pub enum CallState {
-    /// Stored, not finished yet (no worker has run it, or one is running it).
-    Pending,
-    /// Run: the result, or the framework error it ended with (a permanent one such as
-    /// [`RpcError::SignatureMismatch`], or [`RpcError::DeadlineExceeded`] for a call that
-    /// expired before a worker reached it).
-    Done(Result<Reply, RpcError>),
-    /// Every attempt failed (the handler panicked, or ran past the deadline or the ack wait):
-    /// the call will not run again. `error` is the last attempt's.
-    DeadLetter {
-        /// How many times the call was delivered.
-        attempts: u32,
-        /// Why the last attempt failed.
-        error: RpcError,
-    },
-    /// No such call: its entry expired after the retention time, or the id was never stored.
-    Expired,
-}
-
 /// Submits calls to be stored by the broker and run later by
 /// [`QueueWorker`](super::QueueWorker)s, and fetches their outcomes.
 ///
@@ -154,6 +126,7 @@ pub enum CallState {
 /// waiting may both start before either stores its outcome.
 #[derive(Clone)]
 pub struct CallQueue {
+    connection: NatsConnection,
     js: jetstream::Context,
     kv: kv::Store,
     config: Arc<QueueConfig>,
@@ -167,14 +140,12 @@ impl CallQueue {
     /// [`RpcError::ConnectionClosed`] if the broker has no JetStream or refused the stream.
     pub async fn open(connection: &NatsConnection, config: QueueConfig) -> Result<CallQueue, RpcError> {
         let (js, kv) = config.open(connection).await?;
-        Ok(CallQueue { js, kv, config: Arc::new(config) })
+        Ok(CallQueue { connection: connection.clone(), js, kv, config: Arc::new(config) })
     }
 
     /// Stores `call` under a fresh id; returns once the broker has stored it.
     pub async fn submit(&self, call: Call) -> Result<CallHandle, RpcError> {
-        let state = std::collections::hash_map::RandomState::new();
-        let (a, b) = (state.build_hasher().finish(), state.hash_one(SystemTime::now()));
-        self.submit_with_id(call, &format!("{a:016x}{b:016x}")).await
+        self.submit_with_id(call, &queued::new_call_id()).await
     }
 
     /// Stores `call` with the caller's arguments encoded in postcard: `args` is the tuple of the
@@ -193,11 +164,7 @@ impl CallQueue {
     /// or run again, and a pending one runs once (see [`CallQueue`] for the exception).
     pub async fn submit_with_id(&self, call: Call, id: &str) -> Result<CallHandle, RpcError> {
         subject::check_names(&call.service, &call.method)?;
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=')) {
-            return Err(RpcError::Encode(format!(
-                "the call id `{id}` is not letters, digits, `-`, `_` or `=`"
-            )));
-        }
+        queued::check_id(id)?;
         call.metadata.check()?;
         let mut headers = headers::encode_call(0, call.format, call.signature, None, &call.metadata)?;
         headers.insert(MSG_ID, id);
@@ -212,16 +179,19 @@ impl CallQueue {
             }
         }
         if let Some(deadline) = call.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let at = SystemTime::now() + left;
-            let ms = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-            headers.insert(EXPIRES, ms.to_string().as_str());
+            headers.insert(EXPIRES, queued::expiry_unix_ms(deadline).to_string().as_str());
+        }
+        // Refused before the pending mark: a call the broker would refuse leaves no trace.
+        let len = headers::wire_len(&headers) + call.body.len();
+        let max = self.connection.max_payload();
+        if len > max {
+            return Err(RpcError::FrameTooLarge { len, max });
         }
         // The pending mark first, created only if the id is new. A duplicate of a call already
         // done stops here; one of a call still pending is stored again, in case the first
         // submission failed after its mark (the broker drops the copy within its duplicate
         // window, and a worker skips a call whose outcome is stored).
-        match self.kv.create(id, Bytes::from_static(&[PENDING])).await {
+        match self.kv.create(id, Bytes::from_static(&[queued::PENDING])).await {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 if !matches!(self.fetch_result(id).await?, CallState::Pending) {
@@ -283,92 +253,18 @@ impl fmt::Debug for CallQueue {
     }
 }
 
-const PENDING: u8 = 0;
-const DONE_OK: u8 = 1;
-const DONE_ERR: u8 = 2;
-const DEAD: u8 = 3;
-
-/// An outcome as a bucket entry: a tag byte, then for a result its format and body, for an
-/// error its code (8 bytes) and message, for a dead letter the attempts (4 bytes) first.
-pub(crate) fn encode_state(state: &CallState) -> Bytes {
-    let mut out = BytesMut::new();
-    let error = |out: &mut BytesMut, e: &RpcError| {
-        let (code, message) = e.to_wire();
-        out.put_u64(code as u64);
-        out.put_slice(message.as_bytes());
-    };
-    match state {
-        CallState::Pending | CallState::Expired => out.put_u8(PENDING),
-        CallState::Done(Ok(reply)) => {
-            out.put_u8(DONE_OK);
-            out.put_u8(u8::from(reply.format == Format::Json));
-            out.put_slice(&reply.body);
-        }
-        CallState::Done(Err(e)) => {
-            out.put_u8(DONE_ERR);
-            error(&mut out, e);
-        }
-        CallState::DeadLetter { attempts, error: e } => {
-            out.put_u8(DEAD);
-            out.put_u32(*attempts);
-            error(&mut out, e);
-        }
-    }
-    out.freeze()
-}
-
-pub(crate) fn decode_state(value: &[u8]) -> CallState {
-    let error = |rest: &[u8]| match rest.split_first_chunk::<8>() {
-        Some((code, message)) => {
-            RpcError::from_wire(u64::from_be_bytes(*code), String::from_utf8_lossy(message).into_owned())
-        }
-        None => RpcError::Protocol("a malformed error in the result bucket".into()),
-    };
-    match value.split_first() {
-        Some((&PENDING, _)) => CallState::Pending,
-        Some((&DONE_OK, rest)) => match rest.split_first() {
-            Some((&format, body)) => CallState::Done(Ok(Reply {
-                format: if format == 1 { Format::Json } else { Format::Postcard },
-                body: Bytes::copy_from_slice(body),
-            })),
-            None => {
-                CallState::Done(Err(RpcError::Protocol("a malformed result in the result bucket".into())))
-            }
-        },
-        Some((&DONE_ERR, rest)) => CallState::Done(Err(error(rest))),
-        Some((&DEAD, rest)) => match rest.split_first_chunk::<4>() {
-            Some((attempts, rest)) => {
-                CallState::DeadLetter { attempts: u32::from_be_bytes(*attempts), error: error(rest) }
-            }
-            None => CallState::Done(Err(RpcError::Protocol(
-                "a malformed dead letter in the result bucket".into(),
-            ))),
-        },
-        _ => CallState::Done(Err(RpcError::Protocol("a malformed entry in the result bucket".into()))),
-    }
-}
-
 pub(crate) fn jetstream_error(what: &str, e: &dyn fmt::Display) -> RpcError {
     RpcError::closed(format!("{what} in JetStream: {e}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_round_trip_through_the_bucket_encoding() {
-        let reply = Reply { format: Format::Json, body: Bytes::from_static(b"[1]") };
-        match decode_state(&encode_state(&CallState::Done(Ok(reply)))) {
-            CallState::Done(Ok(r)) => assert_eq!((r.format, &r.body[..]), (Format::Json, &b"[1]"[..])),
-            other => panic!("{other:?}"),
-        }
-        let dead = CallState::DeadLetter { attempts: 3, error: RpcError::HandlerPanicked };
-        match decode_state(&encode_state(&dead)) {
-            CallState::DeadLetter { attempts: 3, error: RpcError::HandlerPanicked } => {}
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(decode_state(&[]), CallState::Done(Err(RpcError::Protocol(_)))));
-        assert!(matches!(decode_state(&[DEAD, 0]), CallState::Done(Err(RpcError::Protocol(_)))));
+impl PersistentQueue for CallQueue {
+    fn submit_with_id<'a>(&'a self, call: Call, id: &'a str) -> QueueFuture<'a, CallHandle> {
+        Box::pin(CallQueue::submit_with_id(self, call, id))
+    }
+    fn fetch_result<'a>(&'a self, id: &'a str) -> QueueFuture<'a, CallState> {
+        Box::pin(CallQueue::fetch_result(self, id))
+    }
+    fn wait_result<'a>(&'a self, id: &'a str, timeout: Duration) -> QueueFuture<'a, CallState> {
+        Box::pin(CallQueue::wait_result(self, id, timeout))
     }
 }

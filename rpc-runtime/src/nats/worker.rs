@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection::NatsConnection;
-use super::queue::{self, decode_state, encode_state, jetstream_error, CallState, QueueConfig};
+use super::queue::{self, jetstream_error, QueueConfig};
 use super::{headers, subject};
 use crate::call::Call;
 use crate::describe::MethodKind;
+use crate::queued::{decode_state, encode_state, worth_retrying, CallState};
 use crate::{Router, RpcError};
 
 /// Runs the stored calls of a [`Router`]'s services (see [`CallQueue`](super::CallQueue)).
@@ -170,10 +171,7 @@ impl Job {
             }
             Err(e) => Err(e),
         };
-        let retry = matches!(
-            outcome,
-            Err(RpcError::HandlerPanicked | RpcError::Cancelled(_) | RpcError::Overloaded(_))
-        ) || matches!(outcome, Err(RpcError::DeadlineExceeded) if !self.expired(&message));
+        let retry = worth_retrying(&outcome, self.expired(&message));
         let state = match outcome {
             Err(error) if retry && attempts < self.config.max_attempts => {
                 // Again, after a pause that grows with the attempts.

@@ -47,6 +47,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let descriptor = descriptor::generate(krate, args, service);
     let stubs = stubs(args, service, &[client_type, blocking_type, server_type]);
     let assertions = wire_assertions(krate, service);
+    let renames = messages::renames(service);
     let p = private(krate);
     quote! {
         #service_trait
@@ -54,6 +55,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
         #stubs
         #[doc(hidden)]
         const _: () = {
+            #renames
             // Method resolution picks `WireOps` when a method's types cross the wire, `NotWire`
             // otherwise (then an assertion below fails): see `__private::Probe`.
             #[allow(unused_imports)]

@@ -68,14 +68,16 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let types = quote! {
         #[doc = #request_doc]
         #[doc(hidden)]
-        #[allow(non_camel_case_types)]
+        // A field nothing in the program reads (a response the program only sends) is not the
+        // user's to fix.
+        #[allow(non_camel_case_types, dead_code)]
         #vis enum #hidden_request {
             #(#request_variants,)*
         }
 
         #[doc = #response_doc]
         #[doc(hidden)]
-        #[allow(non_camel_case_types)]
+        #[allow(non_camel_case_types, dead_code)]
         #vis enum #hidden_response {
             #(#response_variants,)*
         }

@@ -105,3 +105,22 @@ fn streams() {
 fn trait_named_s() {
     trait_named_s::main();
 }
+
+/// Every file in `tests/pass/` is a module above: one added without its `#[path]` line here
+/// would silently never be compiled.
+#[test]
+fn every_pass_case_is_a_module_of_this_binary() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let this = std::fs::read_to_string(tests.join("pass.rs")).expect("read pass.rs");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(tests.join("pass")).expect("read tests/pass/") {
+        let name = entry.expect("a directory entry").file_name().into_string().expect("a UTF-8 name");
+        if name.ends_with(".rs") && !this.contains(&format!("#[path = \"pass/{name}\"]")) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add `#[path = \"pass/<file>\"] mod <name>;` and a test to tests/pass.rs for {missing:?}"
+    );
+}

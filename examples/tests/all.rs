@@ -1,6 +1,9 @@
 //! Every test of the examples crate, in one test binary (one link instead of one per file):
 //! each file is a module, so tests keep their names (`cli::...`, `run_examples::...`).
 
+// The calculator server process, shared by `cli` and `python_peer`.
+mod common;
+
 #[path = "cli.rs"]
 mod cli;
 #[path = "python_peer.rs"]

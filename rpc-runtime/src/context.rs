@@ -25,8 +25,9 @@ pub struct Context {
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Arc<Peer>,
     pub(crate) metadata: Metadata,
-    /// Cancelled when the server's shutdown begins (`None` in-process).
-    pub(crate) shutdown: Option<tokio_util::sync::CancellationToken>,
+    /// Cancelled when the server's shutdown begins (`None` in-process); shared, because cloning
+    /// a token per call locks its tree.
+    pub(crate) shutdown: Option<std::sync::Arc<tokio_util::sync::CancellationToken>>,
 }
 
 impl Context {

@@ -71,6 +71,7 @@ pub mod client;
 pub mod codec;
 mod context;
 pub mod describe;
+mod engine;
 mod error;
 pub mod hello;
 pub mod intercept;
@@ -87,7 +88,6 @@ pub mod server;
 mod service;
 mod stream;
 pub mod trace;
-mod writer;
 
 #[doc(hidden)]
 pub mod __private;

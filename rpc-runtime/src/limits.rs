@@ -5,6 +5,10 @@
 //! pinned by the reliability suite (`g4_defaults_are_pinned_and_finite`); the threats are the
 //! cases of `RELIABILITY.md` (A–H), and `docs/reliability.md` names the test for each rule.
 //!
+//! The defaults and the rules that are not a plain setting (the control-frame bucket, cancel
+//! credit, the violation count, a stream's item credit, the receive budget's wiring) live in one
+//! internal module, `engine/limits.rs`; this page is their listing.
+//!
 //! | Limit | Default | Threat | When reached |
 //! |---|---|---|---|
 //! | `max_frame_len` | 4 MiB | a forged length prefix (A1) | goaway `FRAME_TOO_LARGE`, close |

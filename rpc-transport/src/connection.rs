@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::message::{Guard, MessageLimits, MessageRead, MessageReader, MessageWrite, MessageWriter};
+
 /// The read half of a connection, boxed so every transport has the same type.
 pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a connection, boxed so every transport has the same type.
@@ -70,22 +72,35 @@ impl fmt::Display for Peer {
     }
 }
 
-/// A bidirectional byte stream to one peer, as two independently driven halves.
+/// A bidirectional connection to one peer, as two independently driven halves.
+///
+/// Built from two byte streams ([`Connection::new`]: TCP, Unix sockets, pipes, FIFOs) or from two
+/// halves that carry whole messages natively ([`Connection::from_messages`]: a channel, a broker).
+/// The runtime takes it apart with [`into_messages`](Connection::into_messages) and sees messages
+/// either way (see [`message`](crate::message)).
 ///
 /// The halves are separate so that reading and writing always run concurrently: two peers that
 /// both write more than a pipe buffer at once never deadlock.
 pub struct Connection {
-    reader: BoxRead,
-    writer: BoxWrite,
+    halves: Halves,
     peer: Peer,
     local: Option<String>,
     guard: Option<Box<dyn Any + Send + Sync>>,
     end_reason: Option<EndReason>,
 }
 
+/// What a transport hands over.
+enum Halves {
+    Bytes(BoxRead, BoxWrite),
+    Messages(Box<dyn MessageRead>, Box<dyn MessageWrite>),
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection").field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("messages", &self.carries_messages())
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,18 +111,25 @@ impl Connection {
         writer: impl AsyncWrite + Send + Unpin + 'static,
         peer: Peer,
     ) -> Self {
-        Connection {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
-            peer,
-            local: None,
-            guard: None,
-            end_reason: None,
-        }
+        Self::with_halves(Halves::Bytes(Box::new(reader), Box::new(writer)), peer)
+    }
+
+    /// Builds a connection from the two halves of a transport that carries whole messages.
+    ///
+    /// The runtime's limits (maximum message length, receive budget) apply to what `reader`
+    /// delivers as they do to framed messages; the connection preface travels as the first
+    /// message each way (PROTOCOL.md, "Message connections").
+    pub fn from_messages(reader: impl MessageRead, writer: impl MessageWrite, peer: Peer) -> Self {
+        Self::with_halves(Halves::Messages(Box::new(reader), Box::new(writer)), peer)
+    }
+
+    fn with_halves(halves: Halves, peer: Peer) -> Self {
+        Connection { halves, peer, local: None, guard: None, end_reason: None }
     }
 
     /// Attaches a value that lives as long as the connection (a child process handle, FIFO files
-    /// to remove, a lock); it is dropped when the connection is.
+    /// to remove, a lock); after [`into_messages`](Connection::into_messages), both halves hold
+    /// it, and it is dropped with the second.
     pub fn with_guard(mut self, guard: impl Any + Send + Sync) -> Self {
         self.guard = Some(Box::new(guard));
         self
@@ -127,7 +149,7 @@ impl Connection {
     }
 
     /// What the transport can say about why the connection ended, if it attached anything.
-    /// Take it before [`into_parts`](Connection::into_parts).
+    /// Take it before [`into_messages`](Connection::into_messages).
     pub fn end_reason(&self) -> Option<EndReason> {
         self.end_reason.clone()
     }
@@ -142,11 +164,57 @@ impl Connection {
         self.local.clone()
     }
 
-    /// Splits the connection into its read half, write half, peer and guard.
+    /// Whether the transport carries whole messages natively (built with
+    /// [`from_messages`](Connection::from_messages)) rather than byte streams.
+    pub fn carries_messages(&self) -> bool {
+        matches!(self.halves, Halves::Messages(..))
+    }
+
+    /// Splits the connection into its two halves as messages, and the peer: byte streams through
+    /// the [`framed`](crate::framed) adapter, native halves as they are, both under `limits`.
+    /// Each half holds the guard, which is dropped with the second of them.
+    pub fn into_messages(self, limits: &MessageLimits) -> (MessageReader, MessageWriter, Peer) {
+        let guard: Option<Guard> = self.guard.map(Arc::from);
+        let (reader, writer) = match self.halves {
+            Halves::Bytes(read, write) => {
+                (MessageReader::framed(read, limits, guard.clone()), MessageWriter::framed(write, guard))
+            }
+            Halves::Messages(read, write) => {
+                (MessageReader::native(read, limits, guard.clone()), MessageWriter::native(write, guard))
+            }
+        };
+        (reader, writer, self.peer)
+    }
+
+    /// Splits a byte-stream connection into its read half, write half, peer and guard, for a
+    /// caller that speaks the bytes itself (a test playing a peer by hand); a connection that
+    /// carries messages is given back.
     ///
     /// Keep the guard alive for as long as either half is in use.
+    #[allow(clippy::type_complexity)]
+    pub fn try_into_parts(
+        self,
+    ) -> Result<(BoxRead, BoxWrite, Peer, Option<Box<dyn Any + Send + Sync>>), Box<Self>> {
+        match self.halves {
+            Halves::Bytes(read, write) => Ok((read, write, self.peer, self.guard)),
+            Halves::Messages(..) => Err(Box::new(self)),
+        }
+    }
+
+    /// [`try_into_parts`](Connection::try_into_parts) for a connection known to be made of byte
+    /// streams (every transport in this crate but [`memory::message_pair`](crate::memory::message_pair)).
+    ///
+    /// # Panics
+    ///
+    /// If the connection carries messages ([`carries_messages`](Connection::carries_messages)):
+    /// it has no bytes to give; use [`into_messages`](Connection::into_messages).
     pub fn into_parts(self) -> (BoxRead, BoxWrite, Peer, Option<Box<dyn Any + Send + Sync>>) {
-        (self.reader, self.writer, self.peer, self.guard)
+        match self.try_into_parts() {
+            Ok(parts) => parts,
+            Err(conn) => {
+                panic!("into_parts on a connection that carries messages ({conn:?}): use into_messages")
+            }
+        }
     }
 }
 

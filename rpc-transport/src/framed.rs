@@ -19,8 +19,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -263,6 +265,15 @@ impl ReceiveBudget {
         }
     }
 
+    /// Waits, as [`reserve`](Self::reserve) does, until `n` bytes fit, and gives them back at
+    /// once: for a message that arrived whole (a message transport's), which has nothing left to
+    /// buffer but must still find room, or fail as a frame would.
+    pub(crate) async fn admit(&self, n: usize) -> Result<(), FrameError> {
+        let (id, _) = self.reserve(n).await?;
+        self.release(n, id);
+        Ok(())
+    }
+
     /// Sheds the holder that has held its reservation longest, among those not already shed.
     fn shed_oldest(&self) {
         let holders = self.holders();
@@ -490,6 +501,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn into_inner(self) -> R {
         self.inner
     }
+
+    /// The wrapped stream, for reading past the framing (a refusing side discarding input).
+    pub(crate) fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
 }
 
 /// A complete frame (header and body), ready to write.
@@ -505,6 +521,11 @@ impl Frame {
     /// The frame's body, without the header.
     pub fn body(&self) -> &[u8] {
         &self.0[HEADER_LEN..]
+    }
+
+    /// The frame's body as a message, without a copy.
+    pub(crate) fn into_body(self) -> Bytes {
+        Bytes::from(self.0).slice(HEADER_LEN..)
     }
 }
 
@@ -626,6 +647,33 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.batch = BytesMut::new();
         }
         self.inner.flush().await
+    }
+
+    /// Writes as much of `bytes` as the stream takes now, after any bytes queued with
+    /// [`queue_raw`](Self::queue_raw); returns how much of `bytes` it took. `bytes` are whole
+    /// frames, or the rest of one that an earlier call took in part: a caller that coalesces
+    /// frames itself writes them without waiting, and leaves what the stream did not take for
+    /// later.
+    pub fn poll_write_frames(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.poll_write_queued(cx))?;
+        Pin::new(&mut self.inner).poll_write(cx, bytes)
+    }
+
+    /// Writes what [`queue_raw`](Self::queue_raw) queued, then flushes the stream.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_queued(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.batch.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.batch))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.batch.advance(n);
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// The wrapped stream, dropping any bytes queued but not yet written.

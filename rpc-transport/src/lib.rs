@@ -1,8 +1,12 @@
-//! Byte-stream transports and length-delimited framing for `rpc-runtime`.
+//! Transports, and the message-level seam between them and `rpc-runtime`.
 //!
 //! Every transport yields the same [`Connection`]: a read half, a write half and a description of
 //! the peer. The RPC runtime speaks only to that type, so one service runs unchanged over any of
-//! them. This crate knows nothing about RPC messages: it moves bytes and cuts them into frames.
+//! them. It reads and writes whole messages ([`Connection::into_messages`]); a byte-stream
+//! transport gets them cut and joined by the shared [`framed`] adapter (length header, maximum,
+//! slow-frame timer, receive budget), and a transport that carries messages itself (a channel, a
+//! broker) plugs in natively through [`message::MessageRead`] and [`message::MessageWrite`]. This
+//! crate knows nothing about RPC messages: it moves opaque messages and bytes.
 //!
 //! # Examples
 //!
@@ -23,8 +27,13 @@
 //!
 //! - [`Connection`], [`Peer`], [`EndReason`] and the [`Listener`] trait: what every transport
 //!   produces.
-//! - [`framed`]: the length-prefixed frame reader and writer with a maximum frame length.
-//! - [`tcp`], [`unix`], [`pipe`], [`fifo`], [`memory`]: the transports.
+//! - [`message`]: the seam: the traits a native message transport implements, and the
+//!   [`MessageReader`](message::MessageReader)/[`MessageWriter`](message::MessageWriter) the
+//!   runtime uses, with their [`MessageLimits`](message::MessageLimits).
+//! - [`framed`]: the length-prefixed frame reader and writer with a maximum frame length, the
+//!   adapter every byte-stream transport shares.
+//! - [`tcp`], [`unix`], [`pipe`], [`fifo`]: byte-stream transports; [`memory`]: in-process
+//!   connections, of byte streams or of native messages.
 #![doc(test(attr(deny(warnings))))]
 // Raw system calls live in `sys` only, each behind a safe wrapper.
 #![deny(unsafe_code)]
@@ -34,6 +43,7 @@ mod connection;
 pub mod fifo;
 pub mod framed;
 pub mod memory;
+pub mod message;
 pub mod pipe;
 #[allow(unsafe_code)]
 mod sys;

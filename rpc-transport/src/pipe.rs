@@ -14,17 +14,17 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! use rpc_transport::framed::{FrameBuf, FrameReader, FrameWriter, DEFAULT_MAX_FRAME_LEN};
+//! use rpc_transport::framed::{FrameBuf, DEFAULT_MAX_FRAME_LEN};
+//! use rpc_transport::message::MessageLimits;
 //! use rpc_transport::pipe;
 //!
 //! // `cat` echoes every frame back.
 //! let (conn, mut child) = pipe::spawn(tokio::process::Command::new("cat"))?;
-//! let (r, w, _peer, _guard) = conn.into_parts();
-//! let (mut reader, mut writer) = (FrameReader::new(r, DEFAULT_MAX_FRAME_LEN), FrameWriter::new(w));
+//! let (mut reader, mut writer, _peer) = conn.into_messages(&MessageLimits::default());
 //! let mut frame = FrameBuf::default();
 //! frame.extend_from_slice(b"ping");
 //! writer.send(&mut vec![frame.finish(DEFAULT_MAX_FRAME_LEN).unwrap()]).await?;
-//! assert_eq!(&reader.read_frame().await.unwrap().unwrap()[..], b"ping");
+//! assert_eq!(&reader.recv().await.unwrap().unwrap()[..], b"ping");
 //! writer.shutdown().await?; // closes the child's stdin: `cat` exits
 //! assert!(child.wait().await?.success());
 //! # Ok(())

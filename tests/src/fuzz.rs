@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use crate::probe::{Choice, RecordV1, Tree};
 
 mod client;
+mod runtime;
 mod server;
 mod services;
 

@@ -307,8 +307,10 @@ pub enum Transport {
     Tcp,
     /// A Unix socket in a temporary directory.
     Unix,
-    /// An in-memory pair.
+    /// An in-memory pair of byte streams.
     Memory,
+    /// An in-memory pair that carries whole messages natively (no framing).
+    MemoryMessages,
     /// The server is a child process serving on its stdin/stdout.
     PipeChild,
     /// Two OS pipes inside this process.
@@ -322,7 +324,14 @@ pub enum Transport {
 impl Transport {
     /// Whether the transport reaches its server through a listener that accepts many clients.
     pub fn has_listener(self) -> bool {
-        matches!(self, Transport::Tcp | Transport::Unix | Transport::Memory | Transport::FifoListener)
+        matches!(
+            self,
+            Transport::Tcp
+                | Transport::Unix
+                | Transport::Memory
+                | Transport::MemoryMessages
+                | Transport::FifoListener
+        )
     }
 }
 
@@ -419,7 +428,7 @@ pub async fn start_with(transport: Transport, configure: impl FnOnce(Server) -> 
             let conn = connector.connect().await.expect("connect fifo");
             fixture(conn, Some(handle), Some(connector), None, Some(dir))
         }
-        Transport::Tcp | Transport::Unix | Transport::Memory => {
+        Transport::Tcp | Transport::Unix | Transport::Memory | Transport::MemoryMessages => {
             let (handle, connector) = match transport {
                 Transport::Tcp => {
                     let listener = tcp::bind("127.0.0.1:0").await.expect("bind tcp");
@@ -431,6 +440,10 @@ pub async fn start_with(transport: Transport, configure: impl FnOnce(Server) -> 
                     let path = dir.path().join("kitchen.sock");
                     let listener = unix::bind(&path).await.expect("bind unix");
                     (server.serve(listener), Connector::Unix(Arc::new(dir), path))
+                }
+                Transport::MemoryMessages => {
+                    let (listener, connector) = memory::message_listener();
+                    (server.serve(listener), Connector::Memory(connector))
                 }
                 _ => {
                     let (listener, connector) = memory::listener();
@@ -499,6 +512,7 @@ pub async fn raw_pair(
             (c.expect("client side"), s.expect("server side"), Box::new(dir))
         }
         Transport::PipeChild => panic!("a child process is a real server; it cannot be played by hand"),
+        Transport::MemoryMessages => panic!("a message transport has no bytes for a raw peer to speak"),
     }
 }
 

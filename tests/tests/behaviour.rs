@@ -297,4 +297,5 @@ suite!(
     FifoPair: [connection_loss_fails_every_pending_call, a_peer_of_another_version_gets_a_clear_error],
     FifoListener: [connection_loss_fails_every_pending_call, a_peer_of_another_version_gets_a_clear_error],
     PipeChild: [],
+    MemoryMessages: [],
 );

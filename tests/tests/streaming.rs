@@ -158,7 +158,7 @@ macro_rules! suite {
     )*};
 }
 
-suite!(Tcp, Unix, Memory, PipeChild, PipePair, FifoPair, FifoListener);
+suite!(Tcp, Unix, Memory, MemoryMessages, PipeChild, PipePair, FifoPair, FifoListener);
 
 /// Graceful shutdown: a handler that watches for it ends its stream cleanly (`END`); a stream
 /// still running when the grace period ends is cut off with `Cancelled`.

@@ -19,7 +19,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rpc_transport::framed::{Frame, FrameBuf, FrameReader, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::framed::{Frame, FrameBuf, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::message::MessageLimits;
 use rpc_transport::{Connection, Peer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use crate::call::MethodRef;
 use crate::codec::{self, Format};
 use crate::context::Context;
+use crate::engine::handshake;
 use crate::hello::Hello;
 use crate::{protocol, Metadata, RpcError};
 use in_flight::InFlight;
@@ -168,19 +170,12 @@ impl ClientBuilder {
     /// Starts the reader and writer tasks of one connection.
     fn start(&self, conn: Connection) -> Shared {
         let end_reason = conn.end_reason();
-        let (read, write, peer, guard) = conn.into_parts();
+        // Both halves hold the transport's guard (a child process, FIFO files).
+        let (reader, write, peer) = conn.into_messages(&MessageLimits::new(self.max_frame_len));
         let in_flight = Arc::new(InFlight::default());
         let out = Arc::new(Outgoing::new(self.outbound_queue));
         // Our HELLO is the first frame; calls follow without waiting for the server's.
-        let hello = Hello {
-            version: u64::from(protocol::VERSION),
-            max_frame_len: self.max_frame_len as u64,
-            max_concurrent_calls: 0,
-            stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
-            formats: crate::hello::local_formats(),
-            services: Vec::new(),
-        };
-        if let Ok(frame) = protocol::encode_hello(&hello).finish(self.max_frame_len) {
+        if let Some(frame) = handshake::hello_frame(self.max_frame_len, 0, Vec::new(), self.max_frame_len) {
             // Before any call can queue one, and the writer holds the write half until it has
             // written the preface and taken this.
             let _ = out.push_now(frame);
@@ -200,7 +195,6 @@ impl ClientBuilder {
                 writer_in_flight.close(RpcError::closed(reason));
             }
         });
-        let reader = FrameReader::new(read, self.max_frame_len);
         let parts = reader::ReaderParts {
             in_flight: Arc::clone(&in_flight),
             out: Arc::clone(&out),
@@ -208,7 +202,6 @@ impl ClientBuilder {
             max_frame_len: self.max_frame_len,
             end_reason,
             hello: Arc::clone(&server_hello),
-            _guard: guard,
         };
         let reader_task = tokio::spawn(reader::read_loop(reader, parts));
         Shared {

@@ -19,14 +19,12 @@
 use std::future::Future;
 use std::io;
 use std::mem;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rpc_transport::framed::Frame;
-use rpc_transport::BoxWrite;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use rpc_transport::message::MessageWriter;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -62,7 +60,7 @@ struct Queue {
     waiting: usize,
     state: State,
     /// The write half, while the writer is idle and no caller is writing to it.
-    sink: Option<BoxWrite>,
+    sink: Option<MessageWriter>,
     /// A caller wrote its frame but could not flush it: the writer must.
     flush_due: bool,
 }
@@ -155,20 +153,19 @@ impl Outgoing {
 
     /// Writes `frame` to `sink` as far as the socket takes it without waiting, then gives the
     /// sink back, with the rest of the frame at the front of the queue for the writer.
-    fn write_now(&self, mut sink: BoxWrite, frame: &Frame) {
+    fn write_now(&self, mut sink: MessageWriter, frame: &Frame) {
         let bytes = frame.as_bytes();
         // Whatever waits is the writer's: it polls again with its own waker.
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let mut written = 0;
         while written < bytes.len() {
-            match Pin::new(&mut sink).poll_write(&mut cx, &bytes[written..]) {
+            match sink.poll_write_frames(&mut cx, &bytes[written..]) {
                 Poll::Ready(Ok(n)) if n > 0 => written += n,
                 // Would block, or failed: the writer tries again, and reports a failure.
                 _ => break,
             }
         }
-        let flushed =
-            written == bytes.len() && matches!(Pin::new(&mut sink).poll_flush(&mut cx), Poll::Ready(Ok(())));
+        let flushed = written == bytes.len() && matches!(sink.poll_flush(&mut cx), Poll::Ready(Ok(())));
         let waker = {
             let mut queue = self.lock();
             if written < bytes.len() {
@@ -256,10 +253,10 @@ impl Outgoing {
     /// to; `Err` with the sink to shut down when the client is gone and nothing is left.
     async fn take(
         &self,
-        sink: BoxWrite,
+        sink: MessageWriter,
         batch: &mut Vec<Segment>,
         spare: Option<Vec<u8>>,
-    ) -> Result<BoxWrite, BoxWrite> {
+    ) -> Result<MessageWriter, MessageWriter> {
         {
             let mut queue = self.lock();
             queue.sink = Some(sink);
@@ -299,16 +296,19 @@ impl Outgoing {
 }
 
 /// Writes the preface, then whatever is queued on `out`, each batch in as few writes as it has
-/// segments and one flush. Ends when the client is gone (then shuts the write side down so the
-/// server sees EOF) or when a write fails or blocks for longer than `write_timeout` (a server
-/// that stopped reading); either way, `out` refuses frames from then on.
+/// segments and one flush (on a native message transport, a message per frame). Ends when the
+/// client is gone (then shuts the write side down so the server sees EOF) or when a write fails
+/// or blocks for longer than `write_timeout` (a server that stopped reading); either way, `out`
+/// refuses frames from then on.
 pub(super) async fn write_loop(
     out: &Outgoing,
-    mut writer: BoxWrite,
+    mut writer: MessageWriter,
     preface: &[u8],
     write_timeout: Duration,
 ) -> io::Result<()> {
-    let mut batch = vec![Segment::Small(preface.to_vec())];
+    // Goes out with the first batch's flush, before anything queued.
+    writer.queue_preface(preface);
+    let mut batch = Vec::new();
     let result = loop {
         let written = {
             let mut write = std::pin::pin!(write_batch(&mut writer, &batch));
@@ -361,9 +361,9 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     Guard(Some(f))
 }
 
-async fn write_batch(writer: &mut BoxWrite, batch: &[Segment]) -> io::Result<()> {
+async fn write_batch(writer: &mut MessageWriter, batch: &[Segment]) -> io::Result<()> {
     for segment in batch {
-        writer.write_all(segment.bytes()).await?;
+        writer.write_frames(segment.bytes()).await?;
     }
     writer.flush().await
 }
@@ -378,6 +378,12 @@ mod tests {
         let mut buf = FrameBuf::with_capacity(len);
         buf.extend_from_slice(&vec![byte; len]);
         buf.finish(usize::MAX).expect("frame")
+    }
+
+    /// A framed message writer over one end of an in-memory byte stream.
+    fn writer(sink: tokio::io::DuplexStream) -> MessageWriter {
+        let conn = rpc_transport::Connection::new(tokio::io::empty(), sink, rpc_transport::Peer::Memory);
+        conn.into_messages(&Default::default()).1
     }
 
     fn bytes(batch: &[Segment]) -> Vec<u8> {
@@ -397,7 +403,7 @@ mod tests {
         assert!(out.try_push(frame(1, 4), true).expect("open").is_some(), "full: the frame comes back");
         out.push_now(frame(5, 5)).expect("a cancel goes whatever the bound");
         let mut batch = Vec::new();
-        let Ok(sink) = out.take(Box::new(sink), &mut batch, None).await else { panic!("work") };
+        let Ok(sink) = out.take(writer(sink), &mut batch, None).await else { panic!("work") };
         assert_eq!(batch.len(), 3, "small, large, small (the cancel coalesced with the last)");
         let mut expected: Vec<u8> = frames.iter().flat_map(|f| f.as_bytes().to_vec()).collect();
         expected.extend_from_slice(frame(5, 5).as_bytes());
@@ -424,7 +430,7 @@ mod tests {
         let out = Outgoing::new(16);
         let (sink, mut peer) = tokio::io::duplex(64);
         let mut batch = Vec::new();
-        let mut take = Box::pin(out.take(Box::new(sink), &mut batch, None));
+        let mut take = Box::pin(out.take(writer(sink), &mut batch, None));
         assert!(futures::poll!(take.as_mut()).is_pending(), "nothing to write: the writer is idle");
 
         let small = frame(10, 1);

@@ -1,17 +1,18 @@
 //! The client's reader task: checks the server's preface, then routes every frame.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::FrameReader;
-use rpc_transport::{BoxRead, EndReason};
-use tokio::time::Instant;
+use rpc_transport::message::MessageReader;
+use rpc_transport::EndReason;
 
 use super::in_flight::InFlight;
 use super::outgoing::Outgoing;
+use crate::engine::handshake::{self, HandshakeError};
+use crate::engine::keepalive::{self, Keepalive};
+use crate::engine::{goaway, Event, Role, State};
 use crate::hello::Hello;
-use crate::protocol::{self, ErrorCode, Message};
+use crate::protocol::{self, Message};
 use crate::RpcError;
 
 /// What the reader needs besides the stream.
@@ -25,10 +26,9 @@ pub(super) struct ReaderParts {
     pub(super) end_reason: Option<EndReason>,
     /// Where the server's HELLO goes once read.
     pub(super) hello: Arc<std::sync::OnceLock<Hello>>,
-    pub(super) _guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
-pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderParts) {
+pub(super) async fn read_loop(mut reader: MessageReader, parts: ReaderParts) {
     // The deadlines are kept until the very end (describing how the connection ended may wait
     // for a child to exit).
     let err = super::deadlines::keep(&parts.in_flight, run(&mut reader, &parts)).await;
@@ -36,29 +36,31 @@ pub(super) async fn read_loop(mut reader: FrameReader<BoxRead>, parts: ReaderPar
 }
 
 /// Reads until the connection fails; returns the error every remaining call gets.
-async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError {
+async fn run(reader: &mut MessageReader, parts: &ReaderParts) -> RpcError {
+    const ROLE: Role = Role::Client;
     let in_flight = &*parts.in_flight;
-    match reader.read_raw(protocol::PREFACE.len()).await {
-        Ok(Some(preface)) => {
-            if let Err(e) = protocol::check_preface(&preface) {
-                return e;
-            }
+    match handshake::run(reader, ROLE, None).await {
+        Ok(_) => {}
+        Err(HandshakeError::Closed) => {
+            return parts.ended("the server closed the connection before its preface".into()).await
         }
-        Ok(None) => return parts.ended("the server closed the connection before its preface".into()).await,
+        Err(HandshakeError::Preface(e) | HandshakeError::Hello(e)) => return e,
         Err(e) => return parts.ended(e.to_string()).await,
     }
+    // The server's HELLO comes in this loop: our calls were sent without waiting for it.
+    let mut state = State::Handshaking;
     let mut goaway: Option<String> = None;
     let mut keepalive = Keepalive::new(parts.keepalive);
     loop {
         let read = tokio::select! {
-            read = reader.read_frame() => read,
+            read = reader.recv() => read,
             _ = keepalive.wait(), if keepalive.enabled() => {
                 if let Some(limit) = keepalive.expired() {
                     return RpcError::closed(format!("the server did not answer a keepalive ping within {limit:?}"));
                 }
                 if in_flight.len() > 0 {
                     // Only while calls wait: an idle client must not keep an idle connection busy.
-                    if let Ok(frame) = protocol::ping_frame(keepalive.next_nonce(), false).finish(parts.max_frame_len) {
+                    if let Some(frame) = keepalive::ping(keepalive.next_nonce(), parts.max_frame_len) {
                         let _ = parts.out.try_push(frame, false);
                     }
                     keepalive.sent();
@@ -71,27 +73,21 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
         keepalive.heard();
         let body = match read {
             Ok(Some(body)) => body,
-            Ok(None) => {
-                let reason = goaway.map_or_else(
-                    || "the server closed the connection".to_string(),
-                    |m| format!("the server closed the connection: {m}"),
-                );
-                return parts.ended(reason).await;
-            }
+            Ok(None) => return parts.ended(goaway::closed_reason(ROLE.peer_name(), goaway.as_deref())).await,
             Err(e) => return parts.ended(e.to_string()).await,
         };
         let message = protocol::decode(body);
-        // The server's HELLO comes first (calls were sent without waiting for it), unless the
-        // server refuses the connection at once with a goaway.
-        if parts.hello.get().is_none()
-            && matches!(message, Ok(ref m) if !matches!(m, Message::Hello(_) | Message::GoAway { .. }))
-        {
+        // The server's HELLO comes first, unless the server refuses the connection at once with
+        // a goaway.
+        if !state.greeted() && matches!(message, Ok(ref m) if !ROLE.may_precede_hello(m)) {
             return RpcError::Protocol("the server sent a frame before its HELLO".into());
         }
         match message {
-            Ok(Message::Hello(hello)) if parts.hello.get().is_none() => {
+            Ok(Message::Hello(hello)) if !state.greeted() => {
                 in_flight.set_peer_window(hello.stream_window);
                 let _ = parts.hello.set(*hello);
+                state = state.on(Event::HelloReceived);
+                tracing::trace!(%state, "the server's HELLO arrived");
             }
             // Reply metadata is part of the protocol; no API reads it yet, so it is not kept.
             Ok(Message::Reply { id, metadata: _, body }) => {
@@ -105,22 +101,16 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                 }
             }
             Ok(Message::GoAway { code, message }) => {
-                let refusal = match ErrorCode::from_u64(code) {
-                    Some(ErrorCode::ShuttingDown) => RpcError::ShuttingDown,
-                    Some(ErrorCode::Overloaded) => RpcError::Overloaded(message.as_str().into()),
-                    _ => RpcError::closed(format!("the server is closing the connection: {message}")),
-                };
-                in_flight.refuse_new(refusal);
+                in_flight.refuse_new(goaway::refusal(code, &message));
+                state = state.on(Event::GoAway);
+                tracing::debug!(%state, code, "the server sent a goaway: {message}");
                 goaway = Some(message);
             }
             Ok(Message::Pong) => {}
             Ok(Message::Ping { nonce }) => {
-                if let Ok(frame) = protocol::ping_frame(nonce, true).finish(parts.max_frame_len) {
+                if let Some(frame) = keepalive::pong(nonce, parts.max_frame_len) {
                     let _ = parts.out.try_push(frame, false);
                 }
-            }
-            Ok(Message::Call { .. } | Message::Cancel { .. } | Message::Hello(_)) => {
-                return RpcError::Protocol("the server sent a call, cancel or second HELLO frame".into());
             }
             // A stream frame that breaks the stream rules closes the connection (PROTOCOL.md).
             Ok(Message::Item { id, body }) => {
@@ -137,6 +127,9 @@ async fn run(reader: &mut FrameReader<BoxRead>, parts: &ReaderParts) -> RpcError
                 if let Err(e) = in_flight.grant(id, credit) {
                     return e;
                 }
+            }
+            Ok(m @ (Message::Call { .. } | Message::Cancel { .. } | Message::Hello(_))) => {
+                return RpcError::Protocol(ROLE.forbidden(&m).into());
             }
             Err((_, e)) => return e,
         }
@@ -159,50 +152,5 @@ pub(super) async fn with_end_reason(reason: String, end: Option<&EndReason>) -> 
             None => reason,
         },
         None => reason,
-    }
-}
-
-/// Detects a silent server: after `interval` without a frame while calls wait, send a ping; if
-/// nothing at all arrives within another `interval`, the connection is dead.
-struct Keepalive {
-    interval: Option<Duration>,
-    last_heard: Instant,
-    ping_sent: Option<Instant>,
-    nonce: u64,
-}
-
-impl Keepalive {
-    fn new(interval: Option<Duration>) -> Self {
-        Keepalive { interval, last_heard: Instant::now(), ping_sent: None, nonce: 0 }
-    }
-
-    fn enabled(&self) -> bool {
-        self.interval.is_some()
-    }
-
-    async fn wait(&self) {
-        let Some(interval) = self.interval else { return std::future::pending().await };
-        let from = self.ping_sent.unwrap_or(self.last_heard);
-        tokio::time::sleep_until(from + interval).await;
-    }
-
-    /// `Some(limit)` if a ping went unanswered for the whole interval.
-    fn expired(&self) -> Option<Duration> {
-        let interval = self.interval?;
-        self.ping_sent.filter(|sent| sent.elapsed() >= interval).map(|_| interval)
-    }
-
-    fn next_nonce(&mut self) -> u64 {
-        self.nonce += 1;
-        self.nonce
-    }
-
-    fn sent(&mut self) {
-        self.ping_sent = Some(Instant::now());
-    }
-
-    fn heard(&mut self) {
-        self.last_heard = Instant::now();
-        self.ping_sent = None;
     }
 }

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::service::{self, ServiceExt};
@@ -160,22 +163,22 @@ impl NatsServer {
         for info in ids {
             instance_ids.push(info.await.id);
         }
+        let cancel_calls = CancellationToken::new();
         let shared = Arc::new(Shared {
             router: self.router,
             client,
             permits: Arc::new(Semaphore::new(self.max_concurrent)),
             max_deadline: self.max_deadline,
             oneway_deadline: self.oneway_deadline,
+            cancel_calls: cancel_calls.clone(),
         });
         let stop = CancellationToken::new();
-        let cancel_calls = CancellationToken::new();
         let tracker = TaskTracker::new();
         let task = tokio::spawn(run(
             Arc::clone(&shared),
             stream::select_all(sources),
             services,
             stop.clone(),
-            cancel_calls.clone(),
             tracker.clone(),
         ));
         Ok(NatsServerHandle { task: Some(task), stop, cancel_calls, tracker, instance_ids })
@@ -198,6 +201,9 @@ struct Shared {
     permits: Arc<Semaphore>,
     max_deadline: Duration,
     oneway_deadline: Duration,
+    /// Cancels the calls still running once the grace period is over. Shared here, not cloned
+    /// per call: a clone locks the token's tree.
+    cancel_calls: CancellationToken,
 }
 
 async fn run(
@@ -205,7 +211,6 @@ async fn run(
     mut incoming: stream::SelectAll<BoxStream<'static, Incoming>>,
     services: Vec<service::Service>,
     stop: CancellationToken,
-    cancel_calls: CancellationToken,
     tracker: TaskTracker,
 ) {
     loop {
@@ -217,11 +222,27 @@ async fn run(
         match Arc::clone(&shared.permits).try_acquire_owned() {
             Ok(permit) => {
                 let shared = Arc::clone(&shared);
-                let cancel = cancel_calls.clone();
-                tracker.spawn(async move {
+                let mut call = Box::pin(async move {
                     let _permit = permit;
-                    handle(&shared, incoming, &cancel).await;
+                    handle(&shared, incoming).await;
                 });
+                // Most calls finish on their first poll (the reply is queued on the broker
+                // connection without waiting): run that poll here, as a bare responder would,
+                // and give the call a task of its own only if it has to wait. A handler's panic
+                // is caught inside `serve_call`; this guards the loop against anything else.
+                let first = std::future::poll_fn(|cx| {
+                    Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))))
+                })
+                .await;
+                match first {
+                    Ok(Poll::Ready(())) => {}
+                    Ok(Poll::Pending) => {
+                        tracker.spawn(call);
+                    }
+                    Err(_) => {
+                        tracing::error!(target: "rpc_runtime::nats", "a call panicked outside its handler");
+                    }
+                }
             }
             Err(_) => {
                 // Answered here, not on a task: a flood of refusals waits for the broker
@@ -240,7 +261,7 @@ async fn run(
 }
 
 /// Runs one request and answers it.
-async fn handle(shared: &Shared, incoming: Incoming, cancel: &CancellationToken) {
+async fn handle(shared: &Shared, incoming: Incoming) {
     let (service, message) = match &incoming {
         Incoming::Call { service, request, .. } => (*service, &request.message),
         Incoming::Broadcast { service, message } => (*service, message),
@@ -252,8 +273,11 @@ async fn handle(shared: &Shared, incoming: Incoming, cancel: &CancellationToken)
                 address: message.reply.as_ref().map_or_else(String::new, |r| r.to_string()),
             };
             tokio::select! {
+                // The call first: most finish at once, and polling the token first would register
+                // a waiter (a lock) for nothing.
+                biased;
                 outcome = shared.router.serve_call(call, peer) => outcome,
-                () = cancel.cancelled() => Err(RpcError::Cancelled("the server shut down before the call finished".into())),
+                () = shared.cancel_calls.cancelled() => Err(RpcError::Cancelled("the server shut down before the call finished".into())),
             }
         }
         Err(e) => {

@@ -28,7 +28,8 @@ pub(crate) const VERSION: u8 = 2;
 
 /// Checks a peer's preface; the error says what the peer seems to speak.
 pub(crate) fn check_preface(got: &[u8]) -> Result<(), RpcError> {
-    if got[..6] != PREFACE[..6] {
+    // A native message transport delivers the preface as a message of any length.
+    if got.len() != PREFACE.len() || got[..6] != PREFACE[..6] {
         let shown = String::from_utf8_lossy(got).escape_debug().to_string();
         return Err(RpcError::Protocol(format!(
             "the peer does not speak this RPC protocol (expected preface {:02x?}, got {shown:?})",

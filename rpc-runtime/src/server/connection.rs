@@ -10,8 +10,9 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rpc_transport::framed::{FrameError, FrameReader};
-use rpc_transport::{BoxRead, Connection, Peer};
+use rpc_transport::framed::FrameError;
+use rpc_transport::message::{MessageLimits, MessageReader};
+use rpc_transport::{Connection, Peer};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -25,14 +26,23 @@ use super::{ServerConfig, Shared};
 use crate::codec::Format;
 use crate::context::Context;
 use crate::describe::MethodKind;
+use crate::engine::goaway::{self, GOAWAY_WAIT};
+use crate::engine::handshake::{self, HandshakeError, PeerLimits};
+use crate::engine::limits::{
+    self, Breach, CancelCredit, ControlBudget, Violations, PARKED_REQUESTS, PEER_CAP_LINGER, REFUSAL_LINGER,
+};
+use crate::engine::{keepalive, Event, Role, State};
 use crate::protocol::{self, ErrorCode, Message};
 use crate::service::ResponseBuf;
 use crate::stream::credit::SendCredit;
 use crate::stream::io::{Incoming, StreamIo};
 use crate::RpcError;
 
+/// This end of every connection served here.
+const ROLE: Role = Role::Server;
+
 /// A signal the connection's loop waits for besides its own work.
-enum Event {
+enum Signal {
     /// The writer task ended (the peer is gone or stopped reading).
     WriterDead,
     /// Shutdown's grace period ran out.
@@ -41,6 +51,12 @@ enum Event {
     Stop,
     /// The server evicted this idle connection to make room for a new one (H6).
     Evicted,
+}
+
+impl From<Breach> for Close {
+    fn from(breach: Breach) -> Close {
+        Close::GoAway(breach.code, breach.message)
+    }
 }
 
 /// Why a connection ended.
@@ -59,23 +75,19 @@ enum Close {
     Failed(String),
 }
 
-/// How long closing waits for room in the outbound queue to send its goaway.
-const GOAWAY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Refuses a connection past the connection limit: preface, goaway, close.
 ///
 /// The close lingers: after sending, the server reads and discards what the client sends until
 /// it hangs up or [`REFUSAL_LINGER`] passes. Closing a socket with unread input makes the kernel
 /// send a reset, which can destroy the goaway before the client reads it.
 pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Refused) {
-    let (mut read, write, _peer, _guard) = conn.into_parts();
+    let (mut read, write, _peer) = conn.into_messages(&MessageLimits::new(config.max_frame_len));
     let (tx, rx) = mpsc::channel(1);
     let reason = match why {
         Refused::Full => "the server's connection limit is reached",
         Refused::PeerCap => "the server's limit of connections from one peer is reached",
     };
-    let goaway = protocol::goaway_frame(ErrorCode::Overloaded, reason);
-    if let Ok(frame) = goaway.finish(config.max_frame_len) {
+    if let Some(frame) = goaway::frame(ErrorCode::Overloaded, reason, config.max_frame_len) {
         let _ = tx.try_send(frame);
     }
     drop(tx);
@@ -86,19 +98,9 @@ pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Ref
         Refused::PeerCap => PEER_CAP_LINGER,
     }
     .min(config.handshake_timeout);
-    let _ = crate::writer::write_loop(write, &protocol::PREFACE, rx, linger).await;
-    let mut sink = [0u8; 1024];
-    let drain = async {
-        use tokio::io::AsyncReadExt;
-        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
-    };
-    let _ = tokio::time::timeout(linger, drain).await;
+    let _ = crate::engine::writer::write_loop(write, &protocol::PREFACE, rx, linger).await;
+    let _ = tokio::time::timeout(linger, read.discard_all()).await;
 }
-
-/// How long a refused connection is kept open to let the client read why.
-const REFUSAL_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-/// The same for a peer refused for being over its own connection cap (see `refuse`).
-const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves one connection until it closes.
 ///
@@ -106,7 +108,10 @@ const PEER_CAP_LINGER: std::time::Duration = std::time::Duration::from_millis(10
 /// outlive it (one-way, run-to-completion) go on detached, within the server's limit (H4).
 pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     let config = &shared.config;
-    let (read, write, peer, _guard) = conn.into_parts();
+    // The frame timeout and the receive budget are the transport's to apply (framed or not).
+    let limits = limits::message_limits(config, &shared.receive);
+    // Both halves hold the transport's guard, so it lives as long as either is in use.
+    let (mut reader, write, peer) = conn.into_messages(&limits);
     let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
     let writer_dead = CancellationToken::new();
     let finish = CancellationToken::new();
@@ -123,11 +128,12 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         let outbox = Arc::clone(&outbox);
         let write_timeout = config.write_timeout;
         let peer = peer.to_string();
-        let shared_greeting = shared.greeting.clone();
+        let hello = shared.hello.clone();
         async move {
             let written = |n| outbox.release(n);
+            let greeting = crate::engine::writer::Greeting { preface: &protocol::PREFACE, hello };
             let result =
-                crate::writer::write_frames(write, &shared_greeting, rx, write_timeout, &finish, written)
+                crate::engine::writer::write_frames(write, greeting, rx, write_timeout, &finish, written)
                     .await;
             if let Err(e) = result {
                 tracing::debug!(%peer, "closing connection: {e}");
@@ -135,9 +141,6 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
             dead.cancel();
         }
     });
-    let mut reader = FrameReader::new(read, config.max_frame_len);
-    reader.set_frame_timeout(Some(config.frame_timeout));
-    reader.set_budget(Some(Arc::clone(&shared.receive)));
     let mut conn = ServerConn {
         slots: Arc::new(Semaphore::new(config.max_in_flight)),
         parked: VecDeque::new(),
@@ -145,10 +148,10 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
         outbox,
         running: HashMap::new(),
         tasks: JoinSet::new(),
-        draining: false,
-        control: ControlBudget { since: Instant::now(), tokens: config.max_control_frames_per_sec },
-        cancel_credit: CANCEL_SLACK,
-        violations: 0,
+        state: State::Handshaking,
+        control: ControlBudget::new(config.max_control_frames_per_sec),
+        cancel_credit: CancelCredit::new(),
+        violations: Violations::new(config.max_protocol_violations),
         max_reply_len: config.max_frame_len,
         peer_window: crate::hello::DEFAULT_STREAM_WINDOW,
         streams: HashMap::new(),
@@ -167,11 +170,6 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     // read the goaway.
     drop(reader);
 }
-
-/// Requests read while every handler slot is busy, waiting for one. Reading stops when this many
-/// are waiting: that is the backpressure. Reading on until then lets the cancels and pings
-/// queued behind a request through, so a cancel can always free a slot.
-pub(crate) const PARKED_REQUESTS: usize = 8;
 
 /// A decoded request waiting for a handler slot.
 struct Parked {
@@ -194,13 +192,14 @@ struct ServerConn {
     running: HashMap<u64, AbortHandle>,
     tasks: JoinSet<u64>,
     parked: VecDeque<Parked>,
-    draining: bool,
+    /// Handshaking until the client's HELLO is read, draining once shutdown began.
+    state: State,
+    /// Pings and pongs this connection may still send.
     control: ControlBudget,
-    /// Cancels this connection may still send: one per request received, plus [`CANCEL_SLACK`].
-    cancel_credit: u64,
-    /// Protocol violations so far; past [`ServerConfig::max_protocol_violations`], the
-    /// connection is closed (H7).
-    violations: u32,
+    /// Cancels this connection may still send.
+    cancel_credit: CancelCredit,
+    /// Protocol violations so far (H7).
+    violations: Violations,
     /// The connection's place in the server's registry (caps, eviction, idleness).
     slot: Slot,
     /// When the last request arrived.
@@ -239,55 +238,28 @@ impl StreamEntry {
     }
 }
 
-/// Cancels a connection may send beyond one per request it sent (E2).
-const CANCEL_SLACK: u64 = 1024;
-
-/// A token bucket for pings and pongs (E2, H8: a ping flood costs the server a pong each without
-/// ever starting a call), refilled at [`ServerConfig::max_control_frames_per_sec`] a second and
-/// holding as many; requests do not refill it.
-struct ControlBudget {
-    /// When the bucket was last refilled (or last full).
-    since: Instant,
-    tokens: u32,
-}
-
 impl ServerConn {
-    async fn run(&mut self, reader: &mut FrameReader<BoxRead>, writer_dead: &CancellationToken) -> Close {
+    async fn run(&mut self, reader: &mut MessageReader, writer_dead: &CancellationToken) -> Close {
         let shared = Arc::clone(&self.shared);
         let signals = &shared.signals;
         let evicted = self.slot.evicted.clone();
-        match tokio::time::timeout(
-            self.shared.config.handshake_timeout,
-            reader.read_raw(protocol::PREFACE.len()),
-        )
-        .await
-        {
-            Err(_) => return Close::Failed("no preface within the handshake timeout".into()),
-            Ok(Ok(None)) => return Close::PeerClosed,
-            Ok(Err(e)) => return Close::Failed(e.to_string()),
-            Ok(Ok(Some(preface))) => {
-                if let Err(e) = protocol::check_preface(&preface) {
-                    // Our preface is already on its way, so a peer of another version learns ours.
-                    return Close::Failed(e.to_string());
+        let timeout = Some(self.shared.config.handshake_timeout);
+        match handshake::run(reader, ROLE, timeout).await {
+            Ok(hello) => {
+                if let Some(hello) = hello {
+                    let limits = PeerLimits::new(&hello, self.max_reply_len);
+                    self.max_reply_len = limits.max_frame_len;
+                    self.peer_window = limits.stream_window;
+                }
+                self.state = self.state.on(Event::HelloReceived);
+            }
+            Err(HandshakeError::Closed) => return Close::PeerClosed,
+            Err(e) => {
+                return match e.goaway_code() {
+                    Some(code) => Close::GoAway(code, e.to_string()),
+                    None => Close::Failed(e.to_string()),
                 }
             }
-        }
-        // The client's HELLO, within the same timeout; its calls may follow it in the same read.
-        match tokio::time::timeout(self.shared.config.handshake_timeout, reader.read_frame()).await {
-            Err(_) => return Close::GoAway(ErrorCode::Idle, "no HELLO within the handshake timeout".into()),
-            Ok(Ok(None)) => return Close::PeerClosed,
-            Ok(Err(e @ FrameError::TooLarge { .. })) => {
-                return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
-            }
-            Ok(Err(e)) => return Close::Failed(e.to_string()),
-            Ok(Ok(Some(body))) => match protocol::decode_hello(body) {
-                Ok(hello) => {
-                    let theirs = usize::try_from(hello.max_frame_len).unwrap_or(usize::MAX);
-                    self.max_reply_len = self.max_reply_len.min(theirs);
-                    self.peer_window = hello.stream_window.min(crate::stream::credit::MAX_CREDIT);
-                }
-                Err(e) => return Close::GoAway(ErrorCode::Protocol, e.to_string()),
-            },
         }
 
         let idle_timeout = self.shared.config.idle_timeout;
@@ -296,37 +268,37 @@ impl ServerConn {
         // register and unregister a waiter (or a timer) each time, for every frame. The three
         // signals sit in a FuturesUnordered, which polls only the one that was woken: polling
         // a waiting `cancelled()` future again takes two locks, on every wake-up of this task.
-        let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Event> + Send + '_>>> =
+        let mut events: FuturesUnordered<Pin<Box<dyn Future<Output = Signal> + Send + '_>>> =
             FuturesUnordered::new();
         events.push(Box::pin(async move {
             writer_dead.cancelled().await;
-            Event::WriterDead
+            Signal::WriterDead
         }));
         events.push(Box::pin(async move {
             signals.force.cancelled().await;
-            Event::Force
+            Signal::Force
         }));
         events.push(Box::pin(async move {
             signals.stop.cancelled().await;
-            Event::Stop
+            Signal::Stop
         }));
         events.push(Box::pin(async move {
             evicted.cancelled().await;
-            Event::Evicted
+            Signal::Evicted
         }));
         let idle = tokio::time::sleep_until(last_activity + idle_timeout);
         tokio::pin!(idle);
         loop {
-            if self.draining && self.tasks.is_empty() {
+            if self.state == State::Draining && self.tasks.is_empty() {
                 return Close::Drained;
             }
             tokio::select! {
                 biased;
-                Some(event) = events.next() => match event {
-                    Event::WriterDead => return Close::WriteFailed,
-                    Event::Force => return Close::Forced,
-                    Event::Stop => self.start_draining().await,
-                    Event::Evicted => {
+                Some(signal) = events.next() => match signal {
+                    Signal::WriterDead => return Close::WriteFailed,
+                    Signal::Force => return Close::Forced,
+                    Signal::Stop => self.start_draining().await,
+                    Signal::Evicted => {
                         return Close::GoAway(
                             ErrorCode::Idle,
                             "closed while idle to make room: the server's connection limit is reached".into(),
@@ -353,13 +325,13 @@ impl ServerConn {
                     // connection pushes it a full period on, an idle one closes once it has been
                     // quiet for the whole period since its last frame or finished call.
                     let now = Instant::now();
-                    let busy = !self.tasks.is_empty() || !self.parked.is_empty() || reader.in_frame();
+                    let busy = !self.tasks.is_empty() || !self.parked.is_empty() || reader.in_message();
                     if !busy && last_activity + idle_timeout <= now {
                         return Close::GoAway(ErrorCode::Idle, format!("idle for {idle_timeout:?}"));
                     }
                     idle.as_mut().reset(if busy { now } else { last_activity } + idle_timeout);
                 }
-                frame = reader.read_frame(), if self.parked.len() < PARKED_REQUESTS && !self.outbox.is_full() => {
+                frame = reader.recv(), if self.parked.len() < PARKED_REQUESTS && !self.outbox.is_full() => {
                     let mut frame = frame.map(Some);
                     // Frames that arrived in the same read are handled here, not each on its own
                     // turn of the loop.
@@ -396,8 +368,12 @@ impl ServerConn {
     /// Stops taking calls: tells the client, and refuses the ones still waiting for a slot (they
     /// never started, so they are safe to retry).
     async fn start_draining(&mut self) {
-        self.draining = true;
-        self.send_now(protocol::goaway_frame(ErrorCode::ShuttingDown, "the server is shutting down"));
+        self.state = self.state.on(Event::GoAway);
+        tracing::debug!(peer = %self.peer, state = %self.state, "shutdown began");
+        let max = self.shared.config.max_frame_len;
+        if let Some(frame) = goaway::frame(ErrorCode::ShuttingDown, "the server is shutting down", max) {
+            self.outbox.try_send(frame);
+        }
         for parked in std::mem::take(&mut self.parked) {
             if !parked.oneway {
                 self.reply(parked.id, &RpcError::ShuttingDown).await;
@@ -414,6 +390,10 @@ impl ServerConn {
 
     /// Forgets a stream whose call ended: later frames for it are discarded.
     fn end_stream(&mut self, id: u64) {
+        // Most calls are not streams: skip hashing their id.
+        if self.streams.is_empty() {
+            return;
+        }
         if let Some(entry) = self.streams.remove(&id) {
             entry.credit.close();
         }
@@ -439,8 +419,8 @@ impl ServerConn {
                     Some("an ITEM from the client on a server stream")
                 } else if let Some(tx) = &entry.incoming {
                     entry.received += 1;
-                    let credit = entry.window.saturating_add(entry.granted.load(Ordering::Acquire));
-                    if entry.received > credit {
+                    let granted = entry.granted.load(Ordering::Acquire);
+                    if !limits::item_within_credit(entry.received, entry.window, granted) {
                         Some("an ITEM beyond the credit granted")
                     } else {
                         // Within the credit there is room (the queue holds a window); a handler
@@ -503,21 +483,14 @@ impl ServerConn {
     async fn on_frame(&mut self, body: Bytes) -> Result<Activity, Close> {
         match protocol::decode(body) {
             Ok(Message::Call { head, body }) => {
-                self.cancel_credit = self.cancel_credit.saturating_add(1);
+                self.cancel_credit.on_request();
                 self.highest_id = self.highest_id.max(head.id);
                 self.on_request(head, &body).await?;
                 Ok(Activity::Call)
             }
             Ok(Message::Cancel { id }) => {
-                // A client cancels each call at most once, so cancels never outnumber requests by
-                // more than the slack; a cancel of a call that already finished is normal.
-                if self.cancel_credit == 0 {
-                    return Err(Close::GoAway(
-                        ErrorCode::Protocol,
-                        format!("too many cancels: more than {CANCEL_SLACK} beyond one per request"),
-                    ));
-                }
-                self.cancel_credit -= 1;
+                // A cancel of a call that already finished is normal; a flood is not.
+                self.cancel_credit.take()?;
                 // A running task's slot is freed when the runtime drops its future, not before.
                 if let Some(task) = self.running.remove(&id) {
                     task.abort();
@@ -529,18 +502,20 @@ impl ServerConn {
                 Ok(Activity::Call)
             }
             Ok(Message::Ping { nonce }) => {
-                self.control_frame()?;
+                self.control.take()?;
                 // A pong that does not fit in the queue is dropped: pings never queue unboundedly.
-                self.send_now(protocol::ping_frame(nonce, true));
+                if let Some(frame) = keepalive::pong(nonce, self.shared.config.max_frame_len) {
+                    self.outbox.try_send(frame);
+                }
                 Ok(Activity::Control)
             }
-            Ok(Message::Pong) => self.control_frame().map(|()| Activity::Control),
-            Ok(Message::Reply { .. } | Message::Error { .. } | Message::GoAway { .. }) => {
-                Err(Close::GoAway(ErrorCode::Protocol, "a client sent a reply, error or goaway frame".into()))
-            }
-            Ok(Message::Hello(_)) => {
-                Err(Close::GoAway(ErrorCode::Protocol, "a client sent a second HELLO".into()))
-            }
+            Ok(Message::Pong) => self.control.take().map(|()| Activity::Control).map_err(Close::from),
+            Ok(
+                m @ (Message::Reply { .. }
+                | Message::Error { .. }
+                | Message::GoAway { .. }
+                | Message::Hello(_)),
+            ) => Err(Close::GoAway(ErrorCode::Protocol, ROLE.forbidden(&m).into())),
             Ok(msg @ (Message::Item { .. } | Message::End { .. } | Message::Credit { .. })) => {
                 self.on_stream_frame(msg).await
             }
@@ -553,30 +528,6 @@ impl ServerConn {
         }
     }
 
-    /// Takes a token from the control-frame bucket; `Err` closes a connection that has none.
-    fn control_frame(&mut self) -> Result<(), Close> {
-        let max = self.shared.config.max_control_frames_per_sec;
-        let now = Instant::now();
-        if self.control.tokens >= max {
-            // A full bucket refills from when it is first drawn on.
-            self.control.since = now;
-        } else if self.control.tokens == 0 {
-            let elapsed = now.duration_since(self.control.since).as_millis();
-            let refill = (elapsed * u128::from(max) / 1000).min(u128::from(max)) as u32;
-            if refill > 0 {
-                self.control = ControlBudget { since: now, tokens: refill };
-            }
-        }
-        if self.control.tokens == 0 {
-            return Err(Close::GoAway(
-                ErrorCode::Protocol,
-                format!("too many control frames: more than {max} pings or pongs per second"),
-            ));
-        }
-        self.control.tokens -= 1;
-        Ok(())
-    }
-
     /// Counts a protocol violation that does not by itself close the connection; `Err` once there
     /// have been more than [`ServerConfig::max_protocol_violations`] (H7).
     fn violation(&mut self, id: u64, what: &str) -> Result<(), Close> {
@@ -585,14 +536,7 @@ impl ServerConn {
 
     /// [`violation`](Self::violation) of a named rule: the goaway carries its code.
     fn violation_of(&mut self, code: ErrorCode, id: u64, what: &str) -> Result<(), Close> {
-        self.violations = self.violations.saturating_add(1);
-        let max = self.shared.config.max_protocol_violations;
-        if self.violations > max {
-            return Err(Close::GoAway(
-                code,
-                format!("too many protocol violations: more than {max}; the last: {what}"),
-            ));
-        }
+        self.violations.count(code, what)?;
         limited!(self.outbox.log(), warn, peer = %self.peer, id, "protocol violation: {what}");
         Ok(())
     }
@@ -610,7 +554,7 @@ impl ServerConn {
             }
             return Ok(());
         };
-        if self.draining {
+        if !self.state.takes_calls() {
             if let Some(e) = fail(RpcError::ShuttingDown) {
                 self.reply(id, &e).await;
             }
@@ -798,35 +742,31 @@ impl ServerConn {
         }
     }
 
-    /// Sends a control frame if there is room; never waits.
-    fn send_now(&self, buf: rpc_transport::framed::FrameBuf) {
-        if let Ok(frame) = buf.finish(self.shared.config.max_frame_len) {
-            self.outbox.try_send(frame);
-        }
-    }
-
     /// Ends the connection: tell the peer why if we can, fail or cancel what is left, and hand
     /// one-way and run-to-completion calls to a detached task (they should not be cut short by
     /// the caller hanging up, only by the end of a shutdown or the server's limit on such work).
     async fn close(&mut self, close: Close) {
         let peer = Arc::clone(&self.peer);
         let max_frame_len = self.shared.config.max_frame_len;
+        // The state it was in when it closed, for the log.
+        let state = self.state;
+        self.state = state.on(Event::Closed);
         match &close {
-            Close::PeerClosed | Close::Drained => tracing::debug!(%peer, "connection closed"),
+            Close::PeerClosed | Close::Drained => tracing::debug!(%peer, %state, "connection closed"),
             Close::Forced => {
-                tracing::debug!(%peer, "connection closed at the end of the shutdown grace period")
+                tracing::debug!(%peer, %state, "connection closed at the end of the shutdown grace period")
             }
             Close::WriteFailed => {}
             Close::GoAway(code, reason) => {
-                tracing::info!(%peer, ?code, "closing connection: {reason}");
+                tracing::info!(%peer, %state, ?code, "closing connection: {reason}");
                 // The queue may be full (of pongs, say): wait a little for room, so the peer
                 // learns why, but never longer than a write may take.
-                if let Ok(frame) = protocol::goaway_frame(*code, reason).finish(max_frame_len) {
+                if let Some(frame) = goaway::frame(*code, reason, max_frame_len) {
                     let wait = self.shared.config.write_timeout.min(GOAWAY_WAIT);
                     let _ = tokio::time::timeout(wait, self.outbox.send(frame)).await;
                 }
             }
-            Close::Failed(reason) => tracing::info!(%peer, "closing connection: {reason}"),
+            Close::Failed(reason) => tracing::info!(%peer, %state, "closing connection: {reason}"),
         }
         let suppressed = self.outbox.log().take_suppressed();
         if suppressed > 0 {

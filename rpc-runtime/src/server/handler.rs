@@ -70,7 +70,9 @@ pub(super) async fn run(call: Call) -> u64 {
             let items = stream.as_ref().and_then(|(io, _)| io.take_output());
             match (reply, items, &stream) {
                 (Ok(Ok(_)), Some(items), Some((_, credit))) => {
-                    Finished::Stream(send_items(items, credit, outbox, max_frame_len).await)
+                    // Boxed: a stream's sending state would otherwise make every call's future
+                    // (moved into its box on each call) several times larger.
+                    Finished::Stream(Box::pin(send_items(items, credit, outbox, max_frame_len)).await)
                 }
                 (reply, _, _) => Finished::Reply(reply),
             }

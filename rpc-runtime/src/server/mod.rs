@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_transport::framed::{ReceiveBudget, DEFAULT_MAX_FRAME_LEN};
+use rpc_transport::framed::{Frame, ReceiveBudget, DEFAULT_MAX_FRAME_LEN};
 use rpc_transport::{Connection, Listener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use self::log_limit::{limited, LogLimit};
 use self::outbox::ByteBudget;
 use self::registry::Registry;
-use crate::hello::Hello;
+use crate::engine::{handshake, limits};
 use crate::protocol;
 use crate::router::Router;
 
@@ -139,26 +139,27 @@ pub struct ServerConfig {
     pub inline_handlers: bool,
 }
 
+/// The defaults live with the rules that enforce them, in `engine::limits`.
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
-            max_in_flight: 128,
-            max_connections: 1024,
-            max_connections_per_peer: 256,
-            idle_timeout: Duration::from_secs(300),
-            frame_timeout: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            max_deadline: Duration::from_secs(24 * 60 * 60),
-            oneway_deadline: Duration::from_secs(60),
-            outbound_queue: 128,
-            response_budget_per_connection: 8 * 1024 * 1024,
-            max_response_budget: 128 * 1024 * 1024,
-            max_control_frames_per_sec: 1000,
-            max_protocol_violations: 8,
-            max_receive_budget: 256 * 1024 * 1024,
-            max_detached_calls: 1024,
+            max_in_flight: limits::MAX_IN_FLIGHT,
+            max_connections: limits::MAX_CONNECTIONS,
+            max_connections_per_peer: limits::MAX_CONNECTIONS_PER_PEER,
+            idle_timeout: limits::IDLE_TIMEOUT,
+            frame_timeout: limits::FRAME_TIMEOUT,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
+            write_timeout: limits::WRITE_TIMEOUT,
+            max_deadline: limits::MAX_DEADLINE,
+            oneway_deadline: limits::ONEWAY_DEADLINE,
+            outbound_queue: limits::OUTBOUND_QUEUE,
+            response_budget_per_connection: limits::RESPONSE_BUDGET_PER_CONNECTION,
+            max_response_budget: limits::MAX_RESPONSE_BUDGET,
+            max_control_frames_per_sec: limits::MAX_CONTROL_FRAMES_PER_SEC,
+            max_protocol_violations: limits::MAX_PROTOCOL_VIOLATIONS,
+            max_receive_budget: limits::MAX_RECEIVE_BUDGET,
+            max_detached_calls: limits::MAX_DETACHED_CALLS,
             inline_handlers: true,
         }
     }
@@ -316,10 +317,10 @@ impl Server {
             config.max_detached_calls,
             self.router.health().clone(),
         );
-        let greeting = greeting(&self.router, &config);
+        let hello = hello_frame(&self.router, &config);
         let shared = Arc::new(Shared {
             router: Arc::clone(&self.router),
-            greeting,
+            hello,
             signals: handle.signals(),
             tracker: handle.shared.tracker.clone(),
             receive: ReceiveBudget::new(config.max_receive_budget),
@@ -332,41 +333,18 @@ impl Server {
     }
 }
 
-/// The preface and HELLO every connection of a server starts with, built once.
-fn greeting(router: &Router, config: &ServerConfig) -> Vec<u8> {
-    let hello = Hello {
-        version: u64::from(protocol::VERSION),
-        max_frame_len: config.max_frame_len as u64,
-        max_concurrent_calls: config.max_in_flight as u64,
-        stream_window: crate::hello::DEFAULT_STREAM_WINDOW,
-        formats: crate::hello::local_formats(),
-        services: router.advertise(),
-    };
-    let mut greeting = protocol::PREFACE.to_vec();
-    match protocol::encode_hello(&hello)
-        .finish(config.max_frame_len.max(protocol::MIN_MAX_FRAME_LEN as usize))
-    {
-        Ok(frame) => greeting.extend_from_slice(frame.as_bytes()),
-        // Hundreds of services with long names in a tiny frame limit: say so, and send a HELLO
-        // without the list rather than none.
-        Err(e) => {
-            tracing::warn!(
-                "the server's HELLO does not fit in a frame ({e}); sending it without its services"
-            );
-            let bare = Hello { services: Vec::new(), ..hello };
-            if let Ok(frame) = protocol::encode_hello(&bare).finish(usize::MAX) {
-                greeting.extend_from_slice(frame.as_bytes());
-            }
-        }
-    }
-    greeting
+/// The HELLO every connection of a server sends after its preface, built once.
+fn hello_frame(router: &Router, config: &ServerConfig) -> Option<Frame> {
+    let limit = config.max_frame_len.max(protocol::MIN_MAX_FRAME_LEN as usize);
+    let calls = config.max_in_flight as u64;
+    handshake::hello_frame(config.max_frame_len, calls, router.advertise(), limit)
 }
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
     pub(crate) router: Arc<Router>,
-    /// The preface and HELLO, written first on every connection.
-    pub(crate) greeting: Vec<u8>,
+    /// The HELLO, written after the preface on every connection.
+    pub(crate) hello: Option<Frame>,
     pub(crate) config: ServerConfig,
     pub(crate) signals: Signals,
     /// Tracks every task, so shutdown waits for detached calls too.
@@ -447,7 +425,7 @@ fn is_resource_exhaustion(e: &std::io::Error) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Signals {
     /// Stop accepting; refuse new calls; close connections once their calls are done.
-    pub(crate) stop: CancellationToken,
+    pub(crate) stop: Arc<CancellationToken>,
     /// The grace period is over: cancel what is still running.
     pub(crate) force: CancellationToken,
 }
@@ -478,7 +456,7 @@ impl ServerHandle {
         max_detached: usize,
         health: crate::introspection::Health,
     ) -> Self {
-        let signals = Signals { stop: CancellationToken::new(), force: CancellationToken::new() };
+        let signals = Signals { stop: Arc::new(CancellationToken::new()), force: CancellationToken::new() };
         let tracker = TaskTracker::new();
         let shared = HandleShared { signals, tracker, registry, detached, max_detached, health };
         ServerHandle { shared: Arc::new(shared) }

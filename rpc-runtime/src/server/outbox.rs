@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::log_limit::LogLimit;
-use crate::writer::Outgoing;
+use crate::engine::writer::Outgoing;
 
 /// Bytes of queued responses every connection may have whatever the server-wide budget holds:
 /// small replies to a peer that reads them never wait behind peers that filled the server-wide

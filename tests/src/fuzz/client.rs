@@ -39,8 +39,7 @@ pub fn client_connection(data: &[u8]) {
 
 /// [`client_connection`], returning what the calls returned and what the client sent.
 pub fn client_connection_results(data: &[u8]) -> ClientResults {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let (ours, theirs) = memory::pair();
         let client = Client::builder()
             .max_frame_len(FUZZ_MAX_FRAME)

@@ -55,8 +55,7 @@ pub fn server_router_frames(data: &[u8]) -> Vec<wire::Frame> {
 
 /// Runs one server connection on `router` fed `input`, and returns what it sent after its HELLO.
 fn serve(router: Router, max_frame: usize, input: Vec<u8>) -> Vec<wire::Frame> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-    rt.block_on(async {
+    super::runtime::block_on(async {
         let (ours, theirs) = memory::pair();
         let (read, write, _, _) = theirs.into_parts();
         let server = Server::new(router).max_frame_len(max_frame).serve_connection(Connection::new(

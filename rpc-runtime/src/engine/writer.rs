@@ -1,12 +1,13 @@
-//! The task that owns a server connection's write half (a client's is `client::outgoing`).
+//! The task that owns a connection's write half: preface, HELLO, then queued frames (the server
+//! writes through it; a refusal too; the client's queue, `client::outgoing`, writes directly while idle).
 
 use std::future::Future;
 use std::io;
 use std::task::Poll;
 use std::time::Duration;
 
-use rpc_transport::framed::{Frame, FrameWriter};
-use rpc_transport::BoxWrite;
+use rpc_transport::framed::Frame;
+use rpc_transport::message::MessageWriter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,16 +34,25 @@ impl Outgoing for Frame {
     }
 }
 
+/// What goes before the frames from the queue: the preface (raw on a byte stream, the first
+/// message on a native transport), and the HELLO if there is one (a refusal sends none).
+pub(crate) struct Greeting<'a> {
+    pub(crate) preface: &'a [u8],
+    /// Not counted by the `written` callback: it was never queued.
+    pub(crate) hello: Option<Frame>,
+}
+
 /// Writes the preface, then every frame sent on `rx`, coalescing what is queued into one write and
 /// one flush. Ends when every sender is gone (then shuts the write side down so the peer sees EOF)
 /// or when a write fails or takes longer than `write_timeout` (a peer that stopped reading).
 pub(crate) async fn write_loop(
-    writer: BoxWrite,
+    writer: MessageWriter,
     preface: &[u8],
     rx: mpsc::Receiver<Frame>,
     write_timeout: Duration,
 ) -> io::Result<()> {
-    write_frames(writer, preface, rx, write_timeout, &CancellationToken::new(), |_| {}).await
+    let greeting = Greeting { preface, hello: None };
+    write_frames(writer, greeting, rx, write_timeout, &CancellationToken::new(), |_| {}).await
 }
 
 /// [`write_loop`] for a server: frames carry their queue time, and a batch must be written within
@@ -52,22 +62,28 @@ pub(crate) async fn write_loop(
 /// makes the loop write what is queued by then, shut down and return, even while senders remain
 /// (work that outlives its connection holds a sender, and must not hold the socket).
 pub(crate) async fn write_frames<T: Outgoing>(
-    writer: BoxWrite,
-    preface: &[u8],
+    mut writer: MessageWriter,
+    greeting: Greeting<'_>,
     mut rx: mpsc::Receiver<T>,
     write_timeout: Duration,
     finish: &CancellationToken,
     mut written: impl FnMut(usize),
 ) -> io::Result<()> {
-    let mut writer = FrameWriter::new(writer);
-    writer.queue_raw(preface);
+    writer.queue_preface(greeting.preface);
     // Grown on demand: 64 slots of each up front were about 4 KiB held by every idle connection.
     let mut queued = Vec::new();
     let mut batch = Vec::new();
+    // The HELLO's bytes, which go with the first batch but were never queued.
+    let mut uncounted = 0;
+    if let Some(hello) = greeting.hello {
+        uncounted = hello.as_bytes().len();
+        batch.push(hello);
+    }
     // When the oldest frame of the batch was queued, if the sender said (a server's frames).
     let mut oldest: Option<Instant> = None;
     let result = loop {
-        let bytes: usize = batch.iter().map(|f: &Frame| f.as_bytes().len()).sum();
+        let bytes: usize =
+            batch.iter().map(|f: &Frame| f.as_bytes().len()).sum::<usize>() - std::mem::take(&mut uncounted);
         let sent = {
             let mut send = std::pin::pin!(writer.send(&mut batch));
             // Most batches are written at once: the timer (and the clock read) is armed only

@@ -35,6 +35,8 @@ mod hot_path;
 mod interceptors;
 #[path = "introspection.rs"]
 mod introspection;
+#[path = "message_connection.rs"]
+mod message_connection;
 #[cfg(feature = "nats")]
 #[path = "nats_calls.rs"]
 mod nats_calls;

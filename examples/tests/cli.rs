@@ -1,7 +1,7 @@
 //! The `rpc` command-line caller against the calculator example, each a process of its own, over
 //! TCP, a Unix socket and a FIFO: its output and its exit codes, for unary and streaming methods.
 
-mod common;
+use super::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};

@@ -1,7 +1,7 @@
 //! The Python client (`examples/python/calc_client.py`, standard library only, written from
 //! PROTOCOL.md) against the calculator example, over TCP and a Unix socket.
 
-mod common;
+use super::common;
 
 use std::path::PathBuf;
 use std::process::Command;

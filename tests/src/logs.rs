@@ -47,8 +47,64 @@ pub struct Captured {
 /// Starts capturing the current thread's events.
 pub fn capture() -> Captured {
     let lines = Lines::default();
-    let guard = tracing::subscriber::set_default(Capture { lines: lines.clone() });
+    let guard = set_default(Capture { lines: lines.clone() });
     Captured { lines, _guard: guard }
+}
+
+/// `tracing::subscriber::set_default` for a test: `subscriber` is the current thread's until the
+/// guard drops. Use this, not tracing's, in the suites.
+///
+/// Why: all suites share one process (`tests/all.rs`), and tracing caches each callsite's
+/// interest process-wide. While a single dispatcher is registered, tracing computes a newly hit
+/// callsite's interest from the *hitting thread's* default alone, so a span first reached by
+/// another test's thread with no subscriber was cached as "never" and went missing from the
+/// subscriber of the test that wanted it (seen as a missing `rpc.server` span). A global
+/// [`Floor`], installed before the first scoped subscriber, makes every callsite's interest
+/// "sometimes" (asked per span, of the current thread's subscriber) for good.
+pub fn set_default<S>(subscriber: S) -> DefaultGuard
+where
+    S: Subscriber + Send + Sync + 'static,
+{
+    static FLOOR: std::sync::Once = std::sync::Once::new();
+    FLOOR.call_once(|| {
+        // Fails only if a global subscriber exists already, which then serves the same end.
+        let _ = tracing::subscriber::set_global_default(Floor);
+    });
+    tracing::subscriber::set_default(subscriber)
+}
+
+/// The process-wide subscriber under the tests' scoped ones: interested in every callsite
+/// "sometimes", enabling nothing itself, and no level (so with no scoped subscriber alive, the
+/// runtime's cheap "tracing is off" check still holds).
+#[derive(Debug)]
+pub struct Floor;
+
+impl Subscriber for Floor {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
 }
 
 struct Capture {

@@ -9,12 +9,9 @@ use rpc_runtime::__fuzz::{
     decode_args_as, decode_payload_as, decode_result_as, encode_args_as, encode_payload_as, encode_result_as,
 };
 use rpc_runtime::{Format, RpcError, MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::probe::Tree;
 use serde::{Deserialize, Serialize};
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 const FORMATS: [Format; 2] = [Format::Postcard, Format::Json];
 const MAX: usize = 1 << 20;

@@ -27,7 +27,7 @@ async fn the_spans_of_a_call_and_its_onward_call_form_one_opentelemetry_trace() 
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("rpc-tests"));
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let _guard = rpc_tests::logs::set_default(tracing_subscriber::registry().with(layer));
 
     // `relay` calls `echo` on the same server through a second connection.
     let (listener, connector) = memory::listener();

@@ -12,15 +12,12 @@ use rand::{Rng, SeedableRng};
 use rpc_runtime::__fuzz::{decode_payload, encode_payload};
 use rpc_runtime::transport::framed::DEFAULT_MAX_FRAME_LEN;
 use rpc_runtime::{Client, RpcError, MAX_DECODE_DEPTH};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, Fixture, STREAMS};
 use rpc_tests::probe::{Choice, ProbeClient, RecordV1, RecordV2, Tree};
 use rpc_tests::wire::{self, code, varint, Frame};
 use rpc_tests::{logs, within};
 use serde::{Deserialize, Serialize};
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// A request for `bytes(v: Vec<u8>)` whose body is exactly `body_len` bytes long.
 fn bytes_request_of_len(id: u64, body_len: usize) -> Vec<u8> {

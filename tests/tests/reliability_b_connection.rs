@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use rpc_runtime::{Client, RpcError};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use std::sync::Arc;
 
 use rpc_runtime::transport::Listener;
@@ -21,9 +21,6 @@ use rpc_tests::wire::RawPeer;
 use rpc_tests::wire::{self, code, Frame};
 use rpc_tests::{logs, within};
 use tokio::time::Instant;
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 const PROBE_SERVER: &str = env!("CARGO_BIN_EXE_probe-server");
 

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rpc_runtime::{Client, RpcError};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::fixture::{
     assert_in_flight_empty, fake_server, settle, Endpoint, Fixture, Kind, REAL_STREAMS, STREAMS,
 };
@@ -17,9 +17,6 @@ use rpc_tests::probe::{spawn_holds, ProbeClient};
 use rpc_tests::wire::{self, code, Frame};
 use rpc_tests::{logs, within};
 use tokio::time::Instant;
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// C1: one handler panics while ten other calls are in flight on the same connection. The
 /// panicking call gets `HandlerPanicked` at once (code Internal on the wire, with no panic text,

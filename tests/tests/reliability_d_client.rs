@@ -9,15 +9,12 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rpc_runtime::__fuzz::decode_payload;
 use rpc_runtime::{Client, RpcError};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, Fixture, Kind, REAL_STREAMS, STREAMS};
 use rpc_tests::probe::ProbeClient;
 use rpc_tests::wire::{self, code, varint, Frame};
 use rpc_tests::{logs, within};
 use tokio::time::Instant;
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// D1 on the wire: a call dropped before it was sent sends nothing; dropped after it was sent,
 /// it sends a cancel; a response already on the wire for a dropped call is discarded.

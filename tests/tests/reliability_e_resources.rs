@@ -10,16 +10,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rpc_runtime::{Client, RpcError, ServerConfig};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::fixture::{assert_in_flight_empty, fake_server, settle, Fixture, Kind, REAL_STREAMS, STREAMS};
 use rpc_tests::probe::ProbeClient;
 use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
 use rpc_tests::within;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Writes `n` frames built by `body(i)` in batches of 100, without reading anything.
 async fn flood(peer: &mut RawPeer, n: u64, body: impl Fn(u64) -> Vec<u8>) {

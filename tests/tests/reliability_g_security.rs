@@ -15,14 +15,11 @@ use rpc_runtime::transport::{unix, Listener, Peer};
 use rpc_runtime::{
     client, service, Client, RpcError, Server, ServerConfig, MAX_DECODE_DEPTH, MAX_ZERO_SIZED_ELEMENTS,
 };
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::fixture::{Fixture, STREAMS};
 use rpc_tests::probe::{ProbeImpl, ProbeServer};
 use rpc_tests::wire::{self, code, varint, Frame};
 use rpc_tests::within;
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 const PROBE_SERVER: &str = env!("CARGO_BIN_EXE_probe-server");
 const NOBODY: u32 = 65534;

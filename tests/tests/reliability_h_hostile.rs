@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use rpc_runtime::transport::{tcp, unix, BoxRead};
 use rpc_runtime::{Server, ServerHandle};
-use rpc_tests::alloc::{CountingAlloc, MemScope, MIB};
+use rpc_tests::alloc::{MemScope, MIB};
 use rpc_tests::fixture::{settle, Fixture, Kind};
 use rpc_tests::logs;
 use rpc_tests::probe::{ProbeClient, ProbeImpl, ProbeServer};
 use rpc_tests::wire::{self, code, varint, Frame, RawPeer};
 use rpc_tests::within;
 use tokio::io::AsyncReadExt;
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Connects to `addr`, sets `SO_LINGER {1, 0}` and closes: the kernel answers with a reset, and
 /// the server-side socket is reset before (or while) the server accepts it.

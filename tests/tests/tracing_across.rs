@@ -66,7 +66,7 @@ fn find<'a>(spans: &'a [Closed], name: &str, method: &str) -> &'a Closed {
 fn the_servers_span_is_a_child_of_the_clients_across_processes() {
     let server = TraceServer::spawn();
     let (capture, ours) = SpanCapture::collect();
-    let _guard = tracing::subscriber::set_default(capture);
+    let _guard = rpc_tests::logs::set_default(capture);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let reply = runtime.block_on(within(30, "the calls", async {
         let client = RelayClient::new(tcp::connect(server.addr).await.unwrap());
@@ -105,7 +105,7 @@ fn the_servers_span_is_a_child_of_the_clients_across_processes() {
 fn a_failed_call_records_its_error_on_both_spans() {
     let server = TraceServer::spawn();
     let (capture, ours) = SpanCapture::collect();
-    let _guard = tracing::subscriber::set_default(capture);
+    let _guard = rpc_tests::logs::set_default(capture);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let outcome = runtime.block_on(within(30, "the calls", async {
         // A method the server does not have: refused by the router, before any handler runs.
@@ -139,7 +139,7 @@ async fn with_nothing_recording_a_call_carries_no_trace_context() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_recording_client_sends_its_spans_context() {
     let (capture, ours) = SpanCapture::collect();
-    let _guard = tracing::subscriber::set_default(capture);
+    let _guard = rpc_tests::logs::set_default(capture);
     let (listener, connector) = memory::listener();
     let _server = Server::new(RelayServer::new(RelayImpl::default())).serve(listener);
     let client = RelayClient::new(connector.connect().unwrap());

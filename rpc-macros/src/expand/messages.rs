@@ -6,8 +6,17 @@ use quote::quote;
 use crate::ast::Service;
 
 /// Input: `trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }`
-/// Output: `enum CalcRequest { Add { a: i64, b: i64 } }` and `enum CalcResponse { Add(i64) }`,
-/// and (for the hidden `const _` block) `CalcRequest::method_name` and `CalcRequest::decode`.
+/// Output: `enum __rpc_CalcRequest { Add { a: i64, b: i64 } }` and `enum __rpc_CalcResponse {
+/// Add(i64) }`, re-exported as `CalcRequest` and `CalcResponse`; and (for the hidden `const _`
+/// block, where `renames` makes the public names mean the hidden ones)
+/// `CalcRequest::method_name` and `CalcRequest::decode`.
+///
+/// Why the hidden names: generated code names the enums only inside the `const _` block, where
+/// `renames` binds the public names to them, so a user item also named `CalcRequest` is one
+/// error, rustc's "defined multiple times" on the re-export (spanned on the trait's name), and
+/// not, besides, errors from generated code matching on the user's item. The enums name the
+/// user's types, so they stay in the trait's scope (unlike the client and server structs, see
+/// `super::stubs`): a module could not see types declared beside a trait in a function body.
 ///
 /// On the wire a request is its method's name plus the arguments as a tuple, never the
 /// enum's variant index, so adding or reordering methods does not break older peers. The enums
@@ -55,16 +64,32 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
     let response_doc = format!(
         "A result of the [`{trait_name}`] service: one variant per method, holding what it returned."
     );
+    let (hidden_request, hidden_response) = (hidden(&request), hidden(&response));
     let types = quote! {
         #[doc = #request_doc]
-        #vis enum #request {
+        #[doc(hidden)]
+        // A field nothing in the program reads (a response the program only sends) is not the
+        // user's to fix.
+        #[allow(non_camel_case_types, dead_code)]
+        #vis enum #hidden_request {
             #(#request_variants,)*
         }
 
         #[doc = #response_doc]
-        #vis enum #response {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis enum #hidden_response {
             #(#response_variants,)*
         }
+
+        // Documented under the public names (`doc(inline)` shows a hidden item's page under
+        // the re-export's name). Unused (or unreachable) when the program never names them.
+        #[doc(inline)]
+        #[allow(unused_imports, unreachable_pub)]
+        #vis use #hidden_request as #request;
+        #[doc(inline)]
+        #[allow(unused_imports, unreachable_pub)]
+        #vis use #hidden_response as #response;
     };
     let request_name = request.to_string();
     let response_name = response.to_string();
@@ -114,4 +139,24 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
         }
     };
     (types, impls)
+}
+
+/// `CalcRequest` → `__rpc_CalcRequest`, the enum's defined name.
+fn hidden(public: &syn::Ident) -> syn::Ident {
+    quote::format_ident!("__rpc_{}", public)
+}
+
+/// For the top of the `const _` block: `use __rpc_CalcRequest as CalcRequest;` and the same for
+/// the response, so generated code there names the enums by their public names (which rustdoc
+/// then shows, linked to the re-exports' pages) and never resolves to a user's item.
+pub(super) fn renames(service: &Service) -> TokenStream {
+    let request = super::suffixed(service, "Request");
+    let response = super::suffixed(service, "Response");
+    let (hidden_request, hidden_response) = (hidden(&request), hidden(&response));
+    quote! {
+        #[allow(unused_imports)]
+        use #hidden_request as #request;
+        #[allow(unused_imports)]
+        use #hidden_response as #response;
+    }
 }

@@ -59,6 +59,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
     let descriptor = descriptor::generate(krate, args, service);
     let stubs = stubs(args, service, &types, &names);
     let assertions = wire_assertions(krate, service);
+    let renames = messages::renames(service);
     let p = private(krate);
     quote! {
         #service_trait
@@ -66,6 +67,7 @@ fn generate(args: &ServiceArgs, service: &Service) -> TokenStream {
         #stubs
         #[doc(hidden)]
         const _: () = {
+            #renames
             // Method resolution picks `WireOps` when a method's types cross the wire, `NotWire`
             // otherwise (then an assertion below fails): see `__private::Probe`.
             #[allow(unused_imports)]

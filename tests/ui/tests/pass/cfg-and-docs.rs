@@ -32,7 +32,7 @@ impl Configured for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let server = ConfiguredServer::new(Impl);
     let response = server.handle(ConfiguredRequest::AlsoKept { value: 7 }).await;
     assert!(matches!(response, ConfiguredResponse::AlsoKept(7)));

@@ -29,7 +29,7 @@ impl Names for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(NamesServer::new(Impl)).serve(listener);
     let client = NamesClient::new(connector.connect().unwrap());

@@ -33,7 +33,7 @@ impl Calculator for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(CalculatorServer::new(Impl)).serve(listener);
     let client = CalculatorClient::new(connector.connect().unwrap());

@@ -35,7 +35,7 @@ impl Counter for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(CounterServer::new(Impl::default())).serve(listener);
     let client = CounterClient::new(connector.connect().unwrap());

@@ -23,7 +23,10 @@ pub enum MyError {
 pub trait Nested {
     async fn count(&self, maps: Vec<HashMap<String, MyType>>) -> Result<usize, MyError>;
     async fn pair(&self, pair: (u8, [u16; 4]), name: Cow<'static, str>) -> (String, Option<Box<MyType>>);
-    async fn sorted(&self, map: ::std::collections::BTreeMap<u32, Vec<Option<MyType>>>) -> BTreeMap<u32, usize>;
+    async fn sorted(
+        &self,
+        map: ::std::collections::BTreeMap<u32, Vec<Option<MyType>>>,
+    ) -> BTreeMap<u32, usize>;
 }
 
 struct Impl;
@@ -46,7 +49,7 @@ impl Nested for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(NestedServer::new(Impl)).serve(listener);
     let client = NestedClient::new(connector.connect().unwrap());

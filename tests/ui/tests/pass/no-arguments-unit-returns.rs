@@ -42,7 +42,7 @@ struct Nothing;
 impl Empty for Nothing {}
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(CounterServer::new(Impl(AtomicU32::new(0)))).serve(listener);
     let client = CounterClient::new(connector.connect().unwrap());

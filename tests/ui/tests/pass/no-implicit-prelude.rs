@@ -5,7 +5,10 @@
 #[::rpc_runtime::service]
 pub trait Prelude {
     async fn echo(&self, text: ::std::string::String) -> ::std::vec::Vec<u8>;
-    async fn check(&self, value: ::std::option::Option<u8>) -> ::std::result::Result<u8, ::std::string::String>;
+    async fn check(
+        &self,
+        value: ::std::option::Option<u8>,
+    ) -> ::std::result::Result<u8, ::std::string::String>;
     #[oneway]
     async fn log(&self, line: ::std::string::String);
 }
@@ -17,14 +20,17 @@ impl Prelude for Impl {
         ::std::string::String::into_bytes(text)
     }
 
-    async fn check(&self, value: ::std::option::Option<u8>) -> ::std::result::Result<u8, ::std::string::String> {
+    async fn check(
+        &self,
+        value: ::std::option::Option<u8>,
+    ) -> ::std::result::Result<u8, ::std::string::String> {
         ::std::option::Option::ok_or_else(value, ::std::string::String::new)
     }
 
     async fn log(&self, _line: ::std::string::String) {}
 }
 
-fn main() {
+pub fn main() {
     let server = PreludeServer::new(Impl);
     let _ = ::std::clone::Clone::clone(&server);
 }

@@ -1,5 +1,6 @@
 //! `#[rpc(persistent)]` methods (unary, one-way, with a `Result`) get a typed queue client,
 //! `MailerQueue`, over any `PersistentQueue`; methods without the mark get none.
+#![deny(warnings)]
 
 use std::time::Duration;
 
@@ -32,6 +33,6 @@ async fn uses<Q: PersistentQueue>(queue: Q) -> Result<(), RpcError> {
     Ok(())
 }
 
-fn main() {
+pub fn main() {
     let _ = uses::<std::sync::Arc<dyn PersistentQueue>>;
 }

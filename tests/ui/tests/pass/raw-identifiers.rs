@@ -24,7 +24,7 @@ impl Keywords for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let request = KeywordsRequest::Type { r#in: "x".to_owned() };
     assert_eq!(request.method_name(), "type");
     let server = KeywordsServer::new(Impl);

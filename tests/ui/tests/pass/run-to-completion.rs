@@ -37,7 +37,7 @@ impl AllComplete for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(MixedServer::new(Impl)).serve(listener);
     let client = MixedClient::new(connector.connect().unwrap());

@@ -32,12 +32,16 @@ struct Impl;
 
 impl Shadows for Impl {
     async fn wrap(&self, s: S, _b: Box, _o: Option, _v: Vec, _t: String) -> Result<S> {
-        if s.0 == 0 { Err(s) } else { Ok(S(s.0 + 1)) }
+        if s.0 == 0 {
+            Err(s)
+        } else {
+            Ok(S(s.0 + 1))
+        }
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(ShadowsServer::new(Impl)).serve(listener);
     let client = ShadowsClient::new(connector.connect().unwrap());

@@ -36,7 +36,7 @@ impl Kv for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let (listener, connector) = memory::listener();
     let _server = Server::new(KvServer::new(Impl)).serve(listener);
     let client = KvClient::new(connector.connect().unwrap());

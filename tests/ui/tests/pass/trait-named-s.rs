@@ -17,7 +17,7 @@ impl S for Impl {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
+pub async fn main() {
     let server = SServer::new(Impl);
     assert!(matches!(server.handle(SRequest::S { s: 4 }).await, SResponse::S(4)));
 }

@@ -95,6 +95,7 @@ pub(crate) fn expiry_unix_ms(deadline: Instant) -> u64 {
 }
 
 /// An absolute expiry back as a deadline of this process's clock (`None` if it has passed).
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 pub(crate) fn deadline_of(expires_unix_ms: u64) -> Option<Instant> {
     let at = UNIX_EPOCH + Duration::from_millis(expires_unix_ms);
     at.duration_since(SystemTime::now()).ok().map(|left| Instant::now() + left)

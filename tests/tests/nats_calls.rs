@@ -150,7 +150,31 @@ async fn a_broker_restart_fails_pending_calls_and_the_client_reconnects() {
 
     broker.restart();
     within(30, "the server reconnects", server_connection.wait_connected()).await.unwrap();
+    // The server's client restores its subscriptions on the new connection; a round trip after
+    // it (PING/PONG) returns once the broker has them all, so the instance can take calls.
+    within(30, "the server resubscribes", server_connection.client().flush()).await.unwrap();
     within(30, "the client reconnects", connection.wait_connected()).await.unwrap();
     assert_eq!(within(10, "a call after the restart", client.add(20, 22)).await.unwrap(), 42);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// "No responders" for a method an instance lists in the service API (it has the method, but not
+/// a subscription on the caller's subject: here another prefix; after a broker restart, an
+/// instance still resubscribing) is a retryable `Unavailable`, not `UnknownMethod`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_lists_the_method_but_is_not_subscribed_is_unavailable_not_unknown() {
+    let broker = Broker::start();
+    let server_connection = connect(&broker).await;
+    let server = NatsServer::new(WorkServer::new(WorkImpl::named("elsewhere")))
+        .prefix("elsewhere")
+        .serve(&server_connection)
+        .await
+        .expect("serve");
+    let connection = connect(&broker).await;
+    let client = WorkClient::from_service(NatsChannel::new(&connection));
+    let err = within(10, "a call on the default prefix", client.add(1, 2)).await.unwrap_err();
+    assert!(matches!(err, RpcError::Unavailable { .. }), "{err}");
+    assert!(err.is_retryable() && err.never_started(), "{err}");
+    assert!(err.to_string().contains("lists the method"), "{err}");
     server.shutdown(Duration::from_secs(1)).await;
 }

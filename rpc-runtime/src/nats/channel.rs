@@ -271,23 +271,36 @@ impl NatsChannel {
     }
 
     /// Tells "no instance of the service" (retryable) from "instances, but none with the method"
-    /// (they are older than the caller), by asking the service API for any instance.
+    /// (they are older than the caller), by asking the service API for an instance's endpoints.
+    ///
+    /// An instance that lists the method but was not subscribed to it is reconnecting (after a
+    /// broker restart, a client restores the service API's subscriptions and the endpoints'
+    /// one by one): that is a retryable `Unavailable` too, never `UnknownMethod`.
     async fn no_responders(&self, call: &Call) -> RpcError {
-        let ping = format!("$SRV.PING.{}", subject::registry_name(&call.service));
-        let asked = self.client().request(ping, Bytes::new());
+        let info = format!("$SRV.INFO.{}", subject::registry_name(&call.service));
+        let asked = self.client().request(info, Bytes::new());
+        let unavailable = |why: &str| RpcError::Unavailable {
+            source: Arc::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!(
+                    "no instance of `{}` is subscribed to {} (no responders{why})",
+                    call.service,
+                    subject::call(&self.inner.prefix, &call.service, &call.method)
+                ),
+            )),
+            retry_in: Duration::ZERO,
+        };
         match tokio::time::timeout(Duration::from_secs(1), asked).await {
-            Ok(Ok(pong)) if pong.status.is_none() => RpcError::UnknownMethod(call.method.to_string()),
-            _ => RpcError::Unavailable {
-                source: Arc::new(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    format!(
-                        "no instance of `{}` is subscribed to {} (no responders)",
-                        call.service,
-                        subject::call(&self.inner.prefix, &call.service, &call.method)
-                    ),
-                )),
-                retry_in: Duration::ZERO,
-            },
+            Ok(Ok(answer)) if answer.status.is_none() => {
+                match serde_json::from_slice::<async_nats::service::Info>(&answer.payload) {
+                    Ok(info) if info.endpoints.iter().any(|e| e.name == call.method) => {
+                        unavailable("; an instance lists the method and is resubscribing")
+                    }
+                    Ok(_) => RpcError::UnknownMethod(call.method.to_string()),
+                    Err(_) => unavailable("; the service API's answer did not parse"),
+                }
+            }
+            _ => unavailable(""),
         }
     }
 

@@ -71,6 +71,8 @@ pub mod client;
 pub mod codec;
 mod context;
 pub mod describe;
+#[cfg(any(feature = "nats", feature = "embedded"))]
+mod drain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod engine;

@@ -199,11 +199,7 @@ impl BusServerHandle {
     /// `grace`, then cancels the rest (their callers get [`RpcError::Cancelled`]).
     pub async fn shutdown(self, grace: Duration) {
         self.bus.unregister(&self.ids);
-        self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            self.cancel.cancel();
-            self.tracker.wait().await;
-        }
+        crate::drain::drain(&self.tracker, grace, &self.cancel).await;
     }
 }
 

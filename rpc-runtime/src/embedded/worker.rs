@@ -175,11 +175,7 @@ impl FileWorkerHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            self.abandon.cancel();
-            self.tracker.wait().await;
-        }
+        crate::drain::drain(&self.tracker, grace, &self.abandon).await;
     }
 }
 

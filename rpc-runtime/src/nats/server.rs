@@ -396,11 +396,7 @@ impl NatsServerHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            self.cancel_calls.cancel();
-            self.tracker.wait().await;
-        }
+        crate::drain::drain(&self.tracker, grace, &self.cancel_calls).await;
     }
 }
 

@@ -242,11 +242,7 @@ impl QueueWorkerHandle {
     pub async fn shutdown(mut self, grace: Duration) {
         self.stop.cancel();
         while self.loops.join_next().await.is_some() {}
-        self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            self.abandon.cancel();
-            self.tracker.wait().await;
-        }
+        crate::drain::drain(&self.tracker, grace, &self.abandon).await;
     }
 }
 

@@ -2,9 +2,9 @@
 
 use std::io;
 
+use bytes::Bytes;
 use rpc_runtime::transport::Listener;
 use rpc_runtime::{service, Server};
-use serde_bytes::ByteBuf;
 
 use crate::suite::Caller;
 
@@ -16,7 +16,7 @@ pub(crate) trait Bench {
     /// A plain byte vector.
     async fn echo_vec(&self, data: Vec<u8>) -> Vec<u8>;
     /// A byte-buffer type (serialized as a byte string by serde).
-    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf;
+    async fn echo_buf(&self, data: Bytes) -> Bytes;
 }
 
 struct Echo;
@@ -30,7 +30,7 @@ impl Bench for Echo {
         data
     }
 
-    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf {
+    async fn echo_buf(&self, data: Bytes) -> Bytes {
         data
     }
 }
@@ -62,7 +62,7 @@ impl Caller for BenchClient {
         BenchClient::echo_vec(self, data).await.expect("echo_vec")
     }
 
-    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf {
+    async fn echo_buf(&self, data: Bytes) -> Bytes {
         BenchClient::echo_buf(self, data).await.expect("echo_buf")
     }
 }

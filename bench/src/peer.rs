@@ -4,9 +4,9 @@
 
 use std::io;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use rpc_runtime::transport::{BoxRead, BoxWrite};
-use serde_bytes::ByteBuf;
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
@@ -23,7 +23,7 @@ pub(crate) trait TarpcBench {
     /// A plain byte vector.
     async fn echo_vec(data: Vec<u8>) -> Vec<u8>;
     /// A byte-buffer type.
-    async fn echo_buf(data: ByteBuf) -> ByteBuf;
+    async fn echo_buf(data: Bytes) -> Bytes;
 }
 
 #[derive(Clone)]
@@ -38,7 +38,7 @@ impl TarpcBench for Echo {
         data
     }
 
-    async fn echo_buf(self, _: context::Context, data: ByteBuf) -> ByteBuf {
+    async fn echo_buf(self, _: context::Context, data: Bytes) -> Bytes {
         data
     }
 }
@@ -91,7 +91,7 @@ impl Caller for TarpcBenchClient {
         TarpcBenchClient::echo_vec(self, context::current(), data).await.expect("echo_vec")
     }
 
-    async fn echo_buf(&self, data: ByteBuf) -> ByteBuf {
+    async fn echo_buf(&self, data: Bytes) -> Bytes {
         TarpcBenchClient::echo_buf(self, context::current(), data).await.expect("echo_buf")
     }
 }

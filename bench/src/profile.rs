@@ -9,7 +9,7 @@
 //! `--trace-children=yes`). Run twice with different counts and divide the difference in
 //! instructions by the difference in calls to get instructions per call without the set-up.
 
-use serde_bytes::ByteBuf;
+use bytes::Bytes;
 
 use crate::endpoint::{Impl, ServerProc, Transport};
 use crate::floor;
@@ -70,7 +70,7 @@ async fn run(conn: &mut Conn, workload: &str, calls: u64) -> Result<(), String> 
 
 async fn run_caller<C: Caller>(c: &C, workload: &str, calls: u64) -> Result<(), String> {
     let mut vec = vec![7u8; LARGE];
-    let mut buf = ByteBuf::from(vec![7u8; LARGE]);
+    let mut buf = Bytes::from(vec![7u8; LARGE]);
     for _ in 0..calls {
         match workload {
             "seq" => check_small(c.echo16(SMALL).await),

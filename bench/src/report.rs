@@ -25,7 +25,7 @@ calls from a task on it. All three set `TCP_NODELAY`.
   finish; the floor: 64 frames outstanding, each batch of responses answered with one write, on
   a thread in even repetitions and on an event loop in odd ones, best of either).
 - (c) one call at a time, 64 KiB argument and 64 KiB result; MB/s of argument bytes (as many come
-  back), with the argument and result typed `Vec<u8>` and `serde_bytes::ByteBuf`. The floor moves
+  back), with the argument and result typed `Vec<u8>` and `bytes::Bytes` (serde feature; ours decodes it as a view of the received frame, tarpc copies it). The floor moves
   raw bytes, so it has one figure for both rows.
 - (d) 100 connections, 16 calls in flight on each: aggregate calls/s.
 - (e) the server's resident memory (`VmRSS`) per connection, with 1,000 idle connections that
@@ -117,7 +117,7 @@ const FIGURES: &[Figure] = &[
     },
     Figure {
         key: "echo64k_buf_mb_s",
-        label: "(c) 64 KiB echo, `ByteBuf`, MB/s",
+        label: "(c) 64 KiB echo, `Bytes`, MB/s",
         decimals: 0,
         target: Some(Target::FloorRatioAtLeastAheadOfTarpc(0.8)),
     },

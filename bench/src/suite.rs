@@ -12,8 +12,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde_bytes::ByteBuf;
 use tokio::task::block_in_place;
 use tokio::time::Instant;
 
@@ -25,7 +25,7 @@ use crate::{floor, ours, peer, sys, Plan};
 pub(crate) trait Caller: Clone + Send + Sync + 'static {
     fn echo16(&self, x: [u8; 16]) -> impl Future<Output = [u8; 16]> + Send;
     fn echo_vec(&self, data: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
-    fn echo_buf(&self, data: ByteBuf) -> impl Future<Output = ByteBuf> + Send;
+    fn echo_buf(&self, data: Bytes) -> impl Future<Output = Bytes> + Send;
 }
 
 /// When a driver stops issuing calls.
@@ -301,7 +301,7 @@ async fn sequential<C: Caller>(c: &C, payload: Payload, plan: &Plan) -> Latencie
     let mut lat = Latencies::default();
     // Each result is the next argument: no copy of the payload per call on the client side.
     let mut vec = vec![7u8; LARGE];
-    let mut buf = ByteBuf::from(vec![7u8; LARGE]);
+    let mut buf = Bytes::from(vec![7u8; LARGE]);
     for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
         let start = Instant::now();
         let mut phase = Latencies::default();

@@ -245,7 +245,7 @@ where
         R: DeserializeOwned + 'static,
     {
         let reply = self.send(method, &args).await?;
-        codec::decode::<codec::Decoded<R>>(reply.format, &reply.body).map(|d| d.0)
+        codec::decode_from::<codec::Decoded<R>>(reply.format, &reply.body).map(|d| d.0)
     }
 
     async fn notify<A>(&self, method: &'static MethodRef, args: A) -> Result<(), RpcError>

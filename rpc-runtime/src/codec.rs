@@ -15,6 +15,7 @@
 mod json;
 mod limits;
 mod postcard;
+mod source;
 mod wire;
 
 use std::fmt;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::RpcError;
 
+pub(crate) use source::{decode_from, with_source};
 pub(crate) use wire::{Arg, Args, ArgsRef, Decoded, WireArgs};
 
 /// How messages are encoded on a connection.
@@ -182,6 +184,35 @@ mod tests {
         assert_eq!(encode(&Arg(&value)), encode(&value));
         let Decoded(back): Decoded<(Vec<u16>, String, Vec<Vec<u8>>)> = decode(&encode(&value)).unwrap();
         assert_eq!(back, value);
+    }
+
+    #[test]
+    fn a_bytes_argument_is_a_view_of_its_frame_and_the_same_on_the_wire_as_a_vector() {
+        let payload = bytes::Bytes::from(vec![4u8; 70_000]);
+        let as_bytes = encode(&ArgsRef(&(payload.clone(), 7u32)));
+        assert_eq!(as_bytes, encode(&ArgsRef(&(payload.to_vec(), 7u32))), "the bytes on the wire");
+        let frame = bytes::Bytes::from(as_bytes);
+        let Args((got, n)): Args<(bytes::Bytes, u32)> = decode_from(Format::Postcard, &frame).unwrap();
+        assert_eq!((&got[..], n), (&payload[..], 7));
+        let inside = frame.as_ptr_range();
+        assert!(inside.contains(&got.as_ptr()), "decoded in place, not copied");
+        // Decoded without its frame known, it is a copy, and still right.
+        let Args((copied, _)): Args<(bytes::Bytes, u32)> = decode(&frame).unwrap();
+        assert!(!inside.contains(&copied.as_ptr()));
+        assert_eq!(copied, payload);
+        // A result, and JSON (which copies), read back what was written.
+        let reply = bytes::Bytes::from_static(&[2, 4, 4]);
+        let Decoded(result): Decoded<bytes::Bytes> = decode_from(Format::Postcard, &reply).unwrap();
+        assert_eq!(&result[..], &[4, 4], "a varint length of 2, then two bytes");
+        #[cfg(feature = "json")]
+        {
+            let mut buf = FrameBuf::default();
+            encode_into(Format::Json, &mut buf, &ArgsRef(&(bytes::Bytes::from_static(b"hi"), 1u8)), 1 << 20)
+                .unwrap();
+            let json = bytes::Bytes::copy_from_slice(buf.body());
+            let Args((back, one)): Args<(bytes::Bytes, u8)> = decode_from(Format::Json, &json).unwrap();
+            assert_eq!((&back[..], one), (&b"hi"[..], 1));
+        }
     }
 
     #[test]

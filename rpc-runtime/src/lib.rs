@@ -101,6 +101,10 @@ pub mod __private;
 pub mod __fuzz;
 
 pub use blocking::BlockingRuntime;
+/// A shared byte buffer: as an argument or a result it is the same on the wire as a `Vec<u8>`,
+/// and a long one is read as a view of the message it arrived in, with no copy (re-exported
+/// from the `bytes` crate, with its `serde` feature on).
+pub use bytes::Bytes;
 pub use call::{Call, MethodRef, Reply};
 pub use channel::{Channel, Layered};
 pub use client::{Client, ClientBuilder};

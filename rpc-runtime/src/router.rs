@@ -328,16 +328,18 @@ impl Router {
             format,
             stream: None,
         };
-        let handler = self.prepare(
-            call.service.as_bytes(),
-            call.method.as_bytes(),
-            call.kind,
-            call.signature,
-            &call.body,
-            response,
-            &peer,
-            &call.metadata,
-        )?;
+        let handler = crate::codec::with_source(&call.body, || {
+            self.prepare(
+                call.service.as_bytes(),
+                call.method.as_bytes(),
+                call.kind,
+                call.signature,
+                &call.body,
+                response,
+                &peer,
+                &call.metadata,
+            )
+        })?;
         let mut metadata = call.metadata;
         let handler = crate::trace::traced_handler(handler, &peer, 0, &mut metadata);
         let context = Context {

@@ -34,14 +34,17 @@ use tokio::time::Instant;
 pub const HEADER_LEN: usize = 4;
 /// The default maximum frame body length: 4 MiB, as gRPC's default maximum message size.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
-/// The most the reader grows its buffer by in one step.
-pub const READ_CHUNK: usize = 64 * 1024;
+/// The most the reader grows its buffer by in one step: 65 KiB, so that a 64 KiB payload and
+/// the envelope of the message carrying it arrive in one read.
+pub const READ_CHUNK: usize = 65 * 1024;
 /// Frames up to this size are coalesced into one buffer before writing; larger ones are written
 /// directly from their own buffer, without a copy.
 const COALESCE_LIMIT: usize = 16 * 1024;
 /// The reader's first allocation and smallest growth step; small so that idle connections stay
 /// cheap (4 KiB here was a third of what an idle server connection held).
 const INITIAL_READ_CAPACITY: usize = 1024;
+/// Room left after the frame being read, for the header of the next one.
+const READ_SLACK: usize = 64;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -300,6 +303,9 @@ pub struct FrameReader<R> {
     /// When the first byte of the frame now being received arrived.
     partial_since: Option<Instant>,
     reservation: Reservation,
+    /// How much to reserve for a read that starts a frame: the last frame's length (within
+    /// [`INITIAL_READ_CAPACITY`]..=[`READ_CHUNK`]), so a run of large frames takes one read each.
+    start_step: usize,
 }
 
 /// Bytes reserved from a shared [`ReceiveBudget`] for the frame being received, given back on
@@ -337,6 +343,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             frame_timeout: None,
             partial_since: None,
             reservation: Reservation::default(),
+            start_step: INITIAL_READ_CAPACITY,
         }
     }
 
@@ -448,6 +455,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(None);
         }
         self.release_budget();
+        self.start_step = (HEADER_LEN + len + READ_SLACK).clamp(INITIAL_READ_CAPACITY, READ_CHUNK);
         self.buf.advance(HEADER_LEN);
         let frame = self.buf.split_to(len).freeze();
         // Bytes of the next frame may already be here; its clock starts now.
@@ -458,22 +466,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads more bytes into the buffer, growing it by at most [`READ_CHUNK`] even when more
     /// is wanted. Returns `false` on EOF.
     async fn fill(&mut self, want: usize) -> Result<bool, FrameError> {
-        if self.buf.capacity() == self.buf.len() {
-            let step = want.clamp(INITIAL_READ_CAPACITY, READ_CHUNK);
-            self.buf.reserve(step);
-        }
+        // The buffer grows by at most a chunk, as bytes arrive. A new frame starts with room for
+        // one as long as the last; the slack reads the next frame's header with this one, and a
+        // read that leaves room tells tokio the socket is drained, which saves the read that
+        // would only have found it empty.
+        let step = if self.buf.is_empty() {
+            self.start_step
+        } else {
+            (want + READ_SLACK).clamp(INITIAL_READ_CAPACITY, READ_CHUNK)
+        };
         let shed = self.reservation.holder.as_ref().map(|(_, s)| Arc::clone(s));
         let declared = self.declared_len().unwrap_or(0) as u64;
         let budget = self.reservation.budget.as_ref().map_or(0, |b| b.limit());
         let (inner, buf) = (&mut self.inner, &mut self.buf);
         let read = async move {
-            let Some(signal) = shed else { return Ok(inner.read_buf(buf).await?) };
+            let Some(signal) = shed else { return Ok(read_into(inner, buf, step).await?) };
             let notified = signal.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if !signal.shed.load(Ordering::Acquire) {
                 tokio::select! {
-                    read = inner.read_buf(buf) => return Ok(read?),
+                    read = read_into(inner, buf, step) => return Ok(read?),
                     _ = notified => {}
                 }
             }
@@ -527,6 +540,35 @@ impl Frame {
     pub(crate) fn into_body(self) -> Bytes {
         Bytes::from(self.0).slice(HEADER_LEN..)
     }
+}
+
+/// Reads what `inner` has into `buf`, first making room for `step` more bytes if it has less.
+///
+/// While nothing has arrived, an empty buffer sized for small frames gives its memory back: a
+/// connection waiting for its next small frame holds no read buffer at all. One that is reading
+/// large frames keeps its buffer, so that the next frame reuses it (once the last one is dropped,
+/// `BytesMut::reserve` reclaims the allocation) rather than allocating, and page-faulting in,
+/// as much again.
+async fn read_into<R: AsyncRead + Unpin>(
+    inner: &mut R,
+    buf: &mut BytesMut,
+    step: usize,
+) -> io::Result<usize> {
+    use std::future::Future;
+    std::future::poll_fn(|cx| {
+        if buf.capacity() - buf.len() < step {
+            buf.reserve(step);
+        }
+        let read = std::pin::pin!(inner.read_buf(&mut *buf));
+        match read.poll(cx) {
+            Poll::Pending if buf.is_empty() && step <= INITIAL_READ_CAPACITY => {
+                *buf = BytesMut::new();
+                Poll::Pending
+            }
+            other => other,
+        }
+    })
+    .await
 }
 
 /// A frame being built: the header is reserved at the front, the body is appended after it.
@@ -684,5 +726,73 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Flushes and shuts down the write side, so the peer sees EOF.
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.inner.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that counts the reads that returned bytes.
+    struct Counting<R> {
+        inner: R,
+        reads: usize,
+    }
+
+    impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+            if buf.filled().len() > before {
+                self.reads += 1;
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frame(len: usize) -> Vec<u8> {
+        let mut bytes = (len as u32).to_be_bytes().to_vec();
+        bytes.resize(HEADER_LEN + len, 9);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_between_small_frames_holds_no_buffer() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        let mut reader = FrameReader::new(rx, 1 << 20);
+        tx.write_all(&frame(16)).await.unwrap();
+        assert_eq!(reader.read_frame().await.unwrap().unwrap().len(), 16);
+        // Nothing more has arrived: one poll finds nothing and gives the buffer back.
+        let waiting = tokio::time::timeout(Duration::ZERO, reader.read_frame()).await;
+        assert!(waiting.is_err(), "no frame was sent");
+        assert_eq!(reader.buf.capacity(), 0, "an idle reader holds no read buffer");
+        tx.write_all(&frame(3)).await.unwrap();
+        assert_eq!(reader.read_frame().await.unwrap().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_run_of_64_kib_frames_takes_one_read_each() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        let mut reader = FrameReader::new(Counting { inner: rx, reads: 0 }, 1 << 20);
+        let len = 64 * 1024 + 40;
+        for round in 0..4 {
+            tx.write_all(&frame(len)).await.unwrap();
+            let before = reader.get_ref().reads;
+            let got = reader.read_frame().await.unwrap().unwrap();
+            assert_eq!(got.len(), len);
+            let reads = reader.get_ref().reads - before;
+            // The first frame's length is learnt from its header (a small first read); after
+            // that, each frame of the same size arrives in one read.
+            if round == 0 {
+                assert_eq!(reads, 2, "a small first read, then the rest");
+            } else {
+                assert_eq!(reads, 1, "round {round}");
+            }
+            drop(got);
+        }
     }
 }

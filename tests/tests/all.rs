@@ -19,6 +19,8 @@ static ALLOC: rpc_tests::alloc::CountingAlloc = rpc_tests::alloc::CountingAlloc;
 mod behaviour;
 #[path = "blocking_client.rs"]
 mod blocking_client;
+#[path = "bytes_payloads.rs"]
+mod bytes_payloads;
 #[path = "call_semantics.rs"]
 mod call_semantics;
 #[path = "calls_over_backends.rs"]

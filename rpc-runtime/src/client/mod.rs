@@ -444,7 +444,7 @@ impl Client {
             |shared: &Shared, id, deadline| shared.encode(id, method, args, deadline, self.metadata());
         let (format, payload) = self.round_trip(self.deadline(), encode).await?;
         // A `Vec<u8>` result arrives as a byte string in one copy (see `codec::Decoded`).
-        codec::decode::<codec::Decoded<R>>(format, &payload).map(|d| d.0)
+        codec::decode_from::<codec::Decoded<R>>(format, &payload).map(|d| d.0)
     }
 
     /// Sends a one-way call: returns once the request is queued for writing, ahead of any call

@@ -3,6 +3,8 @@
 
 use std::any::{Any, TypeId};
 
+use bytes::Bytes;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,9 @@ use serde::{Deserialize, Serialize};
 /// the bytes), so this changes the speed, never the bytes on the wire: a peer that encodes the
 /// sequence element by element reads and writes the same messages. The test is on the exact
 /// type (`TypeId`, resolved at compile time), so it applies to a `Vec<u8>` argument or result
-/// as written, not to one nested in another type (use `serde_bytes` there).
+/// as written, not to one nested in another type (use `serde_bytes` there). A `bytes::Bytes`
+/// argument or result is written the same way (its own serde impl already does), and read as a
+/// view of the received frame, with no copy at all (see `source.rs`).
 #[derive(Debug)]
 pub(crate) struct Arg<'a, T>(pub &'a T);
 
@@ -38,16 +42,52 @@ impl<'de, T: Deserialize<'de> + 'static> Deserialize<'de> for Decoded<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // A human-readable format (JSON) writes bytes as an array of numbers anyway, and reading
         // them as a byte string would also accept a JSON string: keep the plain path there.
-        if TypeId::of::<T>() != TypeId::of::<Vec<u8>>() || deserializer.is_human_readable() {
+        let id = TypeId::of::<T>();
+        if deserializer.is_human_readable() || (id != TypeId::of::<Vec<u8>>() && id != TypeId::of::<Bytes>())
+        {
             return T::deserialize(deserializer).map(Decoded);
         }
-        let bytes = deserializer.deserialize_byte_buf(ByteVec)?;
-        // `T` is `Vec<u8>`: move the bytes into a `T` through `Any`, without unsafe code.
+        // `T` is `Vec<u8>` or `Bytes`: move the bytes into a `T` through `Any`, without unsafe code.
         let mut value: Option<T> = None;
-        if let Some(slot) = (&mut value as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
-            *slot = Some(bytes);
+        if id == TypeId::of::<Bytes>() {
+            let bytes = deserializer.deserialize_bytes(SharedBytes)?;
+            if let Some(slot) = (&mut value as &mut dyn Any).downcast_mut::<Option<Bytes>>() {
+                *slot = Some(bytes);
+            }
+        } else {
+            let bytes = deserializer.deserialize_byte_buf(ByteVec)?;
+            if let Some(slot) = (&mut value as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+                *slot = Some(bytes);
+            }
         }
         value.map(Decoded).ok_or_else(|| serde::de::Error::custom("byte vector type mismatch"))
+    }
+}
+
+/// Reads a `Bytes` as a view of the frame it arrived in where it can (see `source.rs`).
+struct SharedBytes;
+
+impl<'de> serde::de::Visitor<'de> for SharedBytes {
+    type Value = Bytes;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+        Ok(super::source::share(v))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+        Ok(Bytes::copy_from_slice(v))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+        Ok(Bytes::from(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Bytes, A::Error> {
+        ByteVec.visit_seq(seq).map(Bytes::from)
     }
 }
 

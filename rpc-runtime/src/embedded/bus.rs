@@ -384,7 +384,7 @@ impl BusChannel {
         Ok(replies
             .into_iter()
             .map(|reply| {
-                reply.and_then(|r| codec::decode::<codec::Decoded<R>>(r.format, &r.body).map(|d| d.0))
+                reply.and_then(|r| codec::decode_from::<codec::Decoded<R>>(r.format, &r.body).map(|d| d.0))
             })
             .collect())
     }

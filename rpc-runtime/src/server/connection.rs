@@ -541,7 +541,7 @@ impl ServerConn {
         Ok(())
     }
 
-    async fn on_request(&mut self, head: protocol::CallHead, payload: &[u8]) -> Result<(), Close> {
+    async fn on_request(&mut self, head: protocol::CallHead, payload: &Bytes) -> Result<(), Close> {
         let protocol::CallHead { id, kind, format, service, method, hash, timeout, metadata } = head;
         let oneway = kind == crate::describe::MethodKind::Oneway;
         let fail = |e| if oneway { None } else { Some(e) };
@@ -586,10 +586,13 @@ impl ServerConn {
             format,
             stream: stream.as_ref().map(|(io, _, _)| Arc::clone(io)),
         };
+        // The arguments are decoded here; a `Bytes` among them is a view of the frame.
         let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.shared
-                .router
-                .prepare(&service, &method, kind, hash, payload, response, &self.peer, &metadata)
+            crate::codec::with_source(payload, || {
+                self.shared
+                    .router
+                    .prepare(&service, &method, kind, hash, payload, response, &self.peer, &metadata)
+            })
         }));
         let handler = match prepared {
             Ok(Ok(handler)) => handler,

@@ -1,0 +1,106 @@
+//! Byte payloads that arrive as slices of the received frame instead of copies.
+//!
+//! A `bytes::Bytes` argument or result is decoded as a view into the frame it came in (the
+//! frame is itself a `Bytes` from the reader's buffer): no copy between the socket and the
+//! handler or the caller. serde gives a visitor only a borrowed `&[u8]`, so the frame that owns
+//! those bytes is made known for the length of one decode, in a thread-local set by the code that
+//! holds the frame ([`decode_from`], or [`with_source`] around a decode deeper down). A slice
+//! that lies inside it becomes a `Bytes::slice_ref` of it; anything else (another format, a
+//! decode with no frame set, a short payload) is copied.
+//!
+//! A view keeps the whole receive buffer it points into alive for as long as the user holds it,
+//! so only payloads of at least [`SHARE_AT_LEAST`] bytes are shared: a 16-byte `Bytes` kept in a
+//! map must not pin a 64 KiB read buffer.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::Format;
+use crate::RpcError;
+
+/// The shortest payload decoded as a view of its frame rather than copied.
+pub(crate) const SHARE_AT_LEAST: usize = 1024;
+
+thread_local! {
+    static SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Puts the previous source back when a decode ends, by return or by unwinding.
+struct Restore(Option<Bytes>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        SOURCE.with(|s| *s.borrow_mut() = previous);
+    }
+}
+
+/// Runs `f` (a synchronous decode) with `frame` as the buffer byte payloads may be sliced from.
+pub(crate) fn with_source<R>(frame: &Bytes, f: impl FnOnce() -> R) -> R {
+    let previous = SOURCE.with(|s| s.borrow_mut().replace(frame.clone()));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Decodes `frame` whole, as [`super::decode`] does, letting byte payloads be views of it.
+#[inline]
+pub(crate) fn decode_from<T: DeserializeOwned>(format: Format, frame: &Bytes) -> Result<T, RpcError> {
+    with_source(frame, || super::decode(format, frame))
+}
+
+/// `bytes` as a `Bytes`: a view of the current source when it lies inside it and is long
+/// enough to be worth sharing, a copy otherwise.
+pub(crate) fn share(bytes: &[u8]) -> Bytes {
+    if bytes.len() < SHARE_AT_LEAST {
+        return Bytes::copy_from_slice(bytes);
+    }
+    SOURCE.with(|s| match &*s.borrow() {
+        Some(frame) if contains(frame, bytes) => frame.slice_ref(bytes),
+        _ => Bytes::copy_from_slice(bytes),
+    })
+}
+
+fn contains(frame: &[u8], part: &[u8]) -> bool {
+    let (start, end) = (frame.as_ptr() as usize, frame.as_ptr() as usize + frame.len());
+    let (p, q) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
+    start <= p && q <= end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_slice_of_the_source_is_a_view_and_anything_else_a_copy() {
+        let frame = Bytes::from(vec![5u8; 4096]);
+        let inside = &frame[100..3000];
+        let shared = with_source(&frame, || share(inside));
+        assert_eq!(shared.as_ptr(), inside.as_ptr(), "a view of the frame");
+        assert_eq!(&shared[..], inside);
+        let short = with_source(&frame, || share(&frame[..10]));
+        assert_ne!(short.as_ptr(), frame.as_ptr(), "short payloads are copied");
+        let elsewhere = vec![5u8; 2000];
+        let copied = with_source(&frame, || share(&elsewhere));
+        assert_ne!(copied.as_ptr(), elsewhere.as_ptr());
+        assert_ne!(share(inside).as_ptr(), inside.as_ptr(), "no source, no view");
+    }
+
+    #[test]
+    fn the_source_is_restored_after_a_nested_decode_and_a_panic() {
+        let outer = Bytes::from(vec![1u8; 2048]);
+        let inner = Bytes::from(vec![2u8; 2048]);
+        with_source(&outer, || {
+            with_source(&inner, || assert_eq!(share(&inner[..]).as_ptr(), inner.as_ptr()));
+            assert_eq!(share(&outer[..]).as_ptr(), outer.as_ptr());
+            // `resume_unwind` unwinds without the panic hook: nothing is printed.
+            let caught = std::panic::catch_unwind(|| {
+                with_source(&inner, || std::panic::resume_unwind(Box::new("decoder bug")))
+            });
+            assert!(caught.is_err());
+            assert_eq!(share(&outer[..]).as_ptr(), outer.as_ptr());
+        });
+        assert_ne!(share(&outer[..]).as_ptr(), outer.as_ptr());
+    }
+}

@@ -542,7 +542,8 @@ impl Frame {
     }
 }
 
-/// Reads what `inner` has into `buf`, first making room for `step` more bytes if it has less.
+/// Reads what `inner` has into `buf`, first making room for `step` more bytes when it is full or
+/// a large frame starts.
 ///
 /// While nothing has arrived, an empty buffer sized for small frames gives its memory back: a
 /// connection waiting for its next small frame holds no read buffer at all. One that is reading
@@ -556,7 +557,10 @@ async fn read_into<R: AsyncRead + Unpin>(
 ) -> io::Result<usize> {
     use std::future::Future;
     std::future::poll_fn(|cx| {
-        if buf.capacity() - buf.len() < step {
+        // Full, or starting a large frame with too little room: small frames use up what is
+        // left first (reserving while earlier frames still share the buffer allocates anew).
+        let spare = buf.capacity() - buf.len();
+        if spare == 0 || (buf.is_empty() && step > INITIAL_READ_CAPACITY && spare < step) {
             buf.reserve(step);
         }
         let read = std::pin::pin!(inner.read_buf(&mut *buf));

@@ -38,7 +38,12 @@ impl Drop for Restore {
 }
 
 /// Runs `f` (a synchronous decode) with `frame` as the buffer byte payloads may be sliced from.
+/// A frame too short to hold a payload worth sharing is not made known: small calls pay nothing.
+#[inline]
 pub(crate) fn with_source<R>(frame: &Bytes, f: impl FnOnce() -> R) -> R {
+    if frame.len() < SHARE_AT_LEAST {
+        return f();
+    }
     let previous = SOURCE.with(|s| s.borrow_mut().replace(frame.clone()));
     let _restore = Restore(previous);
     f()

@@ -122,15 +122,16 @@ impl Drop for Blocked<'_> {
 
 /// A frame on its way to the writer, with the time it was queued (for the write timeout).
 ///
-/// Queued boxed: tokio's channel allocates its first block of 32 slots up front, and at 40 bytes
-/// a slot that block was about 1.3 KiB held by every idle connection; boxed it is under 300.
+/// Not boxed, though tokio's channel allocates its first block of 32 slots up front (about
+/// 1.3 KiB of every idle connection at 40 bytes a slot, 0.3 KiB boxed): a box per response, freed
+/// on the writer's thread, cost about 600 instructions per call with 64 in flight.
 #[derive(Debug)]
 pub(crate) struct Queued {
     frame: Frame,
     at: Instant,
 }
 
-impl Outgoing for Box<Queued> {
+impl Outgoing for Queued {
     fn queued_at(&self) -> Option<Instant> {
         Some(self.at)
     }
@@ -154,7 +155,7 @@ pub(crate) enum NotSent {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     log: Mutex<LogLimit>,
-    tx: mpsc::Sender<Box<Queued>>,
+    tx: mpsc::Sender<Queued>,
     conn: ByteBudget,
     server: Arc<ByteBudget>,
     write_timeout: Duration,
@@ -164,7 +165,7 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     pub(crate) fn new(
-        tx: mpsc::Sender<Box<Queued>>,
+        tx: mpsc::Sender<Queued>,
         per_connection: usize,
         server: Arc<ByteBudget>,
         write_timeout: Duration,
@@ -248,7 +249,7 @@ impl Outbox {
                 Err(_) => return Err(NotSent::NoRoom),
             }
         }
-        let queued = Box::new(Queued { frame, at: Instant::now() });
+        let queued = Queued { frame, at: Instant::now() };
         // The queue almost always has room: the timer (and the clock read and runtime handle it
         // takes) is made only when it has none.
         let queued = match self.tx.try_send(queued) {
@@ -278,7 +279,7 @@ impl Outbox {
         if !self.try_charge(n) {
             return false;
         }
-        if self.tx.try_send(Box::new(Queued { frame, at: Instant::now() })).is_err() {
+        if self.tx.try_send(Queued { frame, at: Instant::now() }).is_err() {
             self.release(n);
             return false;
         }

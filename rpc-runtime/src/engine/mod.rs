@@ -11,6 +11,7 @@ pub(crate) mod goaway;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
 pub(crate) mod limits;
+pub(crate) mod queue;
 mod role;
 mod state;
 pub(crate) mod writer;

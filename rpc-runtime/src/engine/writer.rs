@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use rpc_transport::framed::Frame;
 use rpc_transport::message::MessageWriter;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::queue;
 
 /// Frames written in one batch at most; more wait for the next flush.
 const BATCH: usize = 64;
@@ -48,7 +49,7 @@ pub(crate) struct Greeting<'a> {
 pub(crate) async fn write_loop(
     writer: MessageWriter,
     preface: &[u8],
-    rx: mpsc::Receiver<Frame>,
+    rx: queue::Receiver<Frame>,
     write_timeout: Duration,
 ) -> io::Result<()> {
     let greeting = Greeting { preface, hello: None };
@@ -64,7 +65,7 @@ pub(crate) async fn write_loop(
 pub(crate) async fn write_frames<T: Outgoing>(
     mut writer: MessageWriter,
     greeting: Greeting<'_>,
-    mut rx: mpsc::Receiver<T>,
+    mut rx: queue::Receiver<T>,
     write_timeout: Duration,
     finish: &CancellationToken,
     mut written: impl FnMut(usize),
@@ -127,7 +128,7 @@ pub(crate) async fn write_frames<T: Outgoing>(
     // Whatever was not written is released too: queued frames, and the batch a failure left.
     rx.close();
     let mut left: usize = batch.iter().map(|f| f.as_bytes().len()).sum();
-    while let Ok(item) = rx.try_recv() {
+    while let Some(item) = rx.try_recv() {
         left += item.into_frame().as_bytes().len();
     }
     if left > 0 {

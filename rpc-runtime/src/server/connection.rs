@@ -82,7 +82,7 @@ enum Close {
 /// send a reset, which can destroy the goaway before the client reads it.
 pub(super) async fn refuse(conn: Connection, config: Arc<ServerConfig>, why: Refused) {
     let (mut read, write, _peer) = conn.into_messages(&MessageLimits::new(config.max_frame_len));
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = crate::engine::queue::channel(1);
     let reason = match why {
         Refused::Full => "the server's connection limit is reached",
         Refused::PeerCap => "the server's limit of connections from one peer is reached",
@@ -112,7 +112,7 @@ pub(super) async fn serve(conn: Connection, shared: Arc<Shared>, slot: Slot) {
     let limits = limits::message_limits(config, &shared.receive);
     // Both halves hold the transport's guard, so it lives as long as either is in use.
     let (mut reader, write, peer) = conn.into_messages(&limits);
-    let (tx, rx) = mpsc::channel(config.outbound_queue.max(1));
+    let (tx, rx) = crate::engine::queue::channel(config.outbound_queue.max(1));
     let writer_dead = CancellationToken::new();
     let finish = CancellationToken::new();
     let outbox = Arc::new(Outbox::new(

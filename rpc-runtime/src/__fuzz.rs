@@ -229,7 +229,7 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
         Envelope::Pong { nonce } => protocol::ping_frame(*nonce, true),
         Envelope::GoAway { code, message } => protocol::goaway_frame_raw(*code, message),
     };
-    buf.body().to_vec()
+    buf.body_to_vec()
 }
 
 fn kind_of(byte: u8) -> crate::describe::MethodKind {
@@ -246,7 +246,7 @@ pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> 
 pub fn encode_payload<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Vec<u8>, RpcError> {
     let mut buf = rpc_transport::framed::FrameBuf::default();
     crate::codec::encode_into(crate::codec::Format::Postcard, &mut buf, value, max)?;
-    Ok(buf.body().to_vec())
+    Ok(buf.body_to_vec())
 }
 
 /// Decodes a payload in `format` as the runtime does (strict, depth- and element-bounded).
@@ -262,7 +262,7 @@ pub fn encode_payload_as<T: Serialize + ?Sized>(
 ) -> Result<Vec<u8>, RpcError> {
     let mut buf = rpc_transport::framed::FrameBuf::default();
     crate::codec::encode_into(format, &mut buf, value, max)?;
-    Ok(buf.body().to_vec())
+    Ok(buf.body_to_vec())
 }
 
 /// Encodes a method's arguments (a tuple) in `format`, as a client does: each `Vec<u8>`

@@ -117,7 +117,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 pub(crate) fn encode_to_vec<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Vec<u8>, RpcError> {
     let mut buf = FrameBuf::with_capacity(64);
     encode_into(format, &mut buf, value, u32::MAX as usize)?;
-    Ok(buf.body().to_vec())
+    Ok(buf.body_to_vec())
 }
 
 /// Decodes a whole payload in `format`; trailing bytes are an error, not silently ignored, so a
@@ -144,7 +144,7 @@ mod tests {
     fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         let mut buf = FrameBuf::default();
         encode_into(Format::Postcard, &mut buf, value, usize::MAX).unwrap();
-        buf.body().to_vec()
+        buf.body_to_vec()
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
@@ -213,6 +213,35 @@ mod tests {
             let Args((back, one)): Args<(bytes::Bytes, u8)> = decode_from(Format::Json, &json).unwrap();
             assert_eq!((&back[..], one), (&b"hi"[..], 1));
         }
+    }
+
+    #[test]
+    fn a_large_bytes_that_ends_a_frame_is_its_tail_and_the_frame_is_the_same() {
+        let big = bytes::Bytes::from(vec![6u8; 40_000]);
+        // Last argument: the frame keeps the buffer itself.
+        let mut buf = FrameBuf::default();
+        encode_into(Format::Postcard, &mut buf, &ArgsRef(&(7u32, big.clone())), 1 << 20).unwrap();
+        assert_eq!(buf.tail().as_ptr(), big.as_ptr(), "not copied");
+        assert_eq!(buf.body_to_vec(), encode(&(7u32, big.to_vec())), "the same bytes on the wire");
+        let frame = buf.finish(1 << 20).unwrap();
+        let declared = u32::from_be_bytes(frame.as_bytes()[..4].try_into().unwrap()) as usize;
+        assert_eq!(declared + 4, frame.as_bytes().len() + big.len(), "the header counts the tail");
+        // Not last, or small: copied.
+        let mut buf = FrameBuf::default();
+        encode_into(Format::Postcard, &mut buf, &ArgsRef(&(big.clone(), 7u32)), 1 << 20).unwrap();
+        assert!(buf.tail().is_empty());
+        let mut buf = FrameBuf::default();
+        encode_into(Format::Postcard, &mut buf, &Arg(&big.slice(..100)), 1 << 20).unwrap();
+        assert!(buf.tail().is_empty());
+        // A result, over the limit only with its tail: too large, and nothing kept.
+        let mut buf = FrameBuf::default();
+        let err = encode_into(Format::Postcard, &mut buf, &Arg(&big), 30_000).unwrap_err();
+        assert!(matches!(err, RpcError::FrameTooLarge { max: 30_000, .. }), "{err:?}");
+        assert_eq!((buf.body_len(), buf.tail().len()), (0, 0));
+        // And a later frame takes no stale tail.
+        let mut buf = FrameBuf::default();
+        encode_into(Format::Postcard, &mut buf, &Arg(&5u8), 1 << 20).unwrap();
+        assert_eq!((buf.body(), buf.tail().len()), (&[5u8][..], 0));
     }
 
     #[test]

@@ -360,7 +360,7 @@ impl Router {
         }
         let outcome = outcome.map_err(|_| RpcError::DeadlineExceeded)?;
         match outcome {
-            Ok(Ok(buf)) => Ok(Reply { format, body: Bytes::copy_from_slice(buf.body()) }),
+            Ok(Ok(buf)) => Ok(Reply { format, body: Bytes::from(buf.body_to_vec()) }),
             Ok(Err(e)) => Err(e),
             Err(_panic) => Err(RpcError::HandlerPanicked),
         }

@@ -82,20 +82,12 @@ enum Segment {
     Large(Frame),
 }
 
-impl Segment {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Segment::Small(bytes) => bytes,
-            Segment::Large(frame) => frame.as_bytes(),
-        }
-    }
-}
-
 impl Queue {
     /// Appends `frame`, and returns the writer's waker if it waits for one.
     fn append(&mut self, frame: Frame) -> Option<Waker> {
         let bytes = frame.as_bytes();
-        if bytes.len() > COALESCE_LIMIT {
+        // A frame with a tail (a large byte payload) is written from its own buffers.
+        if frame.len() > COALESCE_LIMIT || !frame.tail().is_empty() {
             self.segments.push(Segment::Large(frame));
         } else if let Some(Segment::Small(buf)) = self.segments.last_mut() {
             buf.extend_from_slice(bytes);
@@ -135,7 +127,8 @@ impl Outgoing {
                 && queue.state == State::Open
                 && queue.segments.is_empty()
                 && !queue.flush_due
-                && frame.as_bytes().len() <= COALESCE_LIMIT;
+                && frame.len() <= COALESCE_LIMIT
+                && frame.tail().is_empty();
             match if direct { queue.sink.take() } else { None } {
                 Some(sink) => {
                     drop(queue);
@@ -363,7 +356,10 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 
 async fn write_batch(writer: &mut MessageWriter, batch: &[Segment]) -> io::Result<()> {
     for segment in batch {
-        writer.write_frames(segment.bytes()).await?;
+        match segment {
+            Segment::Small(bytes) => writer.write_frames(bytes).await?,
+            Segment::Large(frame) => writer.write_frame(frame).await?,
+        }
     }
     writer.flush().await
 }
@@ -387,7 +383,17 @@ mod tests {
     }
 
     fn bytes(batch: &[Segment]) -> Vec<u8> {
-        batch.iter().flat_map(|s| s.bytes().to_vec()).collect()
+        let mut out = Vec::new();
+        for segment in batch {
+            match segment {
+                Segment::Small(bytes) => out.extend_from_slice(bytes),
+                Segment::Large(frame) => {
+                    out.extend_from_slice(frame.as_bytes());
+                    out.extend_from_slice(frame.tail());
+                }
+            }
+        }
+        out
     }
 
     /// While the writer holds the write half, frames queue in order, small ones coalesced and

@@ -50,8 +50,22 @@ pub(super) fn encode_into<T: Serialize + ?Sized>(
     max: usize,
 ) -> Result<(), RpcError> {
     let start = buf.body().len();
-    match postcard::serialize_with_flavor(value, FrameFlavor { buf: &mut *buf, max }) {
-        Ok(()) => Ok(()),
+    let (encoded, tail) = super::source::capture_tail(|| {
+        postcard::serialize_with_flavor(value, FrameFlavor { buf: &mut *buf, max })
+    });
+    match encoded {
+        Ok(()) => match tail {
+            Some(tail) if buf.body().len() + tail.len() > max => {
+                let len = buf.body().len() + tail.len();
+                buf.truncate_body(start);
+                Err(RpcError::FrameTooLarge { len, max })
+            }
+            Some(tail) => {
+                buf.set_tail(tail);
+                Ok(())
+            }
+            None => Ok(()),
+        },
         Err(postcard::Error::SerializeBufferFull) => {
             let len = buf.body().len();
             buf.truncate_body(start);

@@ -11,8 +11,14 @@
 //! A view keeps the whole receive buffer it points into alive for as long as the user holds it,
 //! so only payloads of at least [`SHARE_AT_LEAST`] bytes are shared: a 16-byte `Bytes` kept in a
 //! map must not pin a 64 KiB read buffer.
+//!
+//! The other way, a `Bytes` of at least [`TAIL_AT_LEAST`] bytes that ends a frame (a result, a
+//! stream item, or a call's last argument) is not copied into the frame: postcard writes its
+//! length, and the frame keeps the buffer as its tail, written from where it is by the same
+//! vectored write ([`rpc_transport::framed::Frame`]). The value's serializer hands its buffer
+//! over ([`offer_tail`]) and the frame encoder takes it ([`capture_tail`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -23,8 +29,42 @@ use crate::RpcError;
 /// The shortest payload decoded as a view of its frame rather than copied.
 pub(crate) const SHARE_AT_LEAST: usize = 1024;
 
+/// The shortest payload written as its frame's tail rather than copied into the frame: below
+/// it, a copy costs less than a second buffer in the write.
+pub(crate) const TAIL_AT_LEAST: usize = 16 * 1024;
+
 thread_local! {
     static SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// The tail it took.
+    static TAIL: Cell<Option<Bytes>> = const { Cell::new(None) };
+}
+
+/// Runs `encode` (a synchronous encode of a value that ends a frame) letting a final `Bytes`
+/// become the frame's tail; returns what it returned and the tail, if one was taken.
+///
+/// Only frame encoders serialize an [`Arg`](super::Arg) (whose `Bytes` offers itself), and each
+/// of them takes the tail, so no flag says whether one is running: a tail an unwinding encode
+/// left behind is cleared by the next encode before it starts.
+#[inline]
+pub(crate) fn capture_tail<R>(encode: impl FnOnce() -> R) -> (R, Option<Bytes>) {
+    TAIL.with(|t| t.set(None));
+    let result = encode();
+    (result, TAIL.with(Cell::take))
+}
+
+/// Offers `bytes`, the last thing a frame's encode writes, as the frame's tail: `true` if it was
+/// taken (the caller then writes only its length), `false` if it must be written in full.
+#[inline]
+pub(crate) fn offer_tail(bytes: &Bytes) -> bool {
+    if bytes.len() < TAIL_AT_LEAST {
+        return false;
+    }
+    TAIL.with(|t| {
+        let taken = t.take();
+        let offered = taken.is_none();
+        t.set(Some(taken.unwrap_or_else(|| bytes.clone())));
+        offered
+    })
 }
 
 /// Puts the previous source back when a decode ends, by return or by unwinding.

@@ -26,6 +26,26 @@ pub(crate) struct Arg<'a, T>(pub &'a T);
 impl<T: Serialize + 'static> Serialize for Arg<'_, T> {
     #[inline]
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // What an `Arg` writes ends its frame (a result, a stream item, a call's last argument):
+        // a large `Bytes` there becomes the frame's tail, and only its length is written here
+        // (postcard writes a byte string's length as the varint `serialize_u64` writes).
+        if let Some(bytes) = (self.0 as &dyn Any).downcast_ref::<Bytes>() {
+            if !serializer.is_human_readable() && super::source::offer_tail(bytes) {
+                return serializer.serialize_u64(bytes.len() as u64);
+            }
+        }
+        Elem(self.0).serialize(serializer)
+    }
+}
+
+/// Writes a value for the wire as [`Arg`] does, except that it never ends a frame: an argument
+/// other than the last.
+#[derive(Debug)]
+pub(crate) struct Elem<'a, T>(pub &'a T);
+
+impl<T: Serialize + 'static> Serialize for Elem<'_, T> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match (self.0 as &dyn Any).downcast_ref::<Vec<u8>>() {
             Some(bytes) => serializer.serialize_bytes(bytes),
             None => self.0.serialize(serializer),
@@ -204,7 +224,13 @@ macro_rules! wire_args {
             fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use serde::ser::SerializeTuple;
                 let mut tuple = serializer.serialize_tuple($len)?;
-                $(tuple.serialize_element(&Arg(&self.$i))?;)+
+                $(
+                    if $i + 1 == $len {
+                        tuple.serialize_element(&Arg(&self.$i))?;
+                    } else {
+                        tuple.serialize_element(&Elem(&self.$i))?;
+                    }
+                )+
                 tuple.end()
             }
 

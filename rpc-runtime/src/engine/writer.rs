@@ -77,14 +77,13 @@ pub(crate) async fn write_frames<T: Outgoing>(
     // The HELLO's bytes, which go with the first batch but were never queued.
     let mut uncounted = 0;
     if let Some(hello) = greeting.hello {
-        uncounted = hello.as_bytes().len();
+        uncounted = hello.len();
         batch.push(hello);
     }
     // When the oldest frame of the batch was queued, if the sender said (a server's frames).
     let mut oldest: Option<Instant> = None;
     let result = loop {
-        let bytes: usize =
-            batch.iter().map(|f: &Frame| f.as_bytes().len()).sum::<usize>() - std::mem::take(&mut uncounted);
+        let bytes: usize = batch.iter().map(Frame::len).sum::<usize>() - std::mem::take(&mut uncounted);
         let sent = {
             let mut send = std::pin::pin!(writer.send(&mut batch));
             // Most batches are written at once: the timer (and the clock read) is armed only
@@ -127,9 +126,9 @@ pub(crate) async fn write_frames<T: Outgoing>(
     };
     // Whatever was not written is released too: queued frames, and the batch a failure left.
     rx.close();
-    let mut left: usize = batch.iter().map(|f| f.as_bytes().len()).sum();
+    let mut left: usize = batch.iter().map(Frame::len).sum();
     while let Some(item) = rx.try_recv() {
-        left += item.into_frame().as_bytes().len();
+        left += item.into_frame().len();
     }
     if left > 0 {
         written(left);

@@ -8,7 +8,7 @@ use crate::codec::Format;
 use crate::hello::{AdvertisedMethod, AdvertisedService};
 
 fn body(buf: FrameBuf) -> Bytes {
-    Bytes::copy_from_slice(buf.body())
+    Bytes::from(buf.body_to_vec())
 }
 
 fn target(hash: u64) -> Target<'static> {

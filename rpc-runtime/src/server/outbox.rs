@@ -235,7 +235,7 @@ impl Outbox {
     /// Queues `frame`, waiting for room in the budgets and the queue, for at most the write
     /// timeout: a response waits for the peer to read, but not for ever.
     pub(crate) async fn send(&self, frame: Frame) -> Result<(), NotSent> {
-        let n = frame.as_bytes().len();
+        let n = frame.len();
         if !self.try_charge(n) {
             // Marked blocked on both budgets: the connection (and, for the server-wide budget,
             // every connection) starts no call and reads nothing while a response waits (H2).
@@ -273,7 +273,7 @@ impl Outbox {
 
     /// Queues `frame` only if there is room now (control frames: never worth waiting for).
     pub(crate) fn try_send(&self, frame: Frame) -> bool {
-        let n = frame.as_bytes().len();
+        let n = frame.len();
         if !self.try_charge(n) {
             return false;
         }
@@ -317,7 +317,7 @@ mod tests {
         assert!(!outbox.try_send(frame(10)), "no room for more");
         assert_eq!(outbox.send(frame(10)).await, Err(NotSent::NoRoom), "waits the write timeout");
         let first = rx.try_recv().expect("queued");
-        outbox.release(first.into_frame().as_bytes().len());
+        outbox.release(first.into_frame().len());
         assert_eq!(server.in_use(), 0);
         assert!(outbox.try_send(frame(10)));
     }
@@ -344,7 +344,7 @@ mod tests {
         assert!(!honest.is_full(), "a connection within its reserve keeps reading");
         honest.send(frame(16)).await.expect("within the reserve");
         let sent = rx.try_recv().expect("queued").into_frame();
-        honest.release(sent.as_bytes().len());
+        honest.release(sent.len());
         assert_eq!(server.in_use(), 2 * R + 4, "the reserve's bytes were charged and returned");
     }
 }

@@ -110,6 +110,18 @@ impl MessageWriter {
         }
     }
 
+    /// Sends one whole frame, its tail included, from its own buffers (a vectored write on a
+    /// byte stream; one message on a native transport); does not flush.
+    pub async fn write_frame(&mut self, frame: &Frame) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Framed(writer) => writer.write_frame(frame).await,
+            Kind::Native(native) => {
+                poll_fn(|cx| native.poll_ready(cx)).await?;
+                native.sink.start_send(frame.clone().into_body())
+            }
+        }
+    }
+
     /// Sends all of `bytes` (laid out as for [`poll_write_frames`](Self::poll_write_frames)),
     /// waiting for the transport to take them; does not flush.
     pub async fn write_frames(&mut self, mut bytes: &[u8]) -> io::Result<()> {

@@ -74,6 +74,10 @@ mod exit;
 ///
 /// Keep the [`Child`] as long as the connection is in use: dropping it kills the child.
 ///
+/// Both pipes are asked to hold 256 KiB instead of Linux's default 64 KiB (`F_SETPIPE_SZ`; a
+/// system at its per-user pipe limit keeps the default), so that a 64 KiB message goes through in
+/// one write rather than waiting for the other side to read half of it.
+///
 /// A spawn error names the program and keeps the OS error's kind (`NotFound` for a missing
 /// program); the OS error is its [`source`](std::error::Error::source). The connection's
 /// [`EndReason`] reports the child's exit: when the connection ends because the child exited,
@@ -89,6 +93,8 @@ pub fn spawn(cmd: impl Into<tokio::process::Command>) -> io::Result<(Connection,
     let pid = inner.id().ok_or_else(missing)?;
     let stdin = inner.stdin.take().ok_or_else(missing)?;
     let stdout = inner.stdout.take().ok_or_else(missing)?;
+    sys::grow_pipe(stdin.as_fd());
+    sys::grow_pipe(stdout.as_fd());
     let status = Arc::new(Mutex::new(None));
     let reason = EndReason::new({
         let status = Arc::clone(&status);
@@ -212,11 +218,14 @@ pub fn stdio() -> io::Result<Connection> {
 
 /// Two connected ends over two OS pipes inside this process.
 ///
-/// Useful in tests and wherever a real pipe is wanted (its 64 KiB buffer, its end-of-stream
-/// behaviour) without a second process. The pipes are close-on-exec.
+/// Useful in tests and wherever a real pipe is wanted (its bounded buffer, its end-of-stream
+/// behaviour) without a second process. The pipes are close-on-exec, and asked to hold 256 KiB
+/// (as [`spawn`]'s are) so that a 64 KiB message takes one write.
 pub fn pair() -> io::Result<(Connection, Connection)> {
     let (a_write, b_read) = tokio::net::unix::pipe::pipe()?;
     let (b_write, a_read) = tokio::net::unix::pipe::pipe()?;
+    sys::grow_pipe(a_write.as_fd());
+    sys::grow_pipe(b_write.as_fd());
     let peer = Peer::Pipe { pid: None };
     Ok((
         Connection::new(a_read, CloseOnShutdown::new(a_write), peer.clone()),

@@ -158,3 +158,17 @@ pub(crate) fn warn_if_sigpipe_default() {
         }
     });
 }
+
+/// What [`grow_pipe`] asks for: room for a 64 KiB message and its header in one write, with
+/// space to spare, as 64 pages of kernel memory.
+pub(crate) const PIPE_SIZE: usize = 256 * 1024;
+
+/// Asks the kernel to make the pipe or FIFO behind `fd` hold [`PIPE_SIZE`] bytes instead of the
+/// default 64 KiB, so a 64 KiB message goes through in one write and one read, without the writer
+/// waiting for the reader half-way. Best effort: a system at its per-user pipe limit
+/// (`/proc/sys/fs/pipe-user-pages-soft`) refuses, and the pipe keeps its size.
+pub(crate) fn grow_pipe(fd: BorrowedFd<'_>) {
+    // SAFETY: F_SETPIPE_SZ on a descriptor valid for the duration of the borrow; it changes only
+    // the kernel's buffer for the pipe, and fails harmlessly on anything that is not one.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
+}

@@ -209,6 +209,23 @@ async fn pair_shutdown_gives_eof_and_later_writes_fail() {
     assert_eq!(send(&mut wa, b"more").await.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
 }
 
+/// A pair's pipes and a spawned child's are asked to hold 256 KiB: 200 KiB go in without the
+/// other side reading (the default 64 KiB pipe would block the writer).
+async fn pairs_and_children_get_pipes_that_hold_more_than_64_kib() {
+    let payload = vec![7u8; 200 * 1024];
+    let (a, _b) = pipe::pair().unwrap();
+    let (_r, mut w, _, _) = a.into_parts();
+    let wrote = tokio::time::timeout(Duration::from_secs(10), w.write_all(&payload)).await;
+    assert!(wrote.is_ok(), "the pair's pipe took 200 KiB unread");
+    // A child that never reads its stdin.
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("60");
+    let (conn, _child) = pipe::spawn(sleeper).unwrap();
+    let (_r, mut w, _, _) = conn.into_parts();
+    let wrote = tokio::time::timeout(Duration::from_secs(10), w.write_all(&payload)).await;
+    assert!(wrote.is_ok(), "the child's stdin took 200 KiB unread");
+}
+
 async fn from_fds_refuses_what_is_not_a_pipe() {
     let file = tempfile::tempfile().unwrap();
     let err = pipe::from_fds(file.try_clone().unwrap().into(), file.into()).unwrap_err();
@@ -339,6 +356,7 @@ fn main() {
         kill_and_wait_report_sigkill,
         both_sides_writing_past_the_pipe_buffer_do_not_deadlock,
         pair_shutdown_gives_eof_and_later_writes_fail,
+        pairs_and_children_get_pipes_that_hold_more_than_64_kib,
         from_fds_refuses_what_is_not_a_pipe,
         stdio_serves_frames_and_stray_prints_go_to_stderr,
         stdio_grandchild_does_not_hold_the_pipes,

@@ -187,8 +187,14 @@ impl Options {
             }
         }
         // The read end first: it never waits, and it is what lets the peer open its write end.
-        let reader = Receiver::from_file(open_fifo(read_path, End::Read)?)?;
+        let reader = open_fifo(read_path, End::Read)?;
         let writer = open_writer(write_path, deadline, self.timeout).await?;
+        // A point-to-point pair, as a pipe to a child: room for a 64 KiB message in one write.
+        // (A listener's per-client pairs keep the default: hundreds of clients at 256 KiB each
+        // would reach the per-user pipe limit, past which Linux gives new pipes 8 KiB.)
+        sys::grow_pipe(std::os::fd::AsFd::as_fd(&reader));
+        sys::grow_pipe(std::os::fd::AsFd::as_fd(&writer));
+        let reader = Receiver::from_file(reader)?;
         let writer = CloseOnShutdown::new(Sender::from_file(writer)?);
         Ok(Connection::new(reader, writer, Peer::Fifo(read_path.to_path_buf())).with_guard(created))
     }

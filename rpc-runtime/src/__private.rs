@@ -143,8 +143,9 @@ pub mod dispatch {
 
         /// Decodes the arguments of a call from its payload, in `format`.
         fn decode(&self, format: Format, payload: &[u8]) -> Result<Self::Args, RpcError>;
-        /// Encodes a result into its response frame.
-        fn encode(&self, response: ResponseBuf, value: &Self::Output) -> Result<FrameBuf, RpcError>;
+        /// Encodes a result into its response frame (taken by value: a large `Vec<u8>` is then
+        /// written from its own buffer).
+        fn encode(&self, response: ResponseBuf, value: Self::Output) -> Result<FrameBuf, RpcError>;
         /// Makes a call and waits for its result.
         fn call<'a, C: Channel>(
             &self,
@@ -186,8 +187,8 @@ pub mod dispatch {
             crate::codec::decode::<Args<A>>(format, payload).map(|args| args.0)
         }
 
-        fn encode(&self, response: ResponseBuf, value: &R) -> Result<FrameBuf, RpcError> {
-            response.encode(value)
+        fn encode(&self, response: ResponseBuf, value: R) -> Result<FrameBuf, RpcError> {
+            response.encode_owned(value)
         }
 
         // Not `async fn`: the future borrows the client, never the probe.
@@ -243,7 +244,7 @@ pub mod dispatch {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
-        fn encode(&self, _response: ResponseBuf, _value: &Self::Output) -> Result<FrameBuf, RpcError> {
+        fn encode(&self, _response: ResponseBuf, _value: Self::Output) -> Result<FrameBuf, RpcError> {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
@@ -311,7 +312,7 @@ pub mod dispatch {
             items: Streaming<Self::Down>,
         ) -> Result<FrameBuf, RpcError>;
         /// Encodes a client stream's result.
-        fn encode(&self, response: ResponseBuf, value: &Self::Down) -> Result<FrameBuf, RpcError>;
+        fn encode(&self, response: ResponseBuf, value: Self::Down) -> Result<FrameBuf, RpcError>;
         /// Wraps the caller's stream of arguments.
         fn upstream<S: Stream<Item = Self::Up> + Send + 'static>(&self, items: S) -> Streaming<Self::Up>;
         /// Opens a server-streaming or bidirectional call.
@@ -357,8 +358,8 @@ pub mod dispatch {
             response.stream(items)
         }
 
-        fn encode(&self, response: ResponseBuf, value: &D) -> Result<FrameBuf, RpcError> {
-            response.encode(value)
+        fn encode(&self, response: ResponseBuf, value: D) -> Result<FrameBuf, RpcError> {
+            response.encode_owned(value)
         }
 
         fn upstream<S: Stream<Item = U> + Send + 'static>(&self, items: S) -> Streaming<U> {
@@ -432,7 +433,7 @@ pub mod dispatch {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].
-        fn encode(&self, _response: ResponseBuf, _value: &Self::Down) -> Result<FrameBuf, RpcError> {
+        fn encode(&self, _response: ResponseBuf, _value: Self::Down) -> Result<FrameBuf, RpcError> {
             unreachable!("a type that is not `Wire` passed `assert_wire`")
         }
         /// Not reachable: see [`Probe`].

@@ -245,6 +245,25 @@ mod tests {
     }
 
     #[test]
+    fn a_large_byte_vector_result_is_written_from_its_own_buffer() {
+        let response = |max| crate::ResponseBuf {
+            buf: FrameBuf::default(),
+            max_frame_len: max,
+            format: Format::Postcard,
+            stream: None,
+        };
+        let result = vec![3u8; 50_000];
+        let at = result.as_ptr();
+        let buf = response(1 << 20).encode_owned(result).unwrap();
+        assert_eq!((buf.tail().as_ptr(), buf.tail().len()), (at, 50_000), "moved, not copied");
+        assert_eq!(buf.body_to_vec(), encode(&Arg(&vec![3u8; 50_000])));
+        // Anything else is encoded as before.
+        let buf = response(1 << 20).encode_owned((1u8, vec![3u8; 50_000])).unwrap();
+        assert!(buf.tail().is_empty());
+        assert!(matches!(response(100).encode_owned(vec![0u8; 50_000]), Err(RpcError::FrameTooLarge { .. })));
+    }
+
+    #[test]
     fn a_truncated_byte_vector_is_an_error() {
         let bytes = encode(&Arg(&vec![9u8; 100]));
         assert!(decode::<Decoded<Vec<u8>>>(&bytes[..50]).is_err());

@@ -44,7 +44,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             let encode = if m.down.is_some() {
                 quote! { #probe.encode_stream(#response_buf, #run) }
             } else {
-                quote! { #probe.encode(#response_buf, &#run) }
+                quote! { #probe.encode(#response_buf, #run) }
             };
             return quote! {
                 #(#cfgs)*
@@ -58,7 +58,7 @@ pub(super) fn generate(krate: &syn::Path, service: &Service) -> (TokenStream, To
             #(#cfgs)*
             #request::#variant { #(#args),* } => #probe.encode(
                 #response_buf,
-                &<#s as #trait_name>::#name(&*__rpc_service, #(#args),*).await,
+                <#s as #trait_name>::#name(&*__rpc_service, #(#args),*).await,
             ),
         }
     });

@@ -252,12 +252,37 @@ fn is_fifo(file: &File) -> io::Result<bool> {
 /// tokio's pipe and child-stdin writers treat `shutdown` as a no-op (a pipe has no half-close
 /// other than closing), so without this `FrameWriter::shutdown` would leave the peer waiting.
 /// Writes after shutdown fail with [`io::ErrorKind::BrokenPipe`], as on a shut-down socket.
+///
+/// Made with [`grow_on_large_write`](Self::grow_on_large_write), it also asks for a larger pipe
+/// (see `sys::grow_pipe`) the first time it is given more than a default pipe holds.
 #[derive(Debug)]
-pub(crate) struct CloseOnShutdown<W>(Option<W>);
+pub(crate) struct CloseOnShutdown<W>(Option<W>, bool);
+
+/// What a pipe holds by default on Linux; a larger write waits for the reader half-way.
+const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 impl<W> CloseOnShutdown<W> {
     pub(crate) fn new(inner: W) -> Self {
-        CloseOnShutdown(Some(inner))
+        CloseOnShutdown(Some(inner), false)
+    }
+
+    /// Grows the pipe at the first write larger than [`DEFAULT_PIPE_SIZE`]: for a FIFO
+    /// listener's per-client pairs, where growing every pipe up front would spend the per-user
+    /// pipe allowance on clients that only ever send small messages.
+    pub(crate) fn grow_on_large_write(mut self) -> Self {
+        self.1 = true;
+        self
+    }
+}
+
+impl<W: AsFd> CloseOnShutdown<W> {
+    fn before_write(&mut self, len: usize) {
+        if self.1 && len > DEFAULT_PIPE_SIZE {
+            self.1 = false;
+            if let Some(w) = &self.0 {
+                sys::grow_pipe(w.as_fd());
+            }
+        }
     }
 }
 
@@ -265,8 +290,9 @@ fn shut_down() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the write half was shut down")
 }
 
-impl<W: AsyncWrite + Unpin> AsyncWrite for CloseOnShutdown<W> {
+impl<W: AsyncWrite + AsFd + Unpin> AsyncWrite for CloseOnShutdown<W> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.before_write(buf.len());
         match self.0.as_mut() {
             Some(w) => Pin::new(w).poll_write(cx, buf),
             None => Poll::Ready(Err(shut_down())),
@@ -278,6 +304,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CloseOnShutdown<W> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.before_write(bufs.iter().map(|b| b.len()).sum());
         match self.0.as_mut() {
             Some(w) => Pin::new(w).poll_write_vectored(cx, bufs),
             None => Poll::Ready(Err(shut_down())),

@@ -811,3 +811,22 @@ impl SignalIsKill for std::process::ExitStatus {
         std::os::unix::process::ExitStatusExt::signal(self) == Some(libc::SIGKILL)
     }
 }
+
+/// A listener's per-client pipes keep the default size until a write needs more: then that
+/// pipe is grown, and 200 KiB go in without the other side reading.
+#[tokio::test]
+async fn a_listeners_pair_grows_at_the_first_large_write() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.fifo");
+    guard(async {
+        let mut listener = fifo::bind(&path).await.unwrap();
+        let (client, server) = tokio::join!(fifo::connect(&path), listener.accept());
+        let (client, _server) = (client.unwrap(), server.unwrap().unwrap());
+        let (_r, mut w, _peer, _guard) = client.into_parts();
+        let payload = vec![5u8; 200 * 1024];
+        let wrote = tokio::time::timeout(Duration::from_secs(10), w.write_all(&payload)).await;
+        assert!(wrote.is_ok(), "200 KiB went into the grown pipe unread");
+    })
+    .await;
+}

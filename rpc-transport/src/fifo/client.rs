@@ -119,7 +119,7 @@ impl Options {
         let peer = Peer::Fifo(path.to_path_buf());
         // Both sides now hold both ends open: the files are no longer needed.
         drop(pair);
-        Ok(Connection::new(reader, CloseOnShutdown::new(writer), peer)
+        Ok(Connection::new(reader, CloseOnShutdown::new(writer).grow_on_large_write(), peer)
             .with_local(format!("fifo:{}", path.display())))
     }
 

@@ -196,7 +196,7 @@ async fn accept_pair(reg: Registration, local: &str) -> io::Result<Connection> {
     })?;
     let c2s = reg.dir.join(CLIENT_TO_SERVER);
     let mut reader = Receiver::from_file(open_fifo(&c2s, End::Read)?)?;
-    let writer = CloseOnShutdown::new(Sender::from_file(writer)?);
+    let writer = CloseOnShutdown::new(Sender::from_file(writer)?).grow_on_large_write();
     let mut nonce = [0u8; NONCE_LEN];
     reader.read_exact(&mut nonce).await.map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => io::Error::new(

@@ -190,8 +190,9 @@ impl Options {
         let reader = open_fifo(read_path, End::Read)?;
         let writer = open_writer(write_path, deadline, self.timeout).await?;
         // A point-to-point pair, as a pipe to a child: room for a 64 KiB message in one write.
-        // (A listener's per-client pairs keep the default: hundreds of clients at 256 KiB each
-        // would reach the per-user pipe limit, past which Linux gives new pipes 8 KiB.)
+        // (A listener's per-client pairs grow only at their first large write: hundreds of
+        // clients at 256 KiB each would reach the per-user pipe limit, past which Linux gives
+        // every new pipe 8 KiB.)
         sys::grow_pipe(std::os::fd::AsFd::as_fd(&reader));
         sys::grow_pipe(std::os::fd::AsFd::as_fd(&writer));
         let reader = Receiver::from_file(reader)?;

@@ -198,7 +198,7 @@ pub mod dispatch {
             method: &'static MethodRef,
             args: A,
         ) -> impl Future<Output = Result<R, RpcError>> + 'a {
-            client.call(method, Args(args))
+            client.call(method, crate::codec::SentArgs::new(args))
         }
 
         fn notify<'a, C: Channel>(
@@ -207,7 +207,7 @@ pub mod dispatch {
             method: &'static MethodRef,
             args: A,
         ) -> impl Future<Output = Result<(), RpcError>> + 'a {
-            client.notify(method, Args(args))
+            client.notify(method, crate::codec::SentArgs::new(args))
         }
 
         fn submit<'a>(

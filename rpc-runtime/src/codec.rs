@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::RpcError;
 
 pub(crate) use source::{decode_from, with_source};
-pub(crate) use wire::{Arg, Args, ArgsRef, Decoded, WireArgs};
+pub(crate) use wire::{Arg, Args, ArgsRef, Decoded, SentArgs, WireArgs};
 
 /// How messages are encoded on a connection.
 ///
@@ -261,6 +261,33 @@ mod tests {
         let buf = response(1 << 20).encode_owned((1u8, vec![3u8; 50_000])).unwrap();
         assert!(buf.tail().is_empty());
         assert!(matches!(response(100).encode_owned(vec![0u8; 50_000]), Err(RpcError::FrameTooLarge { .. })));
+    }
+
+    #[test]
+    fn a_large_byte_vector_last_argument_is_sent_from_its_own_buffer() {
+        let blob = vec![8u8; 40_000];
+        let at = blob.as_ptr();
+        let expected = encode(&ArgsRef(&(7u32, blob.clone())));
+        let mut buf = FrameBuf::default();
+        encode_into(Format::Postcard, &mut buf, &SentArgs::new((7u32, blob)), 1 << 20).unwrap();
+        assert_eq!(buf.tail().as_ptr(), at, "moved into the frame's tail, not copied");
+        assert_eq!(buf.body_to_vec(), expected, "the same bytes on the wire");
+        // Not last, or short: written as before; and JSON is unchanged.
+        for args in [(vec![8u8; 40_000], vec![1u8; 10]), (vec![1u8; 10], vec![8u8; 100])] {
+            let mut buf = FrameBuf::default();
+            encode_into(Format::Postcard, &mut buf, &SentArgs::new(args.clone()), 1 << 20).unwrap();
+            assert!(buf.tail().is_empty());
+            assert_eq!(buf.body_to_vec(), encode(&ArgsRef(&args)));
+        }
+        #[cfg(feature = "json")]
+        {
+            let args = (1u8, vec![2u8; 20_000]);
+            let mut sent = FrameBuf::default();
+            encode_into(Format::Json, &mut sent, &SentArgs::new(args.clone()), 1 << 20).unwrap();
+            let mut plain = FrameBuf::default();
+            encode_into(Format::Json, &mut plain, &ArgsRef(&args), 1 << 20).unwrap();
+            assert_eq!(sent.body_to_vec(), plain.body_to_vec());
+        }
     }
 
     #[test]

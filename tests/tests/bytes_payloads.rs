@@ -1,4 +1,4 @@
-//! `Bytes` arguments and results over every transport: what is sent comes back, at every size
+//! `Bytes` (and large `Vec<u8>`) arguments and results over every transport: what is sent comes back, at every size
 //! around the one from which a payload is read in place (a view of the frame rather than a
 //! copy), in both formats, and payloads a handler keeps stay intact after their buffer is reused.
 
@@ -8,6 +8,8 @@ use rpc_tests::*;
 #[service]
 pub(crate) trait Blobs {
     async fn echo(&self, data: Bytes) -> Bytes;
+    /// A byte vector both ways: a large one is sent from its own buffer too.
+    async fn echo_vec(&self, tag: u8, data: Vec<u8>) -> Vec<u8>;
     /// The argument's length and a checksum, with a second argument after it.
     async fn digest(&self, data: Bytes, salt: u8) -> (usize, u64);
     /// Keeps what it was sent: views must stay valid after their frame is gone.
@@ -22,6 +24,10 @@ struct Impl {
 
 impl Blobs for Impl {
     async fn echo(&self, data: Bytes) -> Bytes {
+        data
+    }
+    async fn echo_vec(&self, tag: u8, mut data: Vec<u8>) -> Vec<u8> {
+        data.push(tag);
         data
     }
     async fn digest(&self, data: Bytes, salt: u8) -> (usize, u64) {
@@ -61,6 +67,10 @@ async fn bytes_come_back_as_sent_over_every_transport() {
             let data = payload(len, i as u8);
             let back = guard("echo", client.echo(data.clone())).await.unwrap();
             assert_eq!(back, data, "{transport:?}, {len} bytes");
+            let mut vec = data.to_vec();
+            let back = guard("echo_vec", client.echo_vec(9, vec.clone())).await.unwrap();
+            vec.push(9);
+            assert_eq!(back, vec, "{transport:?}, a vector of {len} bytes");
             let digest = guard("digest", client.digest(data.clone(), 3)).await.unwrap();
             assert_eq!(
                 digest,

@@ -148,6 +148,46 @@ pub trait WireArgs: Sized {
     fn deserialize_args<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
     /// Describes each argument's type, in order.
     fn describe_args() -> Vec<crate::describe::TypeDescription>;
+
+    /// Moves the last argument out as a `Bytes` if it is a `Vec<u8>` long enough to be sent
+    /// from its own buffer (no copy: `Bytes::from` keeps the allocation); see [`SentArgs`].
+    #[doc(hidden)]
+    fn take_last_bytes(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// Writes the arguments with `last` in place of the last one (which
+    /// [`take_last_bytes`](Self::take_last_bytes) emptied).
+    #[doc(hidden)]
+    fn serialize_args_with_last<S: serde::Serializer>(
+        &self,
+        last: Option<&Bytes>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let _ = last;
+        self.serialize_args(serializer)
+    }
+}
+
+/// A call's arguments as the client sends them: a large `Vec<u8>` last argument moved into a
+/// `Bytes`, so that it becomes the frame's tail and is written from its own buffer, like a
+/// `Bytes` argument. The same bytes on the wire as [`Args`].
+#[derive(Debug)]
+pub(crate) struct SentArgs<A>(A, Option<Bytes>);
+
+impl<A: WireArgs> SentArgs<A> {
+    #[inline]
+    pub(crate) fn new(mut args: A) -> Self {
+        let last = args.take_last_bytes();
+        SentArgs(args, last)
+    }
+}
+
+impl<A: WireArgs> Serialize for SentArgs<A> {
+    #[inline]
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_args_with_last(self.1.as_ref(), serializer)
+    }
 }
 
 /// Writes arguments by reference, through [`WireArgs`].
@@ -241,6 +281,42 @@ macro_rules! wire_args {
 
             fn describe_args() -> Vec<crate::describe::TypeDescription> {
                 vec![$(crate::describe::describe::<$T>()),+]
+            }
+
+            #[inline]
+            fn take_last_bytes(&mut self) -> Option<Bytes> {
+                let mut last = None;
+                $(
+                    if $i + 1 == $len {
+                        if let Some(v) = (&mut self.$i as &mut dyn Any).downcast_mut::<Vec<u8>>() {
+                            if v.len() >= super::source::TAIL_AT_LEAST {
+                                last = Some(Bytes::from(std::mem::take(v)));
+                            }
+                        }
+                    }
+                )+
+                last
+            }
+
+            #[inline]
+            fn serialize_args_with_last<S: serde::Serializer>(
+                &self,
+                last: Option<&Bytes>,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut tuple = serializer.serialize_tuple($len)?;
+                $(
+                    if $i + 1 == $len {
+                        match last {
+                            Some(bytes) => tuple.serialize_element(&Arg(bytes))?,
+                            None => tuple.serialize_element(&Arg(&self.$i))?,
+                        }
+                    } else {
+                        tuple.serialize_element(&Elem(&self.$i))?;
+                    }
+                )+
+                tuple.end()
             }
         }
 

@@ -45,6 +45,7 @@ pub mod framed;
 pub mod memory;
 pub mod message;
 pub mod pipe;
+mod socket;
 #[allow(unsafe_code)]
 mod sys;
 pub mod tcp;

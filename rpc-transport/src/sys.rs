@@ -172,3 +172,35 @@ pub(crate) fn grow_pipe(fd: BorrowedFd<'_>) {
     // the kernel's buffer for the pipe, and fails harmlessly on anything that is not one.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) };
 }
+
+/// Reads what `fd` has into the unfilled part of `buf` (without initializing it first) and marks
+/// what was read as filled; returns how many bytes. `WouldBlock` when nothing is there.
+pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> io::Result<usize> {
+    // SAFETY: `unfilled_mut` is writable memory of its length for the duration of the borrow;
+    // `read` writes at most that many bytes into it and reads none of it.
+    let unfilled = unsafe { buf.unfilled_mut() };
+    // SAFETY: the pointer and length describe `unfilled`, valid as above; `fd` is open.
+    let n = unsafe { libc::read(fd.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel wrote these `n` bytes just now.
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
+    Ok(n)
+}
+
+/// Registers `inner` with the current runtime's reactor for `interest`.
+///
+/// Only for types that own their descriptor (the standard library's sockets, `OwnedFd`): the
+/// descriptor then stays open, and the same, for as long as the `AsyncFd` holds it, which is
+/// what tokio requires.
+pub(crate) fn register<T: std::os::fd::AsFd + AsRawFd>(
+    inner: T,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `T: AsFd` owns (or borrows for its whole life) an open descriptor that it closes
+    // only when dropped; the `AsyncFd` drops it only after deregistering.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }.map_err(|e| e.into())
+}

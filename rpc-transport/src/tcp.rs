@@ -34,8 +34,8 @@ fn from_accepted(stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Conn
     if let Err(e) = stream.set_nodelay(true) {
         tracing::trace!(%peer, "could not set TCP_NODELAY: {e}");
     }
-    let (r, w) = stream.into_split();
-    Connection::new(r, w, Peer::Tcp(peer)).with_local(local.to_string())
+    // Registered for readability only (see `socket.rs`).
+    crate::socket::connection(stream.into_std(), Peer::Tcp(peer)).with_local(local.to_string())
 }
 
 /// Binds a listener to `addr`.

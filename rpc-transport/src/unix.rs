@@ -39,8 +39,8 @@ pub fn from_stream(stream: UnixStream) -> Connection {
         Ok(c) => Peer::Unix { uid: Some(c.uid()), gid: Some(c.gid()), pid: c.pid() },
         Err(_) => Peer::Unix { uid: None, gid: None, pid: None },
     };
-    let (r, w) = stream.into_split();
-    Connection::new(r, w, peer)
+    // Registered for readability only (see `socket.rs`).
+    crate::socket::connection(stream.into_std(), peer)
 }
 
 /// Binds a listener on `path` with mode `0600`.

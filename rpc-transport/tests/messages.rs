@@ -198,3 +198,48 @@ async fn a_frame_given_in_pieces_is_sent_once_whole() {
     assert!(matches!(writer.poll_write_frames(&mut cx, &bytes[6..]), Poll::Ready(Ok(3))));
     assert_eq!(&reader.next_buffered().unwrap().unwrap()[..], b"whole");
 }
+
+/// TCP and Unix connections are registered for readability only and write straight to the
+/// socket: a write that finds the socket full waits for room, and completes once the peer reads;
+/// a shutdown reaches the peer as the end of the stream.
+#[tokio::test]
+async fn a_socket_write_that_finds_no_room_waits_for_the_peer_to_read() {
+    let listener = rpc_transport::tcp::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let unix_listener = rpc_transport::unix::bind(&path).await.unwrap();
+    let pairs = [
+        {
+            let mut l = listener;
+            let (a, b) =
+                tokio::join!(rpc_transport::tcp::connect(addr), rpc_transport::Listener::accept(&mut l));
+            (a.unwrap(), b.unwrap().unwrap())
+        },
+        {
+            let mut l = unix_listener;
+            let (a, b) =
+                tokio::join!(rpc_transport::unix::connect(&path), rpc_transport::Listener::accept(&mut l));
+            (a.unwrap(), b.unwrap().unwrap())
+        },
+    ];
+    for (a, b) in pairs {
+        let (_ra, mut wa, _, _ga) = a.into_parts();
+        let (mut rb, _wb, _, _gb) = b.into_parts();
+        // Far more than any socket buffer holds.
+        let payload = vec![3u8; 16 << 20];
+        let mut write = pin!(wa.write_all(&payload));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(write.as_mut().poll(&mut cx).is_pending(), "the socket filled up");
+        let read = async {
+            let mut got = vec![0u8; payload.len()];
+            rb.read_exact(&mut got).await.unwrap();
+            got
+        };
+        let (written, got) = tokio::join!(write, read);
+        written.unwrap();
+        assert!(got == payload, "every byte arrived in order");
+        wa.shutdown().await.unwrap();
+        assert_eq!(rb.read(&mut [0u8; 1]).await.unwrap(), 0, "the end of the stream");
+    }
+}

@@ -100,6 +100,7 @@ pub fn spawn(cmd: impl Into<tokio::process::Command>) -> io::Result<(Connection,
         let status = Arc::clone(&status);
         move || exit::describe(pid, Arc::clone(&status))
     });
+    let stdin = crate::socket::pipe_writer(stdin.into_owned_fd()?)?;
     let conn = Connection::new(stdout, CloseOnShutdown::new(stdin), Peer::Pipe { pid: Some(pid) })
         .with_end_reason(reason);
     Ok((conn, Child { inner, pid, status }))
@@ -209,7 +210,7 @@ pub fn stdio() -> io::Result<Connection> {
         Box::new(tokio::fs::File::from_std(input))
     };
     let writer: BoxWrite = if is_fifo(&output)? {
-        Box::new(CloseOnShutdown::new(Sender::from_file(output)?))
+        Box::new(CloseOnShutdown::new(crate::socket::pipe_writer(output.into())?))
     } else {
         Box::new(CloseOnShutdown::new(tokio::fs::File::from_std(output)))
     };
@@ -227,6 +228,9 @@ pub fn pair() -> io::Result<(Connection, Connection)> {
     sys::grow_pipe(a_write.as_fd());
     sys::grow_pipe(b_write.as_fd());
     let peer = Peer::Pipe { pid: None };
+    // Write ends of our own, registered only while a write waits for room (see `socket.rs`).
+    let a_write = crate::socket::pipe_writer(a_write.into_nonblocking_fd()?)?;
+    let b_write = crate::socket::pipe_writer(b_write.into_nonblocking_fd()?)?;
     Ok((
         Connection::new(a_read, CloseOnShutdown::new(a_write), peer.clone()),
         Connection::new(b_read, CloseOnShutdown::new(b_write), peer),

@@ -1,4 +1,5 @@
-//! Stream sockets (TCP, Unix) registered with the runtime for readability only.
+//! Stream sockets (TCP, Unix) registered with the runtime for readability only, and pipe write
+//! ends not registered at all until a write finds them full.
 //!
 //! tokio's `TcpStream` and `UnixStream` register for readable *and* writable events, and the
 //! kernel signals a socket writable again each time the peer reads what was sent: an RPC round
@@ -21,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use crate::sys;
 
 /// A connected stream socket of the standard library, in non-blocking mode.
-pub(crate) trait StreamSocket: AsFd + AsRawFd + Send + Sync + 'static {
+pub(crate) trait StreamSocket: AsFd + AsRawFd + Send + Sync + Unpin + 'static {
     fn write_some(&self, buf: &[u8]) -> io::Result<usize>;
     fn write_some_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
@@ -51,6 +52,20 @@ impl StreamSocket for std::os::unix::net::UnixStream {
     }
 }
 
+/// A pipe's (or FIFO's) write end: `shutdown` is closing it, which the pipe transport's
+/// `CloseOnShutdown` does by dropping it.
+impl StreamSocket for std::fs::File {
+    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn write_some_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The reading half.
 #[derive(Debug)]
 pub(crate) struct SocketRead<S: StreamSocket>(Arc<AsyncFd<S>>);
@@ -58,15 +73,45 @@ pub(crate) struct SocketRead<S: StreamSocket>(Arc<AsyncFd<S>>);
 /// The writing half.
 #[derive(Debug)]
 pub(crate) struct SocketWrite<S: StreamSocket> {
-    socket: Arc<AsyncFd<S>>,
+    target: Target<S>,
     /// Registered for writability while a write waits for room, on a duplicate descriptor.
     waiting: Option<AsyncFd<OwnedFd>>,
+}
+
+/// What a writing half writes to.
+#[derive(Debug)]
+enum Target<S: StreamSocket> {
+    /// A socket whose reading half holds the registration.
+    Shared(Arc<AsyncFd<S>>),
+    /// A descriptor of its own (a pipe's write end), registered only while waiting.
+    Own(S),
+}
+
+impl<S: StreamSocket> Target<S> {
+    fn get(&self) -> &S {
+        match self {
+            Target::Shared(fd) => fd.get_ref(),
+            Target::Own(s) => s,
+        }
+    }
 }
 
 /// Splits `socket` (non-blocking) into halves registered with the current runtime.
 pub(crate) fn split<S: StreamSocket>(socket: S) -> io::Result<(SocketRead<S>, SocketWrite<S>)> {
     let socket = Arc::new(sys::register(socket, Interest::READABLE)?);
-    Ok((SocketRead(Arc::clone(&socket)), SocketWrite { socket, waiting: None }))
+    Ok((SocketRead(Arc::clone(&socket)), SocketWrite { target: Target::Shared(socket), waiting: None }))
+}
+
+/// A pipe's or FIFO's write end, put in non-blocking mode.
+pub(crate) fn pipe_writer(fd: OwnedFd) -> io::Result<SocketWrite<std::fs::File>> {
+    sys::set_nonblocking(fd.as_fd())?;
+    Ok(SocketWrite { target: Target::Own(std::fs::File::from(fd)), waiting: None })
+}
+
+impl<S: StreamSocket> AsFd for SocketWrite<S> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.target.get().as_fd()
+    }
 }
 
 impl<S: StreamSocket> AsyncRead for SocketRead<S> {
@@ -100,7 +145,7 @@ impl<S: StreamSocket> SocketWrite<S> {
         write: impl Fn(&S) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            match write(self.socket.get_ref()) {
+            match write(self.target.get()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => {
                     // Written (or failed): stop listening for room until the next full socket.
@@ -109,7 +154,7 @@ impl<S: StreamSocket> SocketWrite<S> {
                 }
             }
             if self.waiting.is_none() {
-                let dup = self.socket.get_ref().as_fd().try_clone_to_owned()?;
+                let dup = self.target.get().as_fd().try_clone_to_owned()?;
                 self.waiting = Some(sys::register(dup, Interest::WRITABLE)?);
             }
             let waiting = self.waiting.as_ref().expect("set above");
@@ -142,7 +187,7 @@ impl<S: StreamSocket> AsyncWrite for SocketWrite<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(match self.socket.get_ref().shutdown_write() {
+        Poll::Ready(match self.target.get().shutdown_write() {
             // Already shut down, or the peer is gone: either way nothing more can be sent.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,

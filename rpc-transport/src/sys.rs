@@ -204,3 +204,20 @@ pub(crate) fn register<T: std::os::fd::AsFd + AsRawFd>(
     // only when dropped; the `AsyncFd` drops it only after deregistering.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(inner, interest) }.map_err(|e| e.into())
 }
+
+/// Puts `fd` in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL on a descriptor valid for the duration of the borrow; they
+    // read and change only its status flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if flags & libc::O_NONBLOCK == 0
+        && unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

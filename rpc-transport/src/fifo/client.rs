@@ -111,7 +111,7 @@ impl Options {
                 let why = "the listener did not open this client's pair (it refused the registration, or is overloaded)";
                 timed_out(path, self.timeout, why)
             })?;
-        let mut writer = Sender::from_file(writer)?;
+        let mut writer = crate::socket::pipe_writer(writer.into())?;
         tokio::time::timeout_at(deadline, writer.write_all(&nonce))
             .await
             .map_err(|_| timed_out(&pair.client_to_server(), self.timeout, "the fifo stayed full"))??;

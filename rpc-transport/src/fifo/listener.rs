@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::unix::pipe::{Receiver, Sender};
+use tokio::net::unix::pipe::Receiver;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -196,7 +196,7 @@ async fn accept_pair(reg: Registration, local: &str) -> io::Result<Connection> {
     })?;
     let c2s = reg.dir.join(CLIENT_TO_SERVER);
     let mut reader = Receiver::from_file(open_fifo(&c2s, End::Read)?)?;
-    let writer = CloseOnShutdown::new(Sender::from_file(writer)?).grow_on_large_write();
+    let writer = CloseOnShutdown::new(crate::socket::pipe_writer(writer.into())?).grow_on_large_write();
     let mut nonce = [0u8; NONCE_LEN];
     reader.read_exact(&mut nonce).await.map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => io::Error::new(

@@ -83,7 +83,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::unix::pipe::{Receiver, Sender};
+use tokio::net::unix::pipe::Receiver;
 
 use crate::pipe::CloseOnShutdown;
 use crate::{sys, Connection, Peer};
@@ -196,7 +196,7 @@ impl Options {
         sys::grow_pipe(std::os::fd::AsFd::as_fd(&reader));
         sys::grow_pipe(std::os::fd::AsFd::as_fd(&writer));
         let reader = Receiver::from_file(reader)?;
-        let writer = CloseOnShutdown::new(Sender::from_file(writer)?);
+        let writer = CloseOnShutdown::new(crate::socket::pipe_writer(writer.into())?);
         Ok(Connection::new(reader, writer, Peer::Fifo(read_path.to_path_buf())).with_guard(created))
     }
 

@@ -79,6 +79,7 @@ impl Service {
         check::variant_collisions(&service, errors);
         check::wire_name_collisions(&service, errors);
         check::reserved_names(&service, errors);
+        check::persistent_collisions(&service, errors);
         service
     }
 }

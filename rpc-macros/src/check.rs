@@ -510,6 +510,33 @@ pub(crate) fn persistent(method: &Method, errors: &mut Errors) {
     }
 }
 
+/// `#[rpc(persistent)] async fn send(..)` next to `#[rpc(persistent)] async fn send_with_id(..)`:
+/// both would make the generated queue's `submit_send_with_id`.
+pub(crate) fn persistent_collisions(service: &Service, errors: &mut Errors) {
+    let persistent: HashMap<String, &Method> = service
+        .methods
+        .iter()
+        .filter(|m| m.persistent.is_some())
+        .map(|m| (m.ident.unraw().to_string(), m))
+        .collect();
+    for m in service.methods.iter().filter(|m| m.persistent.is_some()) {
+        let name = m.ident.unraw().to_string();
+        let Some((base, first)) = name.strip_suffix("_with_id").and_then(|b| persistent.get_key_value(b))
+        else {
+            continue;
+        };
+        errors.push_conflict(
+            &m.ident,
+            format!(
+                "`{name}` and `{base}` are both `#[rpc(persistent)]`, and both would make `{}Queue::submit_{name}` (the second is `{base}` with a call id); rename `{name}` (the wire name can stay with `#[rpc(name = \"{name}\")]`), or drop `persistent` from one",
+                service.ident,
+            ),
+            &first.ident,
+            "the other method",
+        );
+    }
+}
+
 /// `async fn get(&self)` twice
 pub(crate) fn duplicate_methods(service: &Service, errors: &mut Errors) {
     let mut seen: HashMap<String, &syn::Ident> = HashMap::new();

@@ -285,3 +285,30 @@ async fn a_call_whose_workers_keep_dying_is_dead_lettered() {
     assert_eq!(work.sleeps_started.load(Ordering::SeqCst), 0, "the dead letter did not run again");
     third.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A stored call the file queue cannot read (a row written by something else, its `oneway` a
+/// word) is taken out as a dead letter saying why, and the calls behind it still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_call_that_cannot_be_read_is_dead_lettered_and_the_rest_run() {
+    let backend = Embedded::start().await;
+    let calls = FileQueue::open(backend.path(), FileQueueConfig::default()).await.unwrap();
+    {
+        let db = rusqlite::Connection::open(backend.path()).unwrap();
+        db.execute(
+            "INSERT INTO calls (id, service, method, oneway, format, signature, metadata, body, stored_ms, visible_ms) \
+             VALUES ('foreign', 'test.Work', 'add', 'yes', 0, 0, x'', x'', 0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let handle = calls.submit_method(&ADD, (2i64, 3i64)).await.unwrap();
+    let worker = FileWorker::new(WorkServer::new(WorkImpl::named("w"))).serve(&calls);
+    let state = calls.wait_result(&handle.id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(result::<i64>(state), 5, "the call behind the unreadable one ran");
+    let foreign = calls.fetch_result("foreign").await.unwrap();
+    assert!(
+        matches!(&foreign, CallState::DeadLetter { error: RpcError::Decode(m), .. } if m.contains("cannot be read")),
+        "{foreign:?}"
+    );
+    worker.shutdown(Duration::from_secs(1)).await;
+}

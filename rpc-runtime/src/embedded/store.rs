@@ -180,24 +180,42 @@ impl Store {
                 let now = now_ms();
                 let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
                 values.extend(services.iter().map(|s| s as &dyn rusqlite::ToSql));
+                // A row this version cannot read (written by hand or by something else) must not
+                // stall every call behind it: it is taken out as a dead letter saying why.
                 let row = tx
                     .query_row(&select, values.as_slice(), |r| {
-                        Ok(Row {
-                            id: r.get(0)?,
-                            service: r.get(1)?,
-                            method: r.get(2)?,
-                            oneway: r.get(3)?,
-                            json: r.get::<_, u8>(4)? == 1,
-                            signature: r.get(5)?,
-                            metadata: r.get(6)?,
-                            body: r.get(7)?,
-                            expires_ms: r.get(8)?,
-                            attempts: r.get(9)?,
-                            last_error: r.get(10)?,
-                        })
+                        let id: rusqlite::types::Value = r.get(0)?;
+                        let row = (|| -> rusqlite::Result<Row> {
+                            Ok(Row {
+                                id: r.get(0)?,
+                                service: r.get(1)?,
+                                method: r.get(2)?,
+                                oneway: r.get(3)?,
+                                json: r.get::<_, u8>(4)? == 1,
+                                signature: r.get(5)?,
+                                metadata: r.get(6)?,
+                                body: r.get(7)?,
+                                expires_ms: r.get(8)?,
+                                attempts: r.get(9)?,
+                                last_error: r.get(10)?,
+                            })
+                        })();
+                        Ok((id, row))
                     })
                     .optional()?;
-                let Some(row) = row else { break None };
+                let Some((id, row)) = row else { break None };
+                let row: Row = match row {
+                    Ok(row) => row,
+                    Err(e) => {
+                        let error = RpcError::Decode(format!("the stored call cannot be read: {e}"));
+                        let dead = encode_state(&CallState::DeadLetter { attempts: 0, error });
+                        tx.execute(
+                            "UPDATE calls SET outcome = ?2, done_ms = ?3 WHERE id = ?1",
+                            params![id, dead.as_ref(), now],
+                        )?;
+                        continue;
+                    }
+                };
                 if row.attempts >= max_attempts {
                     let error = row.last_error.as_deref().map(decode_state).and_then(|s| match s {
                         CallState::Done(Err(e)) => Some(e),

@@ -226,8 +226,9 @@ async fn a_socket_write_that_finds_no_room_waits_for_the_peer_to_read() {
     for (a, b) in pairs {
         let (_ra, mut wa, _, _ga) = a.into_parts();
         let (mut rb, _wb, _, _gb) = b.into_parts();
-        // Far more than any socket buffer holds.
-        let payload = vec![3u8; 16 << 20];
+        // Far more than a socket's buffers hold, even with the kernel's largest defaults
+        // (loopback TCP autotunes up to about 10 MiB in flight).
+        let payload = vec![3u8; 64 << 20];
         let mut write = pin!(wa.write_all(&payload));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(write.as_mut().poll(&mut cx).is_pending(), "the socket filled up");

@@ -101,3 +101,29 @@ async fn json_carries_bytes_too() {
         assert_eq!(guard("echo", client.echo(data.clone())).await.unwrap(), data);
     }
 }
+
+/// The same service written with byte vectors: the same bytes on the wire as `Blobs`.
+mod as_vectors {
+    use rpc_runtime::service;
+
+    #[service(name = "Blobs")]
+    pub(crate) trait BlobsAsVectors {
+        async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    }
+}
+
+/// `Bytes` and `Vec<u8>` have one canonical shape (`seq<u8>`), so a method may switch between
+/// them without a signature change, and a client of either calls a server of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_and_byte_vectors_have_one_signature_and_call_each_other() {
+    use as_vectors::BlobsAsVectorsClient;
+    let hash = |d: &rpc_runtime::describe::ServiceDescriptor| d.method("echo").unwrap().signature_hash();
+    let (ours, theirs) = (BlobsClient::descriptor(), BlobsAsVectorsClient::descriptor());
+    assert_eq!(ours.method("echo").unwrap().signature(), "unary (seq<u8>)->seq<u8>");
+    assert_eq!(hash(ours), hash(theirs));
+    let (conn, server, _keep) = raw_pair(Transport::Unix).await;
+    let _handle = Server::new(BlobsServer::new(Impl::default())).serve_connection(server);
+    let client = BlobsAsVectorsClient::new(conn);
+    let data = vec![6u8; 20_000];
+    assert_eq!(guard("echo", client.echo(data.clone())).await.unwrap(), data);
+}

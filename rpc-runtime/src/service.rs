@@ -121,17 +121,15 @@ impl ResponseBuf {
 
     /// [`encode`](Self::encode), taking the result by value: a `Vec<u8>` becomes a `Bytes`
     /// without a copy, so that a large one is written from its own buffer (see `codec::Arg`).
-    pub(crate) fn encode_owned<T: serde::Serialize + 'static>(self, value: T) -> Result<FrameBuf, RpcError> {
-        let mut value = Some(value);
-        if let Some(vec) = (&mut value as &mut dyn std::any::Any).downcast_mut::<Option<Vec<u8>>>() {
-            let bytes = bytes::Bytes::from(vec.take().unwrap_or_default());
+    pub(crate) fn encode_owned<T: serde::Serialize + 'static>(
+        self,
+        mut value: T,
+    ) -> Result<FrameBuf, RpcError> {
+        if let Some(vec) = (&mut value as &mut dyn std::any::Any).downcast_mut::<Vec<u8>>() {
+            let bytes = bytes::Bytes::from(std::mem::take(vec));
             return self.encode(&bytes);
         }
-        match &value {
-            Some(value) => self.encode(value),
-            // Not reached: only the `Vec<u8>` branch above takes the value, and it returns.
-            None => Err(RpcError::Encode("the result was taken".into())),
-        }
+        self.encode(&value)
     }
 
     /// The format the call's arguments are in and its result will be encoded in.

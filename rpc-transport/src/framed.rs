@@ -570,33 +570,25 @@ impl Frame {
     }
 }
 
-/// Writes all of `parts`, in order, with as few (vectored) writes as the stream allows.
+/// Writes all of `parts` (what was batched, a frame's head, its tail), in order, with as few
+/// vectored writes as the stream allows; no allocation.
 pub(crate) async fn write_all_parts<W: AsyncWrite + Unpin>(
     inner: &mut W,
-    parts: &mut [&[u8]],
+    mut parts: [&[u8]; 3],
 ) -> io::Result<()> {
-    let mut first = 0;
-    loop {
-        while first < parts.len() && parts[first].is_empty() {
-            first += 1;
-        }
-        if first == parts.len() {
-            return Ok(());
-        }
-        let slices: Vec<io::IoSlice<'_>> = parts[first..].iter().map(|p| io::IoSlice::new(p)).collect();
+    while parts.iter().any(|p| !p.is_empty()) {
+        let slices = parts.map(io::IoSlice::new);
         let mut n = std::future::poll_fn(|cx| Pin::new(&mut *inner).poll_write_vectored(cx, &slices)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        for part in parts[first..].iter_mut() {
+        for part in parts.iter_mut() {
             let take = n.min(part.len());
             *part = &part[take..];
             n -= take;
-            if n == 0 {
-                break;
-            }
         }
     }
+    Ok(())
 }
 
 /// Reads what `inner` has into `buf`, first making room for `step` more bytes when it is full or
@@ -764,7 +756,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
                 self.batch.extend_from_slice(&frame.head);
             } else {
                 // What is batched, then the large frame from its own buffers: one vectored write.
-                write_all_parts(&mut self.inner, &mut [&self.batch, &frame.head, frame.tail()]).await?;
+                write_all_parts(&mut self.inner, [&self.batch, &frame.head, frame.tail()]).await?;
                 self.batch.clear();
             }
         }
@@ -784,7 +776,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// [`queue_raw`](Self::queue_raw), in one vectored write where the stream allows; does not
     /// flush.
     pub async fn write_frame(&mut self, frame: &Frame) -> io::Result<()> {
-        write_all_parts(&mut self.inner, &mut [&self.batch, &frame.head, frame.tail()]).await?;
+        write_all_parts(&mut self.inner, [&self.batch, &frame.head, frame.tail()]).await?;
         self.batch.clear();
         Ok(())
     }

@@ -260,30 +260,35 @@ fn is_fifo(file: &File) -> io::Result<bool> {
 /// Made with [`grow_on_large_write`](Self::grow_on_large_write), it also asks for a larger pipe
 /// (see `sys::grow_pipe`) the first time it is given more than a default pipe holds.
 #[derive(Debug)]
-pub(crate) struct CloseOnShutdown<W>(Option<W>, bool);
+pub(crate) struct CloseOnShutdown<W> {
+    /// `None` once shut down.
+    inner: Option<W>,
+    /// Whether the next write over a default pipe's size grows the pipe first.
+    grow: bool,
+}
 
 /// What a pipe holds by default on Linux; a larger write waits for the reader half-way.
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 impl<W> CloseOnShutdown<W> {
     pub(crate) fn new(inner: W) -> Self {
-        CloseOnShutdown(Some(inner), false)
+        CloseOnShutdown { inner: Some(inner), grow: false }
     }
 
     /// Grows the pipe at the first write larger than [`DEFAULT_PIPE_SIZE`]: for a FIFO
     /// listener's per-client pairs, where growing every pipe up front would spend the per-user
     /// pipe allowance on clients that only ever send small messages.
     pub(crate) fn grow_on_large_write(mut self) -> Self {
-        self.1 = true;
+        self.grow = true;
         self
     }
 }
 
 impl<W: AsFd> CloseOnShutdown<W> {
     fn before_write(&mut self, len: usize) {
-        if self.1 && len > DEFAULT_PIPE_SIZE {
-            self.1 = false;
-            if let Some(w) = &self.0 {
+        if self.grow && len > DEFAULT_PIPE_SIZE {
+            self.grow = false;
+            if let Some(w) = &self.inner {
                 sys::grow_pipe(w.as_fd());
             }
         }
@@ -297,7 +302,7 @@ fn shut_down() -> io::Error {
 impl<W: AsyncWrite + AsFd + Unpin> AsyncWrite for CloseOnShutdown<W> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.before_write(buf.len());
-        match self.0.as_mut() {
+        match self.inner.as_mut() {
             Some(w) => Pin::new(w).poll_write(cx, buf),
             None => Poll::Ready(Err(shut_down())),
         }
@@ -309,27 +314,27 @@ impl<W: AsyncWrite + AsFd + Unpin> AsyncWrite for CloseOnShutdown<W> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.before_write(bufs.iter().map(|b| b.len()).sum());
-        match self.0.as_mut() {
+        match self.inner.as_mut() {
             Some(w) => Pin::new(w).poll_write_vectored(cx, bufs),
             None => Poll::Ready(Err(shut_down())),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.as_ref().is_some_and(|w| w.is_write_vectored())
+        self.inner.as_ref().is_some_and(|w| w.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.0.as_mut() {
+        match self.inner.as_mut() {
             Some(w) => Pin::new(w).poll_flush(cx),
             None => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(w) = self.0.as_mut() {
+        if let Some(w) = self.inner.as_mut() {
             ready!(Pin::new(w).poll_shutdown(cx))?;
-            self.0 = None;
+            self.inner = None;
         }
         Poll::Ready(Ok(()))
     }

@@ -28,42 +28,31 @@ pub(crate) trait StreamSocket: AsFd + AsRawFd + Send + Sync + Unpin + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
-impl StreamSocket for std::net::TcpStream {
-    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn write_some_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
+/// The standard library's sockets and files all write through `&T`; only how the write side is
+/// shut down differs.
+macro_rules! stream_socket {
+    ($($ty:ty => |$s:ident| $shutdown:expr;)+) => {$(
+        impl StreamSocket for $ty {
+            fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
+                (&*self).write(buf)
+            }
+            fn write_some_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                (&*self).write_vectored(bufs)
+            }
+            fn shutdown_write(&self) -> io::Result<()> {
+                let $s = self;
+                $shutdown
+            }
+        }
+    )+};
 }
 
-impl StreamSocket for std::os::unix::net::UnixStream {
-    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn write_some_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-}
-
-/// A pipe's (or FIFO's) write end: `shutdown` is closing it, which the pipe transport's
-/// `CloseOnShutdown` does by dropping it.
-impl StreamSocket for std::fs::File {
-    fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-    fn write_some_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        Ok(())
-    }
+stream_socket! {
+    std::net::TcpStream => |s| s.shutdown(Shutdown::Write);
+    std::os::unix::net::UnixStream => |s| s.shutdown(Shutdown::Write);
+    // A pipe's (or FIFO's) write end: shutting it down is closing it, which the pipe transport's
+    // `CloseOnShutdown` does by dropping it.
+    std::fs::File => |_s| Ok(());
 }
 
 /// The reading half.
@@ -197,7 +186,7 @@ impl<S: StreamSocket> AsyncWrite for SocketWrite<S> {
 
 /// A stream that could not be set up: every read and write fails with why, so the connection
 /// ends at its first use with that error instead of anything panicking.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Broken {
     kind: io::ErrorKind,
     why: String,
@@ -245,8 +234,7 @@ pub(crate) fn connection<S: StreamSocket>(socket: io::Result<S>, peer: crate::Pe
         Err(e) => {
             tracing::debug!("a socket could not be registered: {e}");
             let read = Broken::new(e);
-            let write = Broken { kind: read.kind, why: read.why.clone() };
-            crate::Connection::new(read, write, peer)
+            crate::Connection::new(read.clone(), read, peer)
         }
     }
 }

@@ -199,9 +199,10 @@ async fn a_frame_given_in_pieces_is_sent_once_whole() {
     assert_eq!(&reader.next_buffered().unwrap().unwrap()[..], b"whole");
 }
 
-/// TCP and Unix connections are registered for readability only and write straight to the
-/// socket: a write that finds the socket full waits for room, and completes once the peer reads;
-/// a shutdown reaches the peer as the end of the stream.
+/// TCP and Unix connections write straight to the socket and register for writability only
+/// when it is full (`socket.rs`): a write that finds no room waits, and completes once the peer
+/// reads; a shutdown reaches the peer as the end of the stream. (That no writable event is asked
+/// for otherwise shows in the system calls, not here: BENCHMARKS.md counts them.)
 #[tokio::test]
 async fn a_socket_write_that_finds_no_room_waits_for_the_peer_to_read() {
     let listener = rpc_transport::tcp::bind("127.0.0.1:0").await.unwrap();

@@ -59,11 +59,12 @@ pub(crate) fn offer_tail(bytes: &Bytes) -> bool {
     if bytes.len() < TAIL_AT_LEAST {
         return false;
     }
+    // Only the first offer of an encode is taken (a later one would not end the frame).
     TAIL.with(|t| {
-        let taken = t.take();
-        let offered = taken.is_none();
-        t.set(Some(taken.unwrap_or_else(|| bytes.clone())));
-        offered
+        let earlier = t.take();
+        let taken = earlier.is_none();
+        t.set(earlier.or_else(|| Some(bytes.clone())));
+        taken
     })
 }
 

@@ -262,16 +262,7 @@ macro_rules! wire_args {
         impl<$($T: Serialize + DeserializeOwned + 'static),+> WireArgs for ($($T,)+) {
             #[inline]
             fn serialize_args<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeTuple;
-                let mut tuple = serializer.serialize_tuple($len)?;
-                $(
-                    if $i + 1 == $len {
-                        tuple.serialize_element(&Arg(&self.$i))?;
-                    } else {
-                        tuple.serialize_element(&Elem(&self.$i))?;
-                    }
-                )+
-                tuple.end()
+                self.serialize_args_with_last(None, serializer)
             }
 
             #[inline]

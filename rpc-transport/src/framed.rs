@@ -558,6 +558,11 @@ impl Frame {
         self.len() == 0
     }
 
+    /// No bytes at all: what is left in place of a frame moved out of a list.
+    pub(crate) fn empty() -> Frame {
+        Frame { head: Vec::new(), tail: None }
+    }
+
     /// The frame's body as a message: without a copy, unless it has a tail to join.
     pub(crate) fn into_body(self) -> Bytes {
         let Some(tail) = self.tail.as_deref() else {
@@ -568,6 +573,15 @@ impl Frame {
         body.extend_from_slice(tail);
         body.into()
     }
+}
+
+/// What is left of `frame` once `written` bytes of it are out: the rest of the head, and of the
+/// tail.
+fn frame_rest(frame: &Frame, written: usize) -> (&[u8], &[u8]) {
+    let head = frame.head.get(written..).unwrap_or_default();
+    let tail = frame.tail();
+    let tail = tail.get(written.saturating_sub(frame.head.len())..).unwrap_or_default();
+    (head, tail)
 }
 
 /// Writes all of `parts` (what was batched, a frame's head, its tail), in order, with as few
@@ -736,12 +750,15 @@ impl FrameBuf {
 pub struct FrameWriter<W> {
     inner: W,
     batch: BytesMut,
+    /// A large frame that [`try_send`](Self::try_send) began and the stream did not take whole,
+    /// with how much of it was written: it goes next, right after `batch`.
+    pending: Option<(Frame, usize)>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a stream.
     pub fn new(inner: W) -> Self {
-        FrameWriter { inner, batch: BytesMut::new() }
+        FrameWriter { inner, batch: BytesMut::new(), pending: None }
     }
 
     /// Queues unframed bytes (a connection preface) to go out before the next frames.
@@ -751,6 +768,10 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Writes every frame in `frames` (leaving it empty) and flushes.
     pub async fn send(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
+        // What a non-blocking send left of a large frame goes before anything new.
+        if self.pending.is_some() {
+            std::future::poll_fn(|cx| self.poll_write_queued(cx)).await?;
+        }
         for frame in frames.drain(..) {
             if frame.tail.is_none() && frame.head.len() <= COALESCE_LIMIT {
                 self.batch.extend_from_slice(&frame.head);
@@ -797,15 +818,82 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// Writes what is held here: the batch, then the rest of a pending large frame (in one
+    /// vectored write where the stream allows).
     fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.batch.is_empty() {
+        while !self.batch.is_empty() && self.pending.is_none() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.batch))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.batch.advance(n);
         }
+        while let Some((frame, written)) = &mut self.pending {
+            let (head, tail) = frame_rest(frame, *written);
+            if self.batch.is_empty() && head.is_empty() && tail.is_empty() {
+                self.pending = None;
+                break;
+            }
+            let slices = [io::IoSlice::new(&self.batch), io::IoSlice::new(head), io::IoSlice::new(tail)];
+            let mut n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_batch = n.min(self.batch.len());
+            self.batch.advance(from_batch);
+            n -= from_batch;
+            *written += n;
+        }
         Poll::Ready(Ok(()))
+    }
+
+    /// Writes `frames` without waiting for the stream: small ones are coalesced as
+    /// [`send`](Self::send) does, large ones go from their own buffers, and whatever the stream
+    /// does not take at once stays held here, to go first with the next send, write or flush.
+    /// Frames it did not start stay in `frames` (it starts none once the stream is full).
+    ///
+    /// Returns whether everything it took was written and flushed (if not, [`held`](Self::held)
+    /// says how much waits here). On an error, what it took is lost, as with a failed
+    /// [`send`](Self::send).
+    pub fn try_send(&mut self, frames: &mut Vec<Frame>) -> io::Result<bool> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.poll_write_queued(&mut cx).is_pending() {
+            return Ok(false);
+        }
+        let mut taken = 0;
+        for frame in frames.iter_mut() {
+            taken += 1;
+            if frame.tail.is_none() && frame.head.len() <= COALESCE_LIMIT {
+                self.batch.extend_from_slice(&frame.head);
+                continue;
+            }
+            // Written after the batch; moved out (leaving an empty frame to be drained).
+            let large = std::mem::replace(frame, Frame::empty());
+            self.pending = Some((large, 0));
+            if let Poll::Ready(result) = self.poll_write_queued(&mut cx) {
+                result?;
+            } else {
+                break;
+            }
+        }
+        frames.drain(..taken);
+        match self.poll_write_queued(&mut cx) {
+            Poll::Ready(result) => result?,
+            Poll::Pending => return Ok(false),
+        }
+        // As `send`: a burst should not pin a large batch buffer.
+        if self.batch.capacity() > 4 * COALESCE_LIMIT {
+            self.batch = BytesMut::new();
+        }
+        match Pin::new(&mut self.inner).poll_flush(&mut cx) {
+            Poll::Ready(result) => result.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Bytes taken by [`try_send`](Self::try_send) and not yet written.
+    pub fn held(&self) -> usize {
+        self.batch.len() + self.pending.as_ref().map_or(0, |(frame, written)| frame.len() - written)
     }
 
     /// The wrapped stream, dropping any bytes queued but not yet written.
@@ -884,5 +972,58 @@ mod tests {
             }
             drop(got);
         }
+    }
+
+    /// A frame of `len` body bytes of `byte`, the last `tail` of them held apart.
+    fn built(len: usize, tail: usize, byte: u8) -> Frame {
+        let mut buf = FrameBuf::with_capacity(len);
+        buf.extend_from_slice(&vec![byte; len - tail]);
+        if tail > 0 {
+            buf.set_tail(Bytes::from(vec![byte; tail]));
+        }
+        buf.finish(usize::MAX).expect("frame")
+    }
+
+    fn wire(frames: &[Frame]) -> Vec<u8> {
+        frames.iter().flat_map(|f| [f.as_bytes(), f.tail()].concat()).collect()
+    }
+
+    /// Without waiting: small frames go in one write; a stream that takes only part of what it
+    /// is given leaves the rest held in the writer, frames it did not start stay with the
+    /// caller, and the next send writes what was held first, so the order on the wire is kept.
+    #[tokio::test]
+    async fn a_send_without_waiting_keeps_what_the_stream_did_not_take_and_the_order() {
+        let (tx, mut rx) = tokio::io::duplex(1 << 20);
+        let mut writer = FrameWriter::new(tx);
+        let small = vec![built(10, 0, 1), built(20, 0, 2)];
+        let mut frames = small.clone();
+        assert!(writer.try_send(&mut frames).unwrap(), "all written");
+        assert!(frames.is_empty());
+        assert_eq!(writer.held(), 0);
+        let mut got = vec![0; wire(&small).len()];
+        rx.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, wire(&small));
+
+        // A stream with room for 100 bytes: a frame with a 50 KiB tail is begun, and the frame
+        // after it is left to the caller.
+        let (tx, mut rx) = tokio::io::duplex(100);
+        let mut writer = FrameWriter::new(tx);
+        let all = vec![built(8, 0, 3), built(50 * 1024, 40 * 1024, 4), built(5, 0, 5)];
+        let mut frames = all.clone();
+        assert!(!writer.try_send(&mut frames).unwrap(), "the stream is full");
+        assert_eq!(frames.len(), 1, "the last frame was not started");
+        assert_eq!(frames[0].as_bytes(), all[2].as_bytes());
+        let expected = wire(&all);
+        assert_eq!(writer.held(), expected.len() - 100 - frames[0].len(), "all but what the stream took");
+        assert!(!writer.try_send(&mut frames).unwrap(), "still full: nothing new is started");
+        assert_eq!(frames.len(), 1);
+        let reading = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            rx.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, expected, "the order frames were given in");
+        });
+        writer.send(&mut frames).await.unwrap();
+        assert_eq!(writer.held(), 0);
+        reading.await.unwrap();
     }
 }

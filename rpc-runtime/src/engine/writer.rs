@@ -1,5 +1,6 @@
 //! The task that owns a connection's write half: preface, HELLO, then queued frames (the server
-//! writes through it; a refusal too; the client's queue, `client::outgoing`, writes directly while idle).
+//! writes through it, and writes to it directly while it waits, see [`queue`]; a refusal too; the
+//! client's queue, `client::outgoing`, works the same way for callers).
 
 use std::future::Future;
 use std::io;
@@ -16,25 +17,6 @@ use super::queue;
 /// Frames written in one batch at most; more wait for the next flush.
 const BATCH: usize = 64;
 
-/// Something the writer can write: a bare frame (a client's), or a frame that knows when it was
-/// queued (a server's, whose write timeout counts from the oldest queued frame).
-pub(crate) trait Outgoing: Send + 'static {
-    /// When the frame was queued, if the sender recorded it.
-    fn queued_at(&self) -> Option<Instant>;
-    /// The frame itself.
-    fn into_frame(self) -> Frame;
-}
-
-impl Outgoing for Frame {
-    fn queued_at(&self) -> Option<Instant> {
-        None
-    }
-
-    fn into_frame(self) -> Frame {
-        self
-    }
-}
-
 /// What goes before the frames from the queue: the preface (raw on a byte stream, the first
 /// message on a native transport), and the HELLO if there is one (a refusal sends none).
 pub(crate) struct Greeting<'a> {
@@ -43,36 +25,43 @@ pub(crate) struct Greeting<'a> {
     pub(crate) hello: Option<Frame>,
 }
 
+/// The queue a writer takes its frames from; its senders may write to the parked sink.
+pub(crate) type Queue = queue::Receiver<Frame, MessageWriter>;
+
 /// Writes the preface, then every frame sent on `rx`, coalescing what is queued into one write and
 /// one flush. Ends when every sender is gone (then shuts the write side down so the peer sees EOF)
 /// or when a write fails or takes longer than `write_timeout` (a peer that stopped reading).
 pub(crate) async fn write_loop(
     writer: MessageWriter,
     preface: &[u8],
-    rx: queue::Receiver<Frame>,
+    rx: Queue,
     write_timeout: Duration,
 ) -> io::Result<()> {
     let greeting = Greeting { preface, hello: None };
     write_frames(writer, greeting, rx, write_timeout, &CancellationToken::new(), |_| {}).await
 }
 
-/// [`write_loop`] for a server: frames carry their queue time, and a batch must be written within
-/// `write_timeout` of when its oldest frame was queued (not of when the write began, which a
-/// peer draining slowly could restart for ever). `written(bytes)` is called after each batch is
-/// flushed, and once more for what is left unwritten when the loop ends. Cancelling `finish`
-/// makes the loop write what is queued by then, shut down and return, even while senders remain
-/// (work that outlives its connection holds a sender, and must not hold the socket).
-pub(crate) async fn write_frames<T: Outgoing>(
-    mut writer: MessageWriter,
+/// [`write_loop`] for a server: a batch must be written within `write_timeout` of when its
+/// oldest frame was queued (not of when the write began, which a peer draining slowly could
+/// restart for ever). `written(bytes)` is called after each batch is flushed, and once more for
+/// what is left unwritten when the loop ends. Cancelling `finish` makes the loop write what is
+/// queued by then, shut down and return, even while senders remain (work that outlives its
+/// connection holds a sender, and must not hold the socket).
+///
+/// While it waits, the writer parks its sink in the queue, where the connection may write to it
+/// directly (see [`queue`]); what such a write leaves in the sink is sent, and counted, with the
+/// next batch.
+pub(crate) async fn write_frames(
+    writer: MessageWriter,
     greeting: Greeting<'_>,
-    mut rx: queue::Receiver<T>,
+    mut rx: Queue,
     write_timeout: Duration,
     finish: &CancellationToken,
     mut written: impl FnMut(usize),
 ) -> io::Result<()> {
+    let mut writer = writer;
     writer.queue_preface(greeting.preface);
-    // Grown on demand: 64 slots of each up front were about 4 KiB held by every idle connection.
-    let mut queued = Vec::new();
+    // Grown on demand: 64 slots up front were about 2 KiB held by every idle connection.
     let mut batch = Vec::new();
     // The HELLO's bytes, which go with the first batch but were never queued.
     let mut uncounted = 0;
@@ -80,10 +69,13 @@ pub(crate) async fn write_frames<T: Outgoing>(
         uncounted = hello.len();
         batch.push(hello);
     }
-    // When the oldest frame of the batch was queued, if the sender said (a server's frames).
+    // When the oldest frame of the batch was queued.
     let mut oldest: Option<Instant> = None;
+    // Bytes a sender left in the sink, sent with this batch.
+    let mut held = 0;
     let result = loop {
-        let bytes: usize = batch.iter().map(Frame::len).sum::<usize>() - std::mem::take(&mut uncounted);
+        let bytes: usize = batch.iter().map(Frame::len).sum::<usize>() + std::mem::take(&mut held)
+            - std::mem::take(&mut uncounted);
         let sent = {
             let mut send = std::pin::pin!(writer.send(&mut batch));
             // Most batches are written at once: the timer (and the clock read) is armed only
@@ -108,27 +100,33 @@ pub(crate) async fn write_frames<T: Outgoing>(
                 ))
             }
         }
-        let n = tokio::select! {
+        rx.park(writer);
+        let taken = tokio::select! {
             biased;
-            n = rx.recv_many(&mut queued, BATCH) => n,
+            taken = rx.take(&mut batch, BATCH) => taken,
             _ = finish.cancelled() => {
                 // Write what is queued now, and stop: later sends fail.
                 rx.close();
-                rx.recv_many(&mut queued, BATCH).await
+                rx.take(&mut batch, BATCH).await
             }
         };
-        if n == 0 {
+        writer = taken.sink;
+        if let Some(e) = taken.failed {
+            written(taken.held);
+            break Err(e);
+        }
+        if taken.frames == 0 && !taken.flush_due {
             let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
             break Ok(());
         }
-        oldest = queued.first().and_then(Outgoing::queued_at);
-        batch.extend(queued.drain(..).map(Outgoing::into_frame));
+        oldest = taken.since;
+        held = taken.held;
     };
     // Whatever was not written is released too: queued frames, and the batch a failure left.
     rx.close();
-    let mut left: usize = batch.iter().map(Frame::len).sum();
-    while let Some(item) = rx.try_recv() {
-        left += item.into_frame().len();
+    let mut left: usize = batch.iter().map(Frame::len).sum::<usize>() + held + rx.take_held();
+    while let Some(frame) = rx.try_recv() {
+        left += frame.len();
     }
     if left > 0 {
         written(left);

@@ -332,36 +332,52 @@ impl ServerConn {
                     idle.as_mut().reset(if busy { now } else { last_activity } + idle_timeout);
                 }
                 frame = reader.recv(), if self.parked.len() < PARKED_REQUESTS && !self.outbox.is_full() => {
-                    let mut frame = frame.map(Some);
-                    // Frames that arrived in the same read are handled here, not each on its own
-                    // turn of the loop.
-                    loop {
-                        match frame {
-                            Ok(Some(Some(body))) => {
-                                match self.on_frame(body).await {
-                                    Ok(Activity::Call) => last_activity = Instant::now(),
-                                    Ok(Activity::Control) => {}
-                                    Err(close) => return close,
-                                }
-                            }
-                            Ok(Some(None)) => return Close::PeerClosed,
-                            Ok(None) => break,
-                            Err(e @ FrameError::TooLarge { .. }) => {
-                                return Close::GoAway(ErrorCode::FrameTooLarge, e.to_string())
-                            }
-                            Err(e @ FrameError::Timeout { .. }) => return Close::GoAway(ErrorCode::Idle, e.to_string()),
-                            Err(e @ (FrameError::BudgetExhausted { .. } | FrameError::Shed { .. })) => {
-                                return Close::GoAway(ErrorCode::Overloaded, e.to_string())
-                            }
-                            Err(e) => return Close::Failed(e.to_string()),
-                        }
-                        if self.parked.len() >= PARKED_REQUESTS || self.outbox.is_full() {
-                            break;
-                        }
-                        frame = reader.next_buffered().map(|f| f.map(Some));
+                    // The replies of the calls in this read are written together when it is
+                    // handled, here rather than by the writer task if it is idle.
+                    self.outbox.cork();
+                    let closed = self.on_read(frame, reader, &mut last_activity).await;
+                    self.outbox.uncork();
+                    if let Some(close) = closed {
+                        return close;
                     }
                 }
             }
+        }
+    }
+
+    /// Handles `frame` and the frames that arrived in the same read with it (not each on its own
+    /// turn of the loop); `Some` if the connection must close.
+    async fn on_read(
+        &mut self,
+        frame: Result<Option<Bytes>, FrameError>,
+        reader: &mut MessageReader,
+        last_activity: &mut Instant,
+    ) -> Option<Close> {
+        let mut frame = frame.map(Some);
+        loop {
+            match frame {
+                Ok(Some(Some(body))) => match self.on_frame(body).await {
+                    Ok(Activity::Call) => *last_activity = Instant::now(),
+                    Ok(Activity::Control) => {}
+                    Err(close) => return Some(close),
+                },
+                Ok(Some(None)) => return Some(Close::PeerClosed),
+                Ok(None) => return None,
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    return Some(Close::GoAway(ErrorCode::FrameTooLarge, e.to_string()))
+                }
+                Err(e @ FrameError::Timeout { .. }) => {
+                    return Some(Close::GoAway(ErrorCode::Idle, e.to_string()))
+                }
+                Err(e @ (FrameError::BudgetExhausted { .. } | FrameError::Shed { .. })) => {
+                    return Some(Close::GoAway(ErrorCode::Overloaded, e.to_string()))
+                }
+                Err(e) => return Some(Close::Failed(e.to_string())),
+            }
+            if self.parked.len() >= PARKED_REQUESTS || self.outbox.is_full() {
+                return None;
+            }
+            frame = reader.next_buffered().map(|f| f.map(Some));
         }
     }
 

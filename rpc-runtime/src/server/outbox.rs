@@ -12,11 +12,10 @@ use rpc_transport::framed::Frame;
 use tokio::sync::Notify;
 
 use crate::engine::queue::{self, TrySendError};
-use tokio::time::Instant;
+use rpc_transport::message::MessageWriter;
 use tokio_util::sync::CancellationToken;
 
 use super::log_limit::LogLimit;
-use crate::engine::writer::Outgoing;
 
 /// Bytes of queued responses every connection may have whatever the server-wide budget holds:
 /// small replies to a peer that reads them never wait behind peers that filled the server-wide
@@ -122,23 +121,6 @@ impl Drop for Blocked<'_> {
     }
 }
 
-/// A frame on its way to the writer, with the time it was queued (for the write timeout).
-#[derive(Debug)]
-pub(crate) struct Queued {
-    frame: Frame,
-    at: Instant,
-}
-
-impl Outgoing for Queued {
-    fn queued_at(&self) -> Option<Instant> {
-        Some(self.at)
-    }
-
-    fn into_frame(self) -> Frame {
-        self.frame
-    }
-}
-
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum NotSent {
@@ -153,7 +135,7 @@ pub(crate) enum NotSent {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     log: Mutex<LogLimit>,
-    tx: queue::Sender<Queued>,
+    tx: queue::Sender<Frame, MessageWriter>,
     conn: ByteBudget,
     server: Arc<ByteBudget>,
     write_timeout: Duration,
@@ -163,7 +145,7 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     pub(crate) fn new(
-        tx: queue::Sender<Queued>,
+        tx: queue::Sender<Frame, MessageWriter>,
         per_connection: usize,
         server: Arc<ByteBudget>,
         write_timeout: Duration,
@@ -241,24 +223,25 @@ impl Outbox {
             // every connection) starts no call and reads nothing while a response waits (H2).
             let server_short = !self.server.has_room(n);
             let _blocked = (Blocked::new(&self.conn), server_short.then(|| Blocked::new(&self.server)));
+            // Room comes from the writer: it must know there is work, even while corked.
+            self.tx.wake_writer();
             match tokio::time::timeout(self.write_timeout, self.wait_until(|| self.try_charge(n))).await {
                 Ok(true) => {}
                 Ok(false) => return Err(NotSent::Closed),
                 Err(_) => return Err(NotSent::NoRoom),
             }
         }
-        let queued = Queued { frame, at: Instant::now() };
         // The queue almost always has room: the timer (and the clock read and runtime handle it
         // takes) is made only when it has none.
-        let queued = match self.tx.try_send(queued) {
+        let frame = match self.tx.try_send(frame) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Closed(_)) => {
                 self.release(n);
                 return Err(NotSent::Closed);
             }
-            Err(TrySendError::Full(queued)) => queued,
+            Err(TrySendError::Full(frame)) => frame,
         };
-        match tokio::time::timeout(self.write_timeout, self.tx.send(queued)).await {
+        match tokio::time::timeout(self.write_timeout, self.tx.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => {
                 self.release(n);
@@ -277,11 +260,38 @@ impl Outbox {
         if !self.try_charge(n) {
             return false;
         }
-        if self.tx.try_send(Queued { frame, at: Instant::now() }).is_err() {
+        if self.tx.try_send(frame).is_err() {
             self.release(n);
             return false;
         }
         true
+    }
+
+    /// From now until [`uncork`](Self::uncork), queued frames do not wake the writer: the
+    /// connection is handling the frames of one read, and writes their replies together.
+    pub(crate) fn cork(&self) {
+        self.tx.cork();
+    }
+
+    /// Writes what was queued since [`cork`](Self::cork) straight to the socket if the writer is
+    /// idle, as far as the socket takes it without waiting (the writer sends the rest); else
+    /// wakes the writer for it.
+    pub(crate) fn uncork(&self) {
+        let Some((mut sink, mut frames)) = self.tx.uncork() else { return };
+        let queued: usize = frames.iter().map(Frame::len).sum();
+        // Nothing, as the writer flushes what it was left before it waits again.
+        let held_before = sink.held();
+        let result = sink.try_send(&mut frames);
+        let left: usize = frames.iter().map(Frame::len).sum();
+        let (done, held, failed) = match result {
+            Ok(done) => (done, sink.held().saturating_sub(held_before), None),
+            // Lost with the connection: the writer stops with this error.
+            Err(e) => (true, 0, Some(e)),
+        };
+        // Written (or lost); what the sink holds is released by the writer once it is written,
+        // and what it did not take is still queued.
+        self.release(queued - left - held);
+        self.tx.give_back(sink, frames, done, held, failed);
     }
 
     /// Closes the connection from a call's side: its response found no room within the write
@@ -317,7 +327,7 @@ mod tests {
         assert!(!outbox.try_send(frame(10)), "no room for more");
         assert_eq!(outbox.send(frame(10)).await, Err(NotSent::NoRoom), "waits the write timeout");
         let first = rx.try_recv().expect("queued");
-        outbox.release(first.into_frame().len());
+        outbox.release(first.len());
         assert_eq!(server.in_use(), 0);
         assert!(outbox.try_send(frame(10)));
     }
@@ -343,7 +353,7 @@ mod tests {
             Outbox::new(tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
         assert!(!honest.is_full(), "a connection within its reserve keeps reading");
         honest.send(frame(16)).await.expect("within the reserve");
-        let sent = rx.try_recv().expect("queued").into_frame();
+        let sent = rx.try_recv().expect("queued");
         honest.release(sent.len());
         assert_eq!(server.in_use(), 2 * R + 4, "the reserve's bytes were charged and returned");
     }

@@ -102,6 +102,40 @@ impl MessageWriter {
         }
     }
 
+    /// Sends `frames` without waiting for the transport: what it does not take at once is held
+    /// here (on a byte stream) or left in `frames` (on a native transport, whole messages), to go
+    /// first with the next send or flush. Returns whether everything taken went out and was
+    /// flushed; if not, [`held`](Self::held) says how many bytes wait here. On an error, what it
+    /// took is lost, as with a failed [`send`](Self::send).
+    pub fn try_send(&mut self, frames: &mut Vec<Frame>) -> io::Result<bool> {
+        match &mut self.kind {
+            Kind::Framed(writer) => writer.try_send(frames),
+            Kind::Native(native) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut taken = 0;
+                for frame in frames.iter_mut() {
+                    if native.poll_ready(&mut cx)?.is_pending() {
+                        break;
+                    }
+                    let frame = mem::replace(frame, Frame::empty());
+                    native.sink.start_send(frame.into_body())?;
+                    taken += 1;
+                }
+                let all = taken == frames.len();
+                frames.drain(..taken);
+                Ok(all && native.poll_flush(&mut cx)?.is_ready())
+            }
+        }
+    }
+
+    /// Bytes that [`try_send`](Self::try_send) took and has not written yet.
+    pub fn held(&self) -> usize {
+        match &self.kind {
+            Kind::Framed(writer) => writer.held(),
+            Kind::Native(_) => 0,
+        }
+    }
+
     /// Flushes what was sent (and the preface, if nothing else went yet).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.kind {

@@ -186,8 +186,9 @@ impl Conn {
     }
 }
 
-/// A client connection on the runtime, for the many-connections figure: one task per connection,
-/// pipelining as [`Conn::pipeline`] does.
+/// A client connection on the runtime: for the many-connections figure (one task per connection,
+/// pipelining as [`Conn::pipeline`] does), and for the sequential figure against a floor that
+/// runs on tokio as ours does.
 pub(crate) struct AsyncConn {
     r: BoxRead,
     w: BoxWrite,
@@ -198,6 +199,16 @@ pub(crate) struct AsyncConn {
 impl AsyncConn {
     pub(crate) fn new((r, w): (BoxRead, BoxWrite)) -> AsyncConn {
         AsyncConn { r, w, buf: vec![0u8; BUFFER], filled: 0 }
+    }
+
+    /// [`Conn::call`], on the runtime.
+    pub(crate) async fn call(&mut self, request: &[u8]) -> io::Result<()> {
+        self.w.write_all(request).await?;
+        let n = self.read_responses(request.len() - HEADER).await?;
+        if n != 1 {
+            return Err(io::Error::new(ErrorKind::InvalidData, format!("{n} responses to one request")));
+        }
+        Ok(())
     }
 
     async fn read_responses(&mut self, body: usize) -> io::Result<usize> {

@@ -21,6 +21,10 @@ serde transport with bincode (`serde-transport-bincode`: tokio-util's length-del
 calls from a task on it. All three set `TCP_NODELAY`.
 
 - (a) one call at a time, 16-byte argument and result (`[u8; 16]`): latency percentiles, calls/s.
+  Its second row has the same figures for ours and tarpc, against the floor's echo on its event
+  loop (tokio, current-thread) called from a task on the runtime (tokio's stock socket types):
+  what a tokio program pays for a round trip before any RPC work. Not for a pipe to a child,
+  which is served on a thread.
 - (b) 64 calls in flight on one connection (ours and tarpc: a `FuturesUnordered` refilled as calls
   finish; the floor: 64 frames outstanding, each batch of responses answered with one write, on
   a thread in even repetitions and on an event loop in odd ones, best of either).
@@ -100,6 +104,12 @@ const FIGURES: &[Figure] = &[
         label: "(a) sequential p50, µs",
         decimals: 1,
         target: Some(Target::FloorRatioAtMost(1.15)),
+    },
+    Figure {
+        key: "seq_p50_tokio_us",
+        label: "(a) sequential p50 against the floor on tokio, µs",
+        decimals: 1,
+        target: None,
     },
     Figure { key: "seq_p99_us", label: "(a) sequential p99, µs", decimals: 1, target: None },
     Figure { key: "seq_calls_s", label: "(a) sequential, calls/s", decimals: 0, target: None },

@@ -171,6 +171,14 @@ impl<T, S> Sender<T, S> {
         }
     }
 
+    /// Refuses frames from now on: the writer writes what is queued and stops, even while
+    /// senders remain.
+    pub(crate) fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+        self.shared.room.notify_waiters();
+    }
+
     /// Wakes the writer for what is queued, even while the queue is corked: for a sender about to
     /// wait for room, which only the writer makes.
     pub(crate) fn wake_writer(&self) {

@@ -10,7 +10,6 @@ use std::time::Duration;
 use rpc_transport::framed::Frame;
 use rpc_transport::message::MessageWriter;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::queue;
 
@@ -38,14 +37,14 @@ pub(crate) async fn write_loop(
     write_timeout: Duration,
 ) -> io::Result<()> {
     let greeting = Greeting { preface, hello: None };
-    write_frames(writer, greeting, rx, write_timeout, &CancellationToken::new(), |_| {}).await
+    write_frames(writer, greeting, rx, write_timeout, |_| {}).await
 }
 
 /// [`write_loop`] for a server: a batch must be written within `write_timeout` of when its
 /// oldest frame was queued (not of when the write began, which a peer draining slowly could
 /// restart for ever). `written(bytes)` is called after each batch is flushed, and once more for
-/// what is left unwritten when the loop ends. Cancelling `finish` makes the loop write what is
-/// queued by then, shut down and return, even while senders remain (work that outlives its
+/// what is left unwritten when the loop ends. [`queue::Sender::close`] makes the loop write what
+/// is queued by then, shut down and return, even while senders remain (work that outlives its
 /// connection holds a sender, and must not hold the socket).
 ///
 /// While it waits, the writer parks its sink in the queue, where the connection may write to it
@@ -56,7 +55,6 @@ pub(crate) async fn write_frames(
     greeting: Greeting<'_>,
     mut rx: Queue,
     write_timeout: Duration,
-    finish: &CancellationToken,
     mut written: impl FnMut(usize),
 ) -> io::Result<()> {
     let mut writer = writer;
@@ -101,26 +99,20 @@ pub(crate) async fn write_frames(
             }
         }
         rx.park(writer);
-        let taken = tokio::select! {
-            biased;
-            taken = rx.take(&mut batch, BATCH) => taken,
-            _ = finish.cancelled() => {
-                // Write what is queued now, and stop: later sends fail.
-                rx.close();
-                rx.take(&mut batch, BATCH).await
-            }
-        };
-        writer = taken.sink;
-        if let Some(e) = taken.failed {
-            written(taken.held);
+        let taken = rx.take(&mut batch, BATCH).await;
+        // Taken apart at once, so that nothing of it is kept across the next wait.
+        let queue::Taken { sink, frames, since, flush_due, held: left_held, failed } = taken;
+        writer = sink;
+        if let Some(e) = failed {
+            written(left_held);
             break Err(e);
         }
-        if taken.frames == 0 && !taken.flush_due {
+        if frames == 0 && !flush_due {
             let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
             break Ok(());
         }
-        oldest = taken.since;
-        held = taken.held;
+        oldest = since;
+        held = left_held;
     };
     // Whatever was not written is released too: queued frames, and the batch a failure left.
     rx.close();

@@ -294,6 +294,13 @@ impl Outbox {
         self.tx.give_back(sink, frames, done, held, failed);
     }
 
+    /// Ends the connection's writing: what is queued now is written, then the socket is shut
+    /// down, even while calls that outlive the connection still hold this outbox (their sends
+    /// fail from now on).
+    pub(crate) fn finish(&self) {
+        self.tx.close();
+    }
+
     /// Closes the connection from a call's side: its response found no room within the write
     /// timeout, so the peer would otherwise wait for it until its own deadline.
     pub(crate) fn abandon(&self) {

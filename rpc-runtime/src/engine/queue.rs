@@ -139,14 +139,17 @@ impl<T, S> Sender<T, S> {
             return Err(TrySendError::Full(item));
         }
         let was_empty = inner.items.is_empty();
-        if was_empty {
+        // A corked queue is written when it is uncorked, microseconds from now: the clock is
+        // read then, only if the frames go to the writer.
+        let corked = self.shared.corked.load(Ordering::Relaxed);
+        if was_empty && !corked {
             inner.since = Some(Instant::now());
         }
         inner.items.push(item);
         drop(inner);
         // The writer only waits on an empty queue; `notify_one` keeps the wake-up for it if it
-        // is not waiting yet. A corked queue is written when it is uncorked.
-        if was_empty && !self.shared.corked.load(Ordering::Relaxed) {
+        // is not waiting yet.
+        if was_empty && !corked {
             self.shared.ready.notify_one();
         }
         Ok(())
@@ -211,6 +214,9 @@ impl<T, S> Sender<T, S> {
                 }
                 return Some((sink, items));
             }
+        }
+        if inner.since.is_none() {
+            inner.since = Some(Instant::now());
         }
         drop(inner);
         self.shared.ready.notify_one();

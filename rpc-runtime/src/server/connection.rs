@@ -341,6 +341,7 @@ impl ServerConn {
                         loop {
                             match frame {
                                 Ok(Some(Some(body))) => match self.on_frame(body).await {
+                                    Ok(Activity::Request) => last_activity = self.last_request,
                                     Ok(Activity::Call) => last_activity = Instant::now(),
                                     Ok(Activity::Control) => {}
                                     Err(close) => break 'read Some(close),
@@ -485,7 +486,7 @@ impl ServerConn {
                 self.cancel_credit.on_request();
                 self.highest_id = self.highest_id.max(head.id);
                 self.on_request(head, &body).await?;
-                Ok(Activity::Call)
+                Ok(Activity::Request)
             }
             Ok(Message::Cancel { id }) => {
                 // A cancel of a call that already finished is normal; a flood is not.
@@ -541,6 +542,8 @@ impl ServerConn {
     }
 
     async fn on_request(&mut self, head: protocol::CallHead, payload: &Bytes) -> Result<(), Close> {
+        let now = Instant::now();
+        self.last_request = now;
         let protocol::CallHead { id, kind, format, service, method, hash, timeout, metadata } = head;
         let oneway = kind == crate::describe::MethodKind::Oneway;
         let fail = |e| if oneway { None } else { Some(e) };
@@ -562,8 +565,6 @@ impl ServerConn {
         if self.running.contains_key(&id) || self.parked.iter().any(|p| p.id == id) {
             return self.violation(id, "ignored a request reusing the id of a call in flight");
         }
-        let now = Instant::now();
-        self.last_request = now;
         if self.tasks.is_empty() {
             self.slot.activity.idle_since(now);
         }
@@ -828,7 +829,9 @@ fn read_failed(e: FrameError) -> Close {
 
 /// What a connection is doing when a frame arrives, for its idle timer.
 enum Activity {
-    /// A request, a cancel: activity that keeps a connection open.
+    /// A request, at `last_request` (read once, for both).
+    Request,
+    /// A cancel, a stream frame: activity that keeps a connection open.
     Call,
     /// A ping or pong: keeps a connection with calls running open, not an empty one (H6).
     Control,

@@ -153,21 +153,12 @@ async fn run_transport(transport: Transport, plan: &Plan, dir: &std::path::Path)
         let request = floor::frame(SMALL.len());
         let mut best = f64::INFINITY;
         for _ in 0..plan.reps {
-            let mut lat = Latencies::default();
-            for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
-                let start = Instant::now();
-                let mut phase = Latencies::default();
-                while start.elapsed() < dur {
-                    let t = Instant::now();
-                    c.call(&request).await?;
-                    phase.samples.push(t.elapsed());
-                }
-                phase.elapsed = start.elapsed();
-                if keep {
-                    lat = phase;
-                }
+            let mut run = Timed::new(plan);
+            while let Some(t) = run.next() {
+                c.call(&request).await?;
+                run.record(t);
             }
-            best = best.min(lat.percentile_us(0.50));
+            best = best.min(run.finish().percentile_us(0.50));
         }
         for (imp, median) in medians {
             let value = if imp == Impl::Floor { best } else { median };
@@ -274,21 +265,12 @@ impl Conn {
                 });
                 // The floor's calls block: this thread leaves the runtime for the measurement.
                 block_in_place(|| {
-                    let mut lat = Latencies::default();
-                    for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
-                        let start = Instant::now();
-                        let mut phase = Latencies::default();
-                        while start.elapsed() < dur {
-                            let t = Instant::now();
-                            c.call(&request)?;
-                            phase.samples.push(t.elapsed());
-                        }
-                        phase.elapsed = start.elapsed();
-                        if keep {
-                            lat = phase;
-                        }
+                    let mut run = Timed::new(plan);
+                    while let Some(t) = run.next() {
+                        c.call(&request)?;
+                        run.record(t);
                     }
-                    Ok(lat)
+                    Ok(run.finish())
                 })
             }
             Conn::Ours(c) => Ok(sequential(c, payload, plan).await),
@@ -328,29 +310,67 @@ pub(crate) fn check_small(got: [u8; 16]) {
 }
 
 async fn sequential<C: Caller>(c: &C, payload: Payload, plan: &Plan) -> Latencies {
-    let mut lat = Latencies::default();
     // Each result is the next argument: no copy of the payload per call on the client side.
     let mut vec = vec![7u8; LARGE];
     let mut buf = Bytes::from(vec![7u8; LARGE]);
-    for (dur, keep) in [(plan.warmup, false), (plan.measure, true)] {
-        let start = Instant::now();
-        let mut phase = Latencies::default();
-        while start.elapsed() < dur {
-            let t = Instant::now();
-            match payload {
-                Payload::Small => check_small(c.echo16(SMALL).await),
-                Payload::LargeVec => vec = c.echo_vec(vec).await,
-                Payload::LargeBuf => buf = c.echo_buf(buf).await,
-            }
-            phase.samples.push(t.elapsed());
+    let mut run = Timed::new(plan);
+    while let Some(t) = run.next() {
+        match payload {
+            Payload::Small => check_small(c.echo16(SMALL).await),
+            Payload::LargeVec => vec = c.echo_vec(vec).await,
+            Payload::LargeBuf => buf = c.echo_buf(buf).await,
         }
-        phase.elapsed = start.elapsed();
-        if keep {
-            lat = phase;
-        }
+        run.record(t);
     }
     assert!(vec.len() == LARGE && buf.len() == LARGE, "the echo came back altered");
-    lat
+    run.finish()
+}
+
+/// One call at a time for the warmup, then for the measured time, timing each call of the
+/// measured phase: `while let Some(t) = run.next() { call; run.record(t) }`.
+struct Timed {
+    /// The phases left: how long, and whether its calls are kept.
+    phases: std::vec::IntoIter<(Duration, bool)>,
+    current: Option<(Duration, bool)>,
+    start: Instant,
+    phase: Latencies,
+    kept: Latencies,
+}
+
+impl Timed {
+    fn new(plan: &Plan) -> Timed {
+        let mut phases = vec![(plan.warmup, false), (plan.measure, true)].into_iter();
+        let current = phases.next();
+        let (phase, kept) = (Latencies::default(), Latencies::default());
+        Timed { phases, current, start: Instant::now(), phase, kept }
+    }
+
+    /// When the next call starts, or `None` once the measured phase is over.
+    fn next(&mut self) -> Option<Instant> {
+        loop {
+            let (dur, keep) = self.current?;
+            if self.start.elapsed() < dur {
+                return Some(Instant::now());
+            }
+            self.phase.elapsed = self.start.elapsed();
+            let phase = std::mem::take(&mut self.phase);
+            if keep {
+                self.kept = phase;
+            }
+            self.current = self.phases.next();
+            self.start = Instant::now();
+        }
+    }
+
+    /// The call that started at `t` has returned.
+    fn record(&mut self, t: Instant) {
+        self.phase.samples.push(t.elapsed());
+    }
+
+    /// The measured phase's calls.
+    fn finish(self) -> Latencies {
+        self.kept
+    }
 }
 
 /// Calls/s with `window` calls in flight on each of `clients`, each client driven by its own task.

@@ -364,4 +364,50 @@ mod tests {
         honest.release(sent.len());
         assert_eq!(server.in_use(), 2 * R + 4, "the reserve's bytes were charged and returned");
     }
+
+    /// A framed message writer over one end of an in-memory byte stream of `room` bytes.
+    fn sink(room: usize) -> (MessageWriter, tokio::io::DuplexStream) {
+        let (ours, peer) = tokio::io::duplex(room);
+        let conn = rpc_transport::Connection::new(tokio::io::empty(), ours, rpc_transport::Peer::Memory);
+        (conn.into_messages(&Default::default()).1, peer)
+    }
+
+    /// With the writer waiting (its sink parked), the replies queued while corked are written by
+    /// the uncork itself, with no writer task at all, and their bytes leave both budgets. What
+    /// the stream does not take stays charged, and is the writer's to send.
+    #[tokio::test(start_paused = true)]
+    async fn uncorking_writes_the_replies_itself_and_charges_what_the_socket_did_not_take() {
+        use tokio::io::AsyncReadExt;
+
+        let (tx, mut rx) = queue::channel(16);
+        let server = Arc::new(ByteBudget::new(1 << 20));
+        let outbox =
+            Outbox::new(tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        let (writer, mut peer) = sink(1 << 16);
+        rx.park(writer);
+        outbox.cork();
+        assert!(outbox.try_send(frame(10)) && outbox.try_send(frame(20)));
+        assert_eq!(server.in_use(), 38, "charged while queued");
+        outbox.uncork();
+        assert_eq!(server.in_use(), 0, "written, and released");
+        let mut got = [0; 38];
+        peer.read_exact(&mut got).await.expect("on the wire without a writer task");
+        assert_eq!(&got[..4], &10u32.to_be_bytes());
+        assert_eq!(&got[14..18], &20u32.to_be_bytes());
+
+        // A stream with room for 8 bytes takes 8 of the 104: the rest stays charged.
+        let (tx, mut rx) = queue::channel(16);
+        let outbox =
+            Outbox::new(tx, 1 << 20, Arc::clone(&server), Duration::from_secs(30), CancellationToken::new());
+        let (writer, _peer) = sink(8);
+        rx.park(writer);
+        outbox.cork();
+        assert!(outbox.try_send(frame(100)));
+        outbox.uncork();
+        assert_eq!(server.in_use(), 96, "what the stream did not take");
+        let mut batch = Vec::new();
+        let taken = rx.take(&mut batch, 64).await;
+        assert!(taken.flush_due && taken.frames == 0);
+        assert_eq!(taken.held, 96, "the writer sends, then releases, the rest");
+    }
 }

@@ -753,12 +753,14 @@ pub struct FrameWriter<W> {
     /// A large frame that [`try_send`](Self::try_send) began and the stream did not take whole,
     /// with how much of it was written: it goes next, right after `batch`.
     pending: Option<(Frame, usize)>,
+    /// How much of `batch` is written (it is cleared once all of it is).
+    sent: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a stream.
     pub fn new(inner: W) -> Self {
-        FrameWriter { inner, batch: BytesMut::new(), pending: None }
+        FrameWriter { inner, batch: BytesMut::new(), pending: None, sent: 0 }
     }
 
     /// Queues unframed bytes (a connection preface) to go out before the next frames.
@@ -766,37 +768,26 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.batch.extend_from_slice(bytes);
     }
 
-    /// Writes every frame in `frames` (leaving it empty) and flushes.
+    /// Writes every frame in `frames` (leaving it empty) and flushes: what
+    /// [`try_send`](Self::try_send) takes at once, then the rest as the stream takes it.
     pub async fn send(&mut self, frames: &mut Vec<Frame>) -> io::Result<()> {
-        // What a non-blocking send left of a large frame goes before anything new.
-        if self.pending.is_some() {
-            std::future::poll_fn(|cx| self.poll_write_queued(cx)).await?;
-        }
-        for frame in frames.drain(..) {
-            if frame.tail.is_none() && frame.head.len() <= COALESCE_LIMIT {
-                self.batch.extend_from_slice(&frame.head);
-            } else {
-                // What is batched, then the large frame from its own buffers: one vectored write.
-                write_all_parts(&mut self.inner, [&self.batch, &frame.head, frame.tail()]).await?;
-                self.batch.clear();
+        while !self.try_send(frames)? {
+            std::future::poll_fn(|cx| self.poll_flush(cx)).await?;
+            if frames.is_empty() {
+                break;
             }
         }
-        if !self.batch.is_empty() {
-            self.inner.write_all(&self.batch).await?;
-            self.batch.clear();
-        }
-        // A burst of large responses should not pin a large batch buffer for the life of the
-        // connection.
-        if self.batch.capacity() > 4 * COALESCE_LIMIT {
-            self.batch = BytesMut::new();
-        }
-        self.inner.flush().await
+        Ok(())
     }
 
     /// Writes one frame from its own buffers (head and tail), after any bytes queued with
     /// [`queue_raw`](Self::queue_raw), in one vectored write where the stream allows; does not
     /// flush.
     pub async fn write_frame(&mut self, frame: &Frame) -> io::Result<()> {
+        // What a non-blocking send left goes first (the batch may be written in part).
+        if self.pending.is_some() || self.sent > 0 {
+            std::future::poll_fn(|cx| self.poll_write_queued(cx)).await?;
+        }
         write_all_parts(&mut self.inner, [&self.batch, &frame.head, frame.tail()]).await?;
         self.batch.clear();
         Ok(())
@@ -821,28 +812,37 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Writes what is held here: the batch, then the rest of a pending large frame (in one
     /// vectored write where the stream allows).
     fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.batch.is_empty() && self.pending.is_none() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.batch))?;
+        while self.sent < self.batch.len() && self.pending.is_none() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.batch[self.sent..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.batch.advance(n);
+            self.sent += n;
         }
         while let Some((frame, written)) = &mut self.pending {
+            let unsent = &self.batch[self.sent..];
             let (head, tail) = frame_rest(frame, *written);
-            if self.batch.is_empty() && head.is_empty() && tail.is_empty() {
+            if unsent.is_empty() && head.is_empty() && tail.is_empty() {
                 self.pending = None;
                 break;
             }
-            let slices = [io::IoSlice::new(&self.batch), io::IoSlice::new(head), io::IoSlice::new(tail)];
+            let slices = [io::IoSlice::new(unsent), io::IoSlice::new(head), io::IoSlice::new(tail)];
             let mut n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            let from_batch = n.min(self.batch.len());
-            self.batch.advance(from_batch);
+            let from_batch = n.min(unsent.len());
+            self.sent += from_batch;
             n -= from_batch;
             *written += n;
+        }
+        // All written: cleared rather than advanced, so that its capacity is the allocation's,
+        // and a burst of large responses does not pin a large batch buffer for the life of the
+        // connection.
+        self.batch.clear();
+        self.sent = 0;
+        if self.batch.capacity() > 4 * COALESCE_LIMIT {
+            self.batch = BytesMut::new();
         }
         Poll::Ready(Ok(()))
     }
@@ -881,10 +881,6 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             Poll::Ready(result) => result?,
             Poll::Pending => return Ok(false),
         }
-        // As `send`: a burst should not pin a large batch buffer.
-        if self.batch.capacity() > 4 * COALESCE_LIMIT {
-            self.batch = BytesMut::new();
-        }
         match Pin::new(&mut self.inner).poll_flush(&mut cx) {
             Poll::Ready(result) => result.map(|()| true),
             Poll::Pending => Ok(false),
@@ -893,7 +889,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Bytes taken by [`try_send`](Self::try_send) and not yet written.
     pub fn held(&self) -> usize {
-        self.batch.len() + self.pending.as_ref().map_or(0, |(frame, written)| frame.len() - written)
+        self.batch.len() - self.sent
+            + self.pending.as_ref().map_or(0, |(frame, written)| frame.len() - written)
     }
 
     /// The wrapped stream, dropping any bytes queued but not yet written.
@@ -1025,5 +1022,21 @@ mod tests {
         writer.send(&mut frames).await.unwrap();
         assert_eq!(writer.held(), 0);
         reading.await.unwrap();
+    }
+
+    /// A burst of small frames over four times the coalescing limit leaves no large batch
+    /// buffer behind, whichever way it was sent.
+    #[tokio::test]
+    async fn a_large_burst_does_not_pin_its_batch_buffer() {
+        let burst = || (0..5).map(|i| built(16_000, 0, i)).collect::<Vec<_>>();
+        let (tx, mut rx) = tokio::io::duplex(1 << 20);
+        let mut writer = FrameWriter::new(tx);
+        assert!(writer.try_send(&mut burst()).unwrap(), "all written at once");
+        assert_eq!(writer.batch.capacity(), 0, "after a send without waiting");
+        writer.send(&mut burst()).await.unwrap();
+        assert_eq!(writer.batch.capacity(), 0, "after a send");
+        let mut got = vec![0; 2 * wire(&burst()).len()];
+        rx.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [wire(&burst()), wire(&burst())].concat());
     }
 }

@@ -492,8 +492,8 @@ async fn listener_keeps_accepting_after_every_client_has_gone() {
     guard(async {
         let mut listener = fifo::bind(&path).await.unwrap();
         for _ in 0..3 {
-            let (client, server) = tokio::join!(fifo::connect(&path), listener.accept());
-            let (client, mut server) = exchange(client.unwrap(), server.unwrap().unwrap()).await;
+            let (client, server) = accept_pair(&mut listener, &path).await;
+            let (client, mut server) = exchange(client, server).await;
             drop(client);
             assert!(server.r.read_frame().await.unwrap().is_none(), "the server side sees the client go");
         }
@@ -508,9 +508,9 @@ async fn server_write_to_a_vanished_client_is_broken_pipe() {
     let path = dir.path().join("server.fifo");
     guard(async {
         let mut listener = fifo::bind(&path).await.unwrap();
-        let (client, server) = tokio::join!(fifo::connect(&path), listener.accept());
-        drop(client.unwrap());
-        let (_r, mut w, _g) = framed(server.unwrap().unwrap());
+        let (client, server) = accept_pair(&mut listener, &path).await;
+        drop(client);
+        let (_r, mut w, _g) = framed(server);
         let err = loop {
             if let Err(e) = send(&mut w, b"hello?").await {
                 break e;
@@ -802,6 +802,12 @@ async fn killed_clients_do_not_break_the_listener() {
     .await;
 }
 
+/// A client connected at `path` and the listener's end of it.
+async fn accept_pair(listener: &mut FifoListener, path: &Path) -> (Connection, Connection) {
+    let (client, server) = tokio::join!(fifo::connect(path), listener.accept());
+    (client.unwrap(), server.unwrap().unwrap())
+}
+
 trait SignalIsKill {
     fn signal_is_kill(&self) -> bool;
 }
@@ -821,8 +827,7 @@ async fn a_listeners_pair_grows_at_the_first_large_write() {
     let path = dir.path().join("server.fifo");
     guard(async {
         let mut listener = fifo::bind(&path).await.unwrap();
-        let (client, server) = tokio::join!(fifo::connect(&path), listener.accept());
-        let (client, _server) = (client.unwrap(), server.unwrap().unwrap());
+        let (client, _server) = accept_pair(&mut listener, &path).await;
         let (_r, mut w, _peer, _guard) = client.into_parts();
         let payload = vec![5u8; 200 * 1024];
         let wrote = tokio::time::timeout(Duration::from_secs(10), w.write_all(&payload)).await;

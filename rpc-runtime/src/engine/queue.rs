@@ -122,9 +122,9 @@ impl<T, S> Shared<T, S> {
 }
 
 impl<T, S> Inner<T, S> {
-    /// Whether the writer has something to do (or must see the end).
+    /// Whether the writer has something to do (or must see the end, or a sender's failure).
     fn has_work(&self) -> bool {
-        !self.items.is_empty() || self.flush_due || self.closed
+        !self.items.is_empty() || self.flush_due || self.closed || self.failed.is_some()
     }
 }
 
@@ -251,7 +251,7 @@ impl<T, S> Sender<T, S> {
         if failed.is_some() {
             inner.failed = failed;
         }
-        let work = inner.has_work() || inner.failed.is_some();
+        let work = inner.has_work();
         drop(inner);
         if work {
             self.shared.ready.notify_one();
@@ -289,36 +289,41 @@ impl<T, S> Receiver<T, S> {
     /// `buf` (which should be empty: the whole queue is swapped into it when it fits).
     pub(crate) async fn take(&mut self, buf: &mut Vec<T>, limit: usize) -> Taken<S> {
         loop {
-            {
-                let mut inner = self.shared.lock();
-                if inner.has_work() || inner.failed.is_some() {
-                    if let Some(sink) = inner.sink.take() {
-                        let n = inner.items.len().min(limit.max(1));
-                        if n == inner.items.len() && buf.is_empty() {
-                            std::mem::swap(&mut inner.items, buf);
-                        } else {
-                            buf.extend(inner.items.drain(..n));
-                        }
-                        let since = if inner.items.is_empty() { inner.since.take() } else { inner.since };
-                        let taken = Taken {
-                            sink,
-                            frames: n,
-                            since,
-                            flush_due: std::mem::take(&mut inner.flush_due),
-                            held: std::mem::take(&mut inner.held),
-                            failed: inner.failed.take(),
-                        };
-                        let full_before = inner.items.len() + n >= self.shared.capacity;
-                        drop(inner);
-                        if full_before {
-                            self.shared.room.notify_waiters();
-                        }
-                        return taken;
-                    }
-                }
+            if let Some(taken) = self.try_take(buf, limit) {
+                return taken;
             }
             self.shared.ready.notified().await;
         }
+    }
+
+    /// [`take`](Self::take) if there is work and the sink is here.
+    fn try_take(&mut self, buf: &mut Vec<T>, limit: usize) -> Option<Taken<S>> {
+        let mut inner = self.shared.lock();
+        if !inner.has_work() {
+            return None;
+        }
+        let sink = inner.sink.take()?;
+        let n = inner.items.len().min(limit.max(1));
+        if n == inner.items.len() && buf.is_empty() {
+            std::mem::swap(&mut inner.items, buf);
+        } else {
+            buf.extend(inner.items.drain(..n));
+        }
+        let since = if inner.items.is_empty() { inner.since.take() } else { inner.since };
+        let taken = Taken {
+            sink,
+            frames: n,
+            since,
+            flush_due: std::mem::take(&mut inner.flush_due),
+            held: std::mem::take(&mut inner.held),
+            failed: inner.failed.take(),
+        };
+        let full_before = inner.items.len() + n >= self.shared.capacity;
+        drop(inner);
+        if full_before {
+            self.shared.room.notify_waiters();
+        }
+        Some(taken)
     }
 
     /// Takes one queued frame, if any.

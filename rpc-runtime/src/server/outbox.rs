@@ -279,12 +279,12 @@ impl Outbox {
     pub(crate) fn uncork(&self) {
         let Some((mut sink, mut frames)) = self.tx.uncork() else { return };
         let queued: usize = frames.iter().map(Frame::len).sum();
-        // Nothing, as the writer flushes what it was left before it waits again.
-        let held_before = sink.held();
+        // The queue hands the sink over only with nothing left in it to flush.
+        debug_assert_eq!(sink.held(), 0);
         let result = sink.try_send(&mut frames);
         let left: usize = frames.iter().map(Frame::len).sum();
         let (done, held, failed) = match result {
-            Ok(done) => (done, sink.held().saturating_sub(held_before), None),
+            Ok(done) => (done, sink.held(), None),
             // Lost with the connection: the writer stops with this error.
             Err(e) => (true, 0, Some(e)),
         };

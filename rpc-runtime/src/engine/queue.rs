@@ -219,6 +219,8 @@ impl<T, S> Sender<T, S> {
             inner.since = Some(Instant::now());
         }
         drop(inner);
+        // The writer looks at the queue before it waits, and was woken already if its sink is
+        // parked with work due: this wake-up is only a safety net, on a path off the hot one.
         self.shared.ready.notify_one();
         None
     }
@@ -451,9 +453,10 @@ mod tests {
         assert_eq!(got, ["b", "c"], "what the sender left, then what was queued meanwhile");
     }
 
-    /// Uncorking while the writer is busy (its sink is not parked) wakes it for the frames.
+    /// Uncorking while the writer is busy (its sink is not parked) leaves the frames to it: it
+    /// takes them when it comes back, before it waits.
     #[tokio::test(start_paused = true)]
-    async fn uncorking_while_the_writer_is_busy_wakes_it() {
+    async fn uncorking_while_the_writer_is_busy_leaves_the_frames_to_it() {
         let (tx, mut rx) = channel::<u32, u8>(8);
         tx.cork();
         tx.try_send(1).unwrap();

@@ -51,13 +51,12 @@ pub(crate) async fn write_loop(
 /// directly (see [`queue`]); what such a write leaves in the sink is sent, and counted, with the
 /// next batch.
 pub(crate) async fn write_frames(
-    writer: MessageWriter,
+    mut writer: MessageWriter,
     greeting: Greeting<'_>,
     mut rx: Queue,
     write_timeout: Duration,
     mut written: impl FnMut(usize),
 ) -> io::Result<()> {
-    let mut writer = writer;
     writer.queue_preface(greeting.preface);
     // Grown on demand: 64 slots up front were about 2 KiB held by every idle connection.
     let mut batch = Vec::new();
